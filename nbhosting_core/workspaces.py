@@ -1,0 +1,137 @@
+"""Students' workspaces: DATA_ROOT/students/<user>/<course>/, one private copy per notebook.
+
+A course notebook is copied on first access only; an existing student copy is never overwritten. The
+copy is made by root inside a folder the student owns, so every step opens folders relative to their
+parent with O_NOFOLLOW: a symlink planted by a student can never make root write elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+from .errors import InvalidInput, NotFound
+from .models import Account
+from .notebooks import validated_notebook_bytes
+from .settings import Settings
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Workspaces:
+    """Finds course notebooks and copies them into students' workspaces."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def course_dir(self, course: str) -> Path:
+        """The folder of ``course``.
+
+        Raises:
+            NotFound: when there is no such course.
+        """
+        path = self._settings.courses_dir / course
+        if not path.is_dir():
+            raise NotFound(f"There is no course named {course!r} on this server.")
+        return path
+
+    def course_notebook(self, course: str, notebook: PurePosixPath) -> Path:
+        """The course's own file for ``notebook``, checked to stay inside the course.
+
+        Raises:
+            NotFound: no such course or notebook.
+            InvalidInput: the path leads outside the course (a symlink).
+        """
+        root = self.course_dir(course).resolve()
+        path = root.joinpath(*notebook.parts)
+        resolved = path.resolve()
+        if not resolved.is_relative_to(root):
+            raise InvalidInput(f"The notebook {str(notebook)!r} leads outside course {course!r}.")
+        if not resolved.is_file():
+            raise NotFound(f"Course {course!r} has no notebook {str(notebook)!r}.")
+        return resolved
+
+    def workspace(self, account: Account, course: str) -> Path:
+        """The folder mounted as the Jupyter root of (course, student)."""
+        return account.home / course
+
+    def read_course_notebook(self, course: str, notebook: PurePosixPath) -> bytes:
+        """The course's notebook, validated.
+
+        Raises:
+            NotFound, InvalidInput: see :meth:`course_notebook`.
+            InvalidNotebook: the file is not a valid notebook.
+        """
+        source = self.course_notebook(course, notebook)
+        return validated_notebook_bytes(source.read_bytes(), name=str(notebook))
+
+    def has_copy(self, account: Account, course: str, notebook: PurePosixPath) -> bool:
+        """True if the student already has something at ``notebook`` in their workspace."""
+        return os.path.lexists(self.workspace(account, course).joinpath(*notebook.parts))
+
+    def ensure_copy(self, account: Account, course: str, notebook: PurePosixPath) -> bool:
+        """Give the student their own copy of ``notebook`` unless they have one; True if copied now.
+
+        Raises:
+            NotFound, InvalidInput: see :meth:`course_notebook`.
+            InvalidNotebook: the course's file is not a valid notebook (nothing is copied).
+        """
+        with _opened_dirs(account, (course, *notebook.parts[:-1])) as dir_fd:
+            name = notebook.parts[-1]
+            if _exists(name, dir_fd):
+                return False
+            data = self.read_course_notebook(course, notebook)
+            return _write_new(dir_fd, name, data, account)
+
+
+@contextlib.contextmanager
+def _opened_dirs(account: Account, parts: tuple[str, ...]) -> Iterator[int]:
+    """Open (creating them as the student) the folders ``parts`` below the student's home."""
+    fd = os.open(account.home, DIR_FLAGS)
+    try:
+        for part in parts:
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+                os.chown(part, account.uid, account.gid, dir_fd=fd, follow_symlinks=False)
+            except FileExistsError:
+                pass
+            try:
+                child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                raise InvalidInput(
+                    f"Cannot use {part!r} in the workspace of {account.user}: it is not a plain folder."
+                ) from exc
+            os.close(fd)
+            fd = child
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _write_new(dir_fd: int, name: str, data: bytes, account: Account) -> bool:
+    """Write ``data`` as ``name`` atomically, never replacing what is there; True if written."""
+    tmp = f".nbh-copy-{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                 dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            os.fchown(out.fileno(), account.uid, account.gid)
+        try:
+            os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileExistsError:
+            return False  # the student (or a concurrent launch) got there first: keep theirs
+        return True
+    finally:
+        os.unlink(tmp, dir_fd=dir_fd)

@@ -1,0 +1,29 @@
+"""The one table that maps nbhosting errors to HTTP statuses and page titles."""
+
+from __future__ import annotations
+
+from nbhosting_core import errors
+
+STATUS: list[tuple[type[errors.NbhostingError], int, str]] = [
+    (errors.InvalidInput, 400, "This link is not valid"),
+    (errors.NotFound, 404, "Notebook not found"),
+    (errors.InvalidNotebook, 422, "This notebook cannot be opened"),
+    (errors.StartTimeout, 504, "Your notebook server is taking too long"),
+    (errors.StartFailed, 503, "Your notebook server could not start"),
+    (errors.RuntimeUnavailable, 503, "Notebooks are unavailable right now"),
+    (errors.CommandFailed, 500, "Something went wrong on the server"),
+    (errors.NbhostingError, 500, "Something went wrong on the server"),
+]
+
+
+def http_status(exc: errors.NbhostingError) -> tuple[int, str]:
+    """The (status, title) of an error: the first matching row of :data:`STATUS`."""
+    for kind, status, title in STATUS:
+        if isinstance(exc, kind):
+            return status, title
+    return 500, "Something went wrong on the server"
+
+
+def retryable(status: int) -> bool:
+    """Whether trying again may help (server-side trouble, not a bad link)."""
+    return status >= 500

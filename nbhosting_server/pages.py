@@ -1,0 +1,85 @@
+"""The few HTML pages the app serves: progress while a server starts, errors, the front page."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from string import Template
+
+from starlette.responses import HTMLResponse
+
+_PAGE = Template((Path(__file__).parent / "templates" / "page.html").read_text())
+
+
+def page(title: str, body: str, *, status: int = 200, kind: str = "", head: str = "") -> HTMLResponse:
+    """An HTML page; ``body`` and ``head`` are trusted markup, everything else is escaped."""
+    content = _PAGE.substitute(title=html.escape(title), body=body, kind=kind, head=head)
+    return HTMLResponse(content, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def error_page(status: int, title: str, message: str, *, retry_url: str | None = None) -> HTMLResponse:
+    """A friendly error: what happened, and what the student can do about it."""
+    retry = (f'<p><a class="button" href="{html.escape(retry_url)}">Try again</a></p>' if retry_url else "")
+    body = (f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>{retry}"
+            f'<p class="muted">Error {status}. If this persists, tell your course staff.</p>')
+    return page(title, body, status=status, kind="error")
+
+
+_PROGRESS_SCRIPT = Template("""
+<script>
+(function () {
+  var launch = $launch, started = Date.now(), timeoutMs = $timeout_ms;
+  var status = document.getElementById("status"), elapsed = document.getElementById("elapsed");
+  var timer = setInterval(function () {
+    elapsed.textContent = ((Date.now() - started) / 1000).toFixed(0) + " s";
+  }, 500);
+  function fail(message) {
+    clearInterval(timer);
+    document.querySelector("main").className = "error";
+    status.innerHTML = "";
+    var p = document.createElement("p"); p.textContent = message; status.appendChild(p);
+    var a = document.createElement("a"); a.className = "button"; a.href = launch; a.textContent = "Try again";
+    status.appendChild(a);
+  }
+  function poll() {
+    fetch(launch + (launch.indexOf("?") < 0 ? "?" : "&") + "wait=1",
+          {headers: {"Accept": "application/json"}, credentials: "same-origin", cache: "no-store"})
+      .then(function (r) { return r.json().then(function (d) { return [r.status, d]; }); })
+      .then(function (res) {
+        var d = res[1];
+        if (d.state === "ready") { location.replace(d.url); return; }
+        if (res[0] >= 400) { fail(d.message || "Your notebook server could not start."); return; }
+        if (Date.now() - started > timeoutMs) { fail("Your notebook server is taking too long to start."); return; }
+        setTimeout(poll, 100);
+      })
+      .catch(function () {
+        if (Date.now() - started > timeoutMs) { fail("The server cannot be reached."); return; }
+        setTimeout(poll, 500);
+      });
+  }
+  poll();
+})();
+</script>
+""")
+
+
+def progress_page(launch_url: str, notebook: str, course: str, timeout: float) -> HTMLResponse:
+    """Shown while a student's server starts: says so, then moves on to the notebook by itself."""
+    head = ('<noscript><meta http-equiv="refresh" content="2"></noscript>'
+            + _PROGRESS_SCRIPT.substitute(launch=json.dumps(launch_url),
+                                          timeout_ms=int((timeout + 5) * 1000)))
+    body = (f"<h1>Starting your notebook…</h1>"
+            f'<div id="status"><p><span class="spinner"></span>Preparing <code>{html.escape(notebook)}</code> '
+            f"for course <code>{html.escape(course)}</code> in your own Jupyter server "
+            f'(<span id="elapsed">0 s</span>).</p>'
+            f'<p class="muted">This usually takes a couple of seconds; the notebook opens by itself.</p></div>')
+    return page("Starting your notebook…", body, head=head)
+
+
+def front_page() -> HTMLResponse:
+    """What a person sees at the root of the site."""
+    body = ("<h1>nbhosting</h1><p>This server hosts the Jupyter notebooks of online courses: each student "
+            "gets a private copy of each notebook, in a notebook server of their own.</p>"
+            "<p>Open notebooks from your course's pages.</p>")
+    return page("nbhosting", body)
