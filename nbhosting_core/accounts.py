@@ -33,7 +33,7 @@ class Accounts:
 
     def find(self, student_id: str) -> Account | None:
         """The account of ``student_id`` if it is complete, else None."""
-        user = user_name(student_id)
+        user = user_name(student_id, self._settings.user_prefix)
         try:
             entry = pwd.getpwnam(user)
         except KeyError:
@@ -59,7 +59,7 @@ class Accounts:
 
     def _create(self, student_id: str) -> Account:
         s = self._settings
-        user = user_name(student_id)
+        user = user_name(student_id, self._settings.user_prefix)
         home = self.home_of(user)
         try:
             entry = pwd.getpwnam(user)

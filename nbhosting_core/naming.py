@@ -18,6 +18,7 @@ MAX_PATH = 1024
 MAX_COMPONENT = 255
 MAX_STUDENT_ID = 128
 USER_PREFIX = "nbh-"
+USER_PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,5}-$")
 KEY_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -84,12 +85,14 @@ def validate_student_id(student_id: str) -> str:
     return student_id
 
 
-def user_name(student_id: str) -> str:
-    """The Linux user of a student: ``nbh-`` + 96 bits of SHA-256 of the id (28 characters).
+def user_name(student_id: str, prefix: str = USER_PREFIX) -> str:
+    """The Linux user of a student: ``prefix`` + 96 bits of SHA-256 of the id (28 characters).
 
     Deterministic, valid for ``useradd`` whatever the id, and never the raw id.
     """
-    return USER_PREFIX + hashlib.sha256(validate_student_id(student_id).encode()).hexdigest()[:24]
+    if not USER_PREFIX_RE.match(prefix):
+        raise ValueError(f"invalid user prefix {prefix!r}")
+    return prefix + hashlib.sha256(validate_student_id(student_id).encode()).hexdigest()[:24]
 
 
 def container_name(user: str, course: str) -> str:

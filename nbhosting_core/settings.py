@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     )
     egress: bool = Field(True, description="Give kernels outbound network (slirp4netns); HTTP to "
                          "Jupyter always goes through its Unix socket.")
+    user_prefix: str = Field("nbh-", pattern=r"^[a-z][a-z0-9]{0,5}-$",
+                             description="Prefix of students' Linux user names (then 24 hex digits).")
     uid_min: int = Field(1_000_000, description="First uid given to student accounts.")
     uid_max: int = Field(1_999_999, description="Last uid given to student accounts.")
     subid_base: int = Field(2**31, description="Start of the subuid/subgid space for students.")

@@ -29,8 +29,11 @@ def _wants_json(request: Request) -> bool:
 def _set_access_cookie(response: Response, hub: Hub, launch: Launch) -> None:
     name, value, path, max_age = hub.access_cookie(launch)
     # SameSite=None + Secure + Partitioned: the cookie survives inside a course page's iframe.
-    response.set_cookie(name, value, max_age=max_age, path=path, secure=True, httponly=True,
-                        samesite="none", partitioned=True)
+    # (Written by hand: http.cookies learns "Partitioned" only in Python 3.14.)
+    response.headers.append(
+        "set-cookie",
+        f"{name}={value}; Max-Age={max_age}; Path={path}; Secure; HttpOnly; SameSite=None; Partitioned",
+    )
 
 
 def _cookie_values(header: str, name: str) -> list[str]:
@@ -111,6 +114,12 @@ async def _not_found(request: Request, exc: Any) -> Response:
     return pages.error_page(404, "Not found", "There is nothing at this address.")
 
 
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path, exc_info=exc)
+    return pages.error_page(500, "Something went wrong on the server",
+                            "This is our fault, not yours. Please try again in a moment.", retry_url=request.url.path)
+
+
 def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Starlette:
     """Build the app around ``hub`` (default: a :class:`Hub` on ``settings``, default from the env)."""
     if hub is None:
@@ -119,7 +128,7 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
     routes = [Route("/", e.front), Route("/_nbh/auth", e.auth), Route("/_nbh/health", e.health)]
     routes += [Route(f"/{prefix}/{{course}}/{{notebook:path}}/{{student}}", e.launch)
                for prefix in LAUNCH_PREFIXES]
-    app = Starlette(routes=routes, exception_handlers={404: _not_found})
+    app = Starlette(routes=routes, exception_handlers={404: _not_found, Exception: _server_error})
     app.state.hub = hub
     return app
 

@@ -1,0 +1,383 @@
+"""Build the notebook image locally and export it as ONE shared, read-only root filesystem.
+
+Every student container runs from the same exploded directory
+(``podman run --rootfs DIR --read-only --userns=keep-id ...``): importing an image into each student's own
+rootless store would cost seconds and hundreds of MB per student.
+
+Pipeline (all as root, every podman call with ``CONTAINERS_CONF`` set to nbhosting's own file):
+
+1. a base image: the given ``base_image`` (e.g. ``quay.io/jupyter/base-notebook``), or, with no registry,
+   a Debian 12 built once with ``mmdebstrap`` and ``podman import``-ed as
+   ``localhost/nbhosting-base:bookworm``;
+2. wheels of the pinned Jupyter stack, ``pip download``-ed on the host for the image's Python (CPython 3.11),
+   cached under ``images_dir/wheels/``;
+3. ``podman build --network none`` of the context (``Containerfile``, ``requirements.txt``, scripts)
+   plus the wheels;
+4. ``podman create`` + ``podman export | tar -x`` into a temporary directory, mount targets fixed up,
+   everything made world-readable, then renamed atomically to ``images_dir/<context>-<hash12>/rootfs``.
+
+The result is cached by a content hash of the context and the base image name: :func:`ensure_rootfs` is
+called at every server start and returns at once when the rootfs exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+Log = Callable[[str], None]
+
+#: the image built with mmdebstrap when no base image is given (no registry reachable).
+LOCAL_BASE_IMAGE = "localhost/nbhosting-base:bookworm"
+LOCAL_BASE_SUITE = "bookworm"
+LOCAL_BASE_PACKAGES = ("ca-certificates", "python3", "python3-venv", "tini")
+#: trimmed from the local base: nobody reads docs, man pages or translations in a notebook container.
+LOCAL_BASE_DPKG_EXCLUDES = (
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/locale/*",
+    "path-include=/usr/share/locale/locale.alias",
+    "path-exclude=/usr/share/info/*",
+)
+
+#: wheels are downloaded on the host for the image's Python, not the host's: Debian 12 has CPython 3.11.2
+#: (glibc 2.36, so manylinux wheels up to 2_36 fit).
+WHEEL_PYTHON_VERSION = "3.11"
+WHEEL_ABI = "cp311"
+WHEEL_PLATFORMS = (
+    "manylinux_2_36_x86_64",
+    "manylinux_2_28_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+    "linux_x86_64",
+)
+
+#: files that podman bind-mounts into every container: they must exist in a read-only rootfs.
+MOUNT_TARGET_FILES = ("etc/hosts", "etc/resolv.conf", "etc/hostname", "run/.containerenv")
+#: directories bind-mounted by nbhosting (the student's work dir, the Jupyter socket dir), tmpfs targets.
+MOUNT_TARGET_DIRS = ("home/student", "nbhosting/run", "tmp", "var/tmp", "run", "proc", "sys", "dev")
+
+STDERR_TAIL_CHARS = 4000
+
+
+class ImageBuildError(RuntimeError):
+    """A step of the image build failed: carries the command, its return code and the tail of its stderr."""
+
+    def __init__(self, cmd: Sequence[str], returncode: int, stderr: str) -> None:
+        self.cmd = list(cmd)
+        self.returncode = returncode
+        self.stderr_tail = stderr[-STDERR_TAIL_CHARS:]
+        super().__init__(
+            f"command failed with exit code {returncode}: {' '.join(self.cmd)}\n{self.stderr_tail}"
+        )
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _podman_env(containers_conf: Path) -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(containers_conf)}
+
+
+def _run(cmd: Sequence[str], *, env: dict[str, str] | None = None, log: Log | None = None) -> str:
+    """Run ``cmd``; return its stdout; raise :class:`ImageBuildError` on a non-zero exit.
+
+    With ``log``, the command's output is streamed to it line by line (for long builds) instead.
+    """
+    if log is None:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise ImageBuildError(cmd, proc.returncode, proc.stderr or proc.stdout)
+        return proc.stdout
+    lines: list[str] = []
+    with subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as popen:
+        assert popen.stdout is not None
+        for line in popen.stdout:
+            lines.append(line)
+            log(line.rstrip("\n"))
+        returncode = popen.wait()
+    output = "".join(lines)
+    if returncode != 0:
+        raise ImageBuildError(cmd, returncode, output)
+    return output
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if needed) for the ``with`` block."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _hash_files(root: Path, update: Callable[[bytes], None]) -> None:
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        update(str(path.relative_to(root)).encode() + b"\0")
+        update(b"x" if os.access(path, os.X_OK) else b"-")
+        update(path.read_bytes() + b"\0")
+
+
+def context_hash(context_dir: Path, base_image: str) -> str:
+    """12 hex digits identifying an image: the build context's files (names, modes, contents) + the base."""
+    digest = hashlib.sha256()
+    digest.update(f"base={base_image}\0wheels={WHEEL_PYTHON_VERSION}/{WHEEL_ABI}\0".encode())
+    _hash_files(context_dir, digest.update)
+    return digest.hexdigest()[:12]
+
+
+def _remove_stale_temps(images_dir: Path, prefix: str) -> None:
+    for stale in images_dir.glob(f"{prefix}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ base image
+
+
+def _image_exists(image: str, env: dict[str, str]) -> bool:
+    return subprocess.run(["podman", "image", "exists", image], env=env, check=False).returncode == 0
+
+
+def ensure_local_base(*, images_dir: Path, containers_conf: Path, log: Log = print) -> str:
+    """Build the Debian base with mmdebstrap and ``podman import`` it, once; return its name."""
+    env = _podman_env(containers_conf)
+    if _image_exists(LOCAL_BASE_IMAGE, env):
+        return LOCAL_BASE_IMAGE
+    with _file_lock(images_dir / ".base.lock"):
+        if _image_exists(LOCAL_BASE_IMAGE, env):
+            return LOCAL_BASE_IMAGE
+        started = time.monotonic()
+        log(f"building the base image {LOCAL_BASE_IMAGE} with mmdebstrap")
+        with tempfile.TemporaryDirectory(prefix=".base.", dir=images_dir) as tmp:
+            tarball = Path(tmp) / "base.tar"
+            cmd = ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(LOCAL_BASE_PACKAGES)]
+            cmd += [f"--dpkgopt={opt}" for opt in LOCAL_BASE_DPKG_EXCLUDES]
+            _run([*cmd, LOCAL_BASE_SUITE, str(tarball)])
+            _run(["podman", "import", str(tarball), LOCAL_BASE_IMAGE], env=env)
+        log(f"base image {LOCAL_BASE_IMAGE} built in {time.monotonic() - started:.1f} s")
+    return LOCAL_BASE_IMAGE
+
+
+# ------------------------------------------------------------------------------------------------ wheels
+
+
+def ensure_wheels(requirements: Path, *, images_dir: Path, log: Log = print) -> Path:
+    """Download the wheels of ``requirements`` (and their dependencies) for the image's Python, once.
+
+    Cached in ``images_dir/wheels/<hash12>`` (hash of the requirements and the target); returns that dir.
+    """
+    digest = hashlib.sha256(requirements.read_bytes())
+    digest.update(f"{WHEEL_PYTHON_VERSION}/{WHEEL_ABI}/{','.join(WHEEL_PLATFORMS)}".encode())
+    cache = images_dir / "wheels"
+    wheels = cache / digest.hexdigest()[:12]
+    if wheels.is_dir():
+        return wheels
+    cache.mkdir(parents=True, exist_ok=True)
+    with _file_lock(cache / ".lock"):
+        if wheels.is_dir():
+            return wheels
+        _remove_stale_temps(cache, f".{wheels.name}.")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{wheels.name}.", dir=cache))
+        started = time.monotonic()
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
+        cmd += ["--only-binary=:all:", "--python-version", WHEEL_PYTHON_VERSION, "--implementation", "cp"]
+        cmd += ["--abi", WHEEL_ABI, "--abi", "abi3", "--abi", "none"]
+        cmd += [arg for platform in WHEEL_PLATFORMS for arg in ("--platform", platform)]
+        _run([*cmd, "--dest", str(tmp), "--requirement", str(requirements)])
+        tmp.chmod(0o755)
+        tmp.rename(wheels)
+        log(f"wheels downloaded in {time.monotonic() - started:.1f} s into {wheels}")
+    return wheels
+
+
+# ------------------------------------------------------------------------------------ build and export
+
+
+def _prepare_context(context_dir: Path, wheels: Path, dest: Path) -> Path:
+    """Copy the build context to ``dest`` and link the wheels into ``dest/wheels``."""
+    shutil.copytree(context_dir, dest, symlinks=True)
+    (dest / "wheels").mkdir()
+    for wheel in wheels.glob("*.whl"):
+        try:
+            os.link(wheel, dest / "wheels" / wheel.name)
+        except OSError:
+            shutil.copy2(wheel, dest / "wheels" / wheel.name)
+    return dest
+
+
+def _build_image(context: Path, *, tag: str, base_image: str, env: dict[str, str], log: Log) -> None:
+    cmd = ["podman", "build", "--network", "none", "--build-arg", f"BASE_IMAGE={base_image}"]
+    _run([*cmd, "--file", str(context / "Containerfile"), "--tag", tag, str(context)], env=env, log=log)
+
+
+def _export_image(image: str, rootfs: Path, *, env: dict[str, str]) -> None:
+    """Explode ``image``'s filesystem into the (new, empty) directory ``rootfs``."""
+    container = _run(["podman", "create", "--network", "none", image, "/bin/true"], env=env).strip()
+    try:
+        rootfs.mkdir()
+        export_cmd = ["podman", "export", container]
+        tar_cmd = ["tar", "-x", "--numeric-owner", "-p", "-C", str(rootfs)]
+        with subprocess.Popen(export_cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as export:
+            tar = subprocess.run(tar_cmd, stdin=export.stdout, capture_output=True, check=False)
+            assert export.stdout is not None and export.stderr is not None
+            export.stdout.close()
+            export_err = export.stderr.read().decode(errors="replace")
+        if export.returncode != 0:
+            raise ImageBuildError(export_cmd, export.returncode, export_err)
+        if tar.returncode != 0:
+            raise ImageBuildError(tar_cmd, tar.returncode, tar.stderr.decode(errors="replace"))
+    finally:
+        subprocess.run(["podman", "rm", "--force", container], env=env, capture_output=True, check=False)
+
+
+def fix_rootfs(rootfs: Path) -> None:
+    """Make ``rootfs`` usable read-only by any rootless user.
+
+    Mount targets exist (a rootless user cannot create them in a read-only rootfs), /etc/mtab is the
+    /proc/mounts link, and every file is world-readable, every directory world-traversable
+    (the rootless user namespace maps the host's root to nobody).
+    """
+    for name in MOUNT_TARGET_DIRS:
+        (rootfs / name).mkdir(parents=True, exist_ok=True)
+    for name in ("home/student", "nbhosting", "nbhosting/run"):
+        (rootfs / name).chmod(0o755)
+    for name in MOUNT_TARGET_FILES:
+        target = rootfs / name
+        if target.is_symlink():  # e.g. Debian's resolv.conf may point outside the rootfs
+            target.unlink()
+        target.touch(exist_ok=True)
+    mtab = rootfs / "etc/mtab"
+    if mtab.is_symlink() or mtab.exists():
+        mtab.unlink()
+    mtab.symlink_to("/proc/mounts")
+    _run(["chmod", "-R", "a+rX", str(rootfs)])
+    rootfs.chmod(0o755)
+
+
+def _build_rootfs(
+    *, context_dir: Path, final: Path, base_image: str, containers_conf: Path, images_dir: Path, log: Log
+) -> None:
+    """Build the image and explode it into ``final`` (``final/rootfs``), atomically."""
+    env = _podman_env(containers_conf)
+    wheels = ensure_wheels(context_dir / "requirements.txt", images_dir=images_dir, log=log)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=images_dir))
+    try:
+        context = _prepare_context(context_dir, wheels, tmp / "context")
+        tag = f"localhost/nbhosting-{context_dir.name}:{final.name.rsplit('-', 1)[-1]}"
+        started = time.monotonic()
+        _build_image(context, tag=tag, base_image=base_image, env=env, log=log)
+        log(f"image {tag} built in {time.monotonic() - started:.1f} s")
+        started = time.monotonic()
+        _export_image(tag, tmp / "rootfs", env=env)
+        fix_rootfs(tmp / "rootfs")
+        shutil.rmtree(context)
+        tmp.chmod(0o755)
+        tmp.rename(final)
+        log(f"rootfs exported in {time.monotonic() - started:.1f} s to {final / 'rootfs'}")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ensure_rootfs(
+    *,
+    context_dir: Path,
+    images_dir: Path,
+    containers_conf: Path,
+    base_image: str | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Return the directory of a root filesystem ready for ``podman run --rootfs DIR --read-only``.
+
+    ``context_dir``: the build context (``Containerfile``, ``requirements.txt``, scripts).
+    ``images_dir``: where rootfs directories, wheels and locks are kept (world-traversable: students'
+    podman reads the rootfs from there). ``containers_conf``: nbhosting's containers.conf, passed to every
+    podman call as ``CONTAINERS_CONF``. ``base_image``: the image to build FROM; None builds a local Debian
+    base (no registry needed). Cached as ``images_dir/<context-name>-<hash12>/rootfs``: returns at once when
+    it exists, builds it otherwise (one builder at a time, under a file lock). Runs as root.
+
+    Raises :class:`ImageBuildError` when a build step fails.
+    """
+    context_dir = context_dir.resolve()
+    images_dir = images_dir.resolve()
+    base = base_image or LOCAL_BASE_IMAGE
+    final = images_dir / f"{context_dir.name}-{context_hash(context_dir, base)}"
+    if (final / "rootfs").is_dir():
+        return final / "rootfs"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    images_dir.chmod(0o755)
+    with _file_lock(images_dir / f".{context_dir.name}.lock"):
+        if (final / "rootfs").is_dir():
+            return final / "rootfs"
+        _remove_stale_temps(images_dir, f".{final.name}.")
+        log(f"building the notebook image {final.name} (context {context_dir}, base {base})")
+        if base_image is None:
+            ensure_local_base(images_dir=images_dir, containers_conf=containers_conf, log=log)
+        _build_rootfs(
+            context_dir=context_dir,
+            final=final,
+            base_image=base,
+            containers_conf=containers_conf,
+            images_dir=images_dir,
+            log=log,
+        )
+    return final / "rootfs"
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_CONTEXT_DIR = _PACKAGE_DIR.parents[1] / "containerfiles" / "default"
+DEFAULT_CONTAINERS_CONF = _PACKAGE_DIR / "containers.conf"
+
+
+def _log_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m nbhosting_core.system.images --images-dir DIR``: build if needed, print the rootfs path."""
+    parser = argparse.ArgumentParser(prog="python -m nbhosting_core.system.images", description=main.__doc__)
+    parser.add_argument(
+        "--images-dir", type=Path, required=True, help="cache dir, e.g. /var/lib/nbhosting/images"
+    )
+    parser.add_argument(
+        "--base-image", default=None, help="image to build FROM (default: a local Debian base)"
+    )
+    parser.add_argument("--context-dir", type=Path, default=DEFAULT_CONTEXT_DIR, help="the build context")
+    parser.add_argument("--containers-conf", type=Path, default=DEFAULT_CONTAINERS_CONF)
+    args = parser.parse_args(argv)
+    try:
+        rootfs = ensure_rootfs(
+            context_dir=args.context_dir,
+            images_dir=args.images_dir,
+            containers_conf=args.containers_conf,
+            base_image=args.base_image,
+            log=_log_stderr,
+        )
+    except ImageBuildError as error:
+        _log_stderr(f"image build failed: {error}")
+        return 1
+    print(rootfs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
