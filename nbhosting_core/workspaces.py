@@ -79,6 +79,7 @@ class Workspaces:
             NotFound, InvalidInput: see :meth:`course_notebook`.
             InvalidNotebook: the course's file is not a valid notebook (nothing is copied).
         """
+        self.course_notebook(course, notebook)  # NotFound before any folder is made
         with _opened_dirs(account, (course, *notebook.parts[:-1])) as dir_fd:
             name = notebook.parts[-1]
             if _exists(name, dir_fd):

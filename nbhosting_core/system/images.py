@@ -66,9 +66,16 @@ WHEEL_PLATFORMS = (
 )
 
 #: files that podman bind-mounts into every container: they must exist in a read-only rootfs.
-MOUNT_TARGET_FILES = ("etc/hosts", "etc/resolv.conf", "etc/hostname", "run/.containerenv")
-#: directories bind-mounted by nbhosting (the student's work dir, the Jupyter socket dir), tmpfs targets.
-MOUNT_TARGET_DIRS = ("home/student", "nbhosting/run", "tmp", "var/tmp", "run", "proc", "sys", "dev")
+#: (/run/.containerenv too, but /run is a tmpfs with --read-only: podman creates it there.)
+MOUNT_TARGET_FILES = ("etc/hosts", "etc/resolv.conf", "etc/hostname")
+#: directories bind-mounted by nbhosting (the student's work dir, the Jupyter socket dir), and the others.
+MOUNT_TARGET_DIRS = ("home/student", "nbhosting/run", "proc", "sys", "dev")
+#: with --read-only, podman mounts a tmpfs on these and copies their content in ("tmpcopyup"), keeping
+#: owners: rootless, a root-owned file there (e.g. /run/lock, /run/.containerenv) makes runc fail with
+#: "lchown ...: invalid argument". They must be empty.
+TMPFS_DIRS = {"run": 0o755, "tmp": 0o1777, "var/tmp": 0o1777}
+#: left unreadable: nothing in a notebook container needs them.
+PRIVATE_FILES = ("etc/shadow", "etc/gshadow")
 
 STDERR_TAIL_CHARS = 4000
 
@@ -251,9 +258,13 @@ def fix_rootfs(rootfs: Path) -> None:
     """Make ``rootfs`` usable read-only by any rootless user.
 
     Mount targets exist (a rootless user cannot create them in a read-only rootfs), /etc/mtab is the
-    /proc/mounts link, and every file is world-readable, every directory world-traversable
-    (the rootless user namespace maps the host's root to nobody).
+    /proc/mounts link, the tmpfs targets are empty, and every file is world-readable, every directory
+    world-traversable (the rootless user namespace maps the host's root to nobody).
     """
+    for name, mode in TMPFS_DIRS.items():
+        shutil.rmtree(rootfs / name, ignore_errors=True)
+        (rootfs / name).mkdir(parents=True)
+        (rootfs / name).chmod(mode)
     for name in MOUNT_TARGET_DIRS:
         (rootfs / name).mkdir(parents=True, exist_ok=True)
     for name in ("home/student", "nbhosting", "nbhosting/run"):
@@ -269,6 +280,9 @@ def fix_rootfs(rootfs: Path) -> None:
     mtab.symlink_to("/proc/mounts")
     _run(["chmod", "-R", "a+rX", str(rootfs)])
     rootfs.chmod(0o755)
+    for name in PRIVATE_FILES:
+        if (rootfs / name).is_file() and not (rootfs / name).is_symlink():
+            (rootfs / name).chmod(0o640)
 
 
 def _build_rootfs(

@@ -1,0 +1,84 @@
+"""Shared test support: throwaway nbhosting installations that clean up after themselves.
+
+Test students get their own user prefix ("nbt-") and uid/subuid ranges, so a test run never touches
+the accounts of a real installation on the same host.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from nbhosting_core import Settings
+
+IMAGES_DIR = Path(os.environ.get("NBH_TEST_IMAGES_DIR", "/var/lib/nbhosting/images"))
+REPO = Path(__file__).resolve().parent.parent
+TEST_PREFIX = "nbt-"
+TEST_UID_MIN = 3_000_000
+TEST_UID_MAX = 3_099_999
+TEST_SUBID_BASE = 4_000_000_000
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def built_rootfs() -> Path:
+    """The default image's rootfs, built once into the shared cache (slow the first time only)."""
+    from nbhosting_core.system.images import ensure_rootfs
+
+    return ensure_rootfs(context_dir=REPO / "containerfiles" / "default", images_dir=IMAGES_DIR,
+                         containers_conf=Settings().containers_conf, log=lambda m: None)
+
+
+def test_settings(root: Path, rootfs: Path | None, **overrides: object) -> Settings:
+    values: dict[str, object] = dict(
+        data_root=root / "data", run_dir=root / "run", image_rootfs=rootfs, images_dir=IMAGES_DIR,
+        user_prefix=TEST_PREFIX, uid_min=TEST_UID_MIN, uid_max=TEST_UID_MAX, subid_base=TEST_SUBID_BASE,
+        egress=False, podman_service_idle=30, start_timeout=60,
+    )
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def make_root() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="nbh-test-", dir="/tmp"))
+    os.chmod(root, 0o755)  # students' rootless podman must traverse it
+    return root
+
+
+def test_users() -> list[pwd.struct_passwd]:
+    return [e for e in pwd.getpwall() if e.pw_name.startswith(TEST_PREFIX)
+            and TEST_UID_MIN <= e.pw_uid <= TEST_UID_MAX]
+
+
+def remove_test_users() -> None:
+    """Kill every process of every test student, then delete the accounts (and their subid ranges)."""
+    users = test_users()
+    for entry in users:
+        subprocess.run(["pkill", "-KILL", "-U", str(entry.pw_uid)], check=False)
+    deadline = time.monotonic() + 10
+    for entry in users:
+        while time.monotonic() < deadline:
+            if subprocess.run(["pgrep", "-U", str(entry.pw_uid)], capture_output=True).returncode != 0:
+                break
+            time.sleep(0.1)
+        subprocess.run(["userdel", entry.pw_name], check=False, capture_output=True)
+
+
+@contextmanager
+def installation(rootfs: Path | None, **overrides: object) -> Iterator[Settings]:
+    """A fresh data root + run dir; on exit, test students are removed and both folders deleted."""
+    root = make_root()
+    try:
+        yield test_settings(root, rootfs, **overrides)
+    finally:
+        remove_test_users()
+        shutil.rmtree(root, ignore_errors=True)
