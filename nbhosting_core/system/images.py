@@ -78,6 +78,8 @@ TMPFS_DIRS = {"run": 0o755, "tmp": 0o1777, "var/tmp": 0o1777}
 PRIVATE_FILES = ("etc/shadow", "etc/gshadow")
 
 STDERR_TAIL_CHARS = 4000
+#: part of the cache key: bump it when what this module does to a rootfs (fix_rootfs, export) changes.
+ROOTFS_FORMAT = 1
 
 
 class ImageBuildError(RuntimeError):
@@ -87,9 +89,7 @@ class ImageBuildError(RuntimeError):
         self.cmd = list(cmd)
         self.returncode = returncode
         self.stderr_tail = stderr[-STDERR_TAIL_CHARS:]
-        super().__init__(
-            f"command failed with exit code {returncode}: {' '.join(self.cmd)}\n{self.stderr_tail}"
-        )
+        super().__init__(f"command failed with exit code {returncode}: {' '.join(self.cmd)}\n{self.stderr_tail}")
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -143,9 +143,11 @@ def _hash_files(root: Path, update: Callable[[bytes], None]) -> None:
 
 
 def context_hash(context_dir: Path, base_image: str) -> str:
-    """12 hex digits identifying an image: the build context's files (names, modes, contents) + the base."""
+    """12 hex digits identifying a rootfs: the build context's files (names, modes, contents), the base
+    image's name, the wheels' target and :data:`ROOTFS_FORMAT`."""
     digest = hashlib.sha256()
-    digest.update(f"base={base_image}\0wheels={WHEEL_PYTHON_VERSION}/{WHEEL_ABI}\0".encode())
+    digest.update(f"format={ROOTFS_FORMAT}\0base={base_image}\0".encode())
+    digest.update(f"wheels={WHEEL_PYTHON_VERSION}/{WHEEL_ABI}\0".encode())
     _hash_files(context_dir, digest.update)
     return digest.hexdigest()[:12]
 
@@ -217,11 +219,16 @@ def ensure_wheels(requirements: Path, *, images_dir: Path, log: Log = print) -> 
 # ------------------------------------------------------------------------------------ build and export
 
 
-def _prepare_context(context_dir: Path, wheels: Path, dest: Path) -> Path:
-    """Copy the build context to ``dest`` and link the wheels into ``dest/wheels``."""
+def _has_requirements(path: Path) -> bool:
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return any(line.strip() and not line.lstrip().startswith("#") for line in lines)
+
+
+def _prepare_context(context_dir: Path, wheels: Path | None, dest: Path) -> Path:
+    """Copy the build context to ``dest`` and link the wheels (if any) into ``dest/wheels``."""
     shutil.copytree(context_dir, dest, symlinks=True)
     (dest / "wheels").mkdir()
-    for wheel in wheels.glob("*.whl"):
+    for wheel in wheels.glob("*.whl") if wheels is not None else []:
         try:
             os.link(wheel, dest / "wheels" / wheel.name)
         except OSError:
@@ -290,7 +297,8 @@ def _build_rootfs(
 ) -> None:
     """Build the image and explode it into ``final`` (``final/rootfs``), atomically."""
     env = _podman_env(containers_conf)
-    wheels = ensure_wheels(context_dir / "requirements.txt", images_dir=images_dir, log=log)
+    requirements = context_dir / "requirements.txt"
+    wheels = ensure_wheels(requirements, images_dir=images_dir, log=log) if _has_requirements(requirements) else None
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=images_dir))
     try:
         context = _prepare_context(context_dir, wheels, tmp / "context")
@@ -369,12 +377,8 @@ def _log_stderr(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m nbhosting_core.system.images --images-dir DIR``: build if needed, print the rootfs path."""
     parser = argparse.ArgumentParser(prog="python -m nbhosting_core.system.images", description=main.__doc__)
-    parser.add_argument(
-        "--images-dir", type=Path, required=True, help="cache dir, e.g. /var/lib/nbhosting/images"
-    )
-    parser.add_argument(
-        "--base-image", default=None, help="image to build FROM (default: a local Debian base)"
-    )
+    parser.add_argument("--images-dir", type=Path, required=True, help="cache dir, e.g. /var/lib/nbhosting/images")
+    parser.add_argument("--base-image", default=None, help="image to build FROM (default: a local Debian base)")
     parser.add_argument("--context-dir", type=Path, default=DEFAULT_CONTEXT_DIR, help="the build context")
     parser.add_argument("--containers-conf", type=Path, default=DEFAULT_CONTAINERS_CONF)
     args = parser.parse_args(argv)

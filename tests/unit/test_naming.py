@@ -92,7 +92,7 @@ def test_container_name_joins_user_and_course():
 def test_subid_ranges_are_disjoint_and_narrow():
     ranges = [subid_range(uid, uid_min=1000, subid_base=2**31, subid_count=1024) for uid in range(1000, 1100)]
     starts = [start for start, _ in ranges]
-    assert all(b - a == 1024 for a, b in zip(starts, starts[1:]))
+    assert all(b - a == 1024 for a, b in zip(starts, starts[1:], strict=False))
     assert ranges[0] == (2**31, 1024)
     with pytest.raises(ValueError):
         subid_range(999, uid_min=1000, subid_base=2**31, subid_count=1024)

@@ -1,5 +1,5 @@
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import nbformat
 import pytest
