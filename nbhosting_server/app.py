@@ -20,6 +20,7 @@ from .errors import http_status, retryable
 
 log = logging.getLogger("nbhosting")
 LAUNCH_PREFIXES = ("notebookLazyCopy", "ipythonExercice")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def _wants_json(request: Request) -> bool:
@@ -85,6 +86,11 @@ class Endpoints:
     async def auth(self, request: Request) -> Response:
         """GET /_nbh/auth: Caddy's forward_auth; 200 + the Jupyter Authorization header, or a refusal."""
         uri = request.headers.get("x-forwarded-uri", "")
+        method = request.headers.get("x-forwarded-method", "GET").upper()
+        if method not in SAFE_METHODS and request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+            # the access cookie is SameSite=None (for iframes): refuse writes forged by other sites
+            log.info("refused cross-site %s %s", method, uri[:200])
+            return pages.error_page(403, "Request refused", "Changes to a notebook can only come from the notebook.")
         decision = self.hub.authorize(uri, _cookie_values(request.headers.get("cookie", ""), COOKIE_NAME))
         if decision.allowed:
             return Response(status_code=200, headers={"Authorization": decision.authorization})
@@ -100,6 +106,12 @@ class Endpoints:
         }
         title, message = messages.get(decision.reason, ("Not found", "There is nothing here."))
         return pages.error_page(decision.status, title, message)
+
+    async def unavailable(self, request: Request) -> Response:
+        """/_nbh/unavailable: what Caddy shows when a notebook server does not answer (502/503/504)."""
+        return pages.error_page(502, "Your notebook server is not answering",
+                                "It may have been stopped. Open the notebook again from your course page: "
+                                "your work is kept.")
 
     async def health(self, request: Request) -> Response:
         """GET /_nbh/health: liveness of the app."""
@@ -125,7 +137,8 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
     if hub is None:
         hub = Hub(settings or Settings())
     e = Endpoints(hub)
-    routes = [Route("/", e.front), Route("/_nbh/auth", e.auth), Route("/_nbh/health", e.health)]
+    routes = [Route("/", e.front), Route("/_nbh/auth", e.auth), Route("/_nbh/health", e.health),
+              Route("/_nbh/unavailable", e.unavailable, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"])]
     routes += [Route(f"/{prefix}/{{course}}/{{notebook:path}}/{{student}}", e.launch)
                for prefix in LAUNCH_PREFIXES]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, Exception: _server_error})

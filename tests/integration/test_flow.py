@@ -182,3 +182,13 @@ def test_reopening_an_account_never_duplicates_or_changes_it(hub):
     assert sum(1 for e in pwd.getpwall() if e.pw_name == first.user) == 1
     lines = [line for line in Path("/etc/subuid").read_text().splitlines() if line.startswith(first.user + ":")]
     assert len(lines) == 1
+
+
+def test_with_egress_the_container_gets_its_own_user_mode_network(settings):
+    hub = Hub(settings.model_copy(update={"egress": True}))
+    launch = hub.open_notebook("demo", "01-welcome.ipynb", "int-egress")
+    assert launch.state is LaunchState.READY
+    account = hub.accounts.find("int-egress")
+    with hub.containers.runtime.session(account) as user_podman:
+        info = user_podman.call(lambda c: c.api.get(f"/containers/{launch.container}/json").json())
+    assert info["HostConfig"]["NetworkMode"] == "slirp4netns"

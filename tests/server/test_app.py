@@ -100,3 +100,25 @@ def test_forward_auth_refuses_strangers_forgers_and_gone_servers(setup):
     gone = auth(client, f"/nb/{KEY}/", f"{COOKIE_NAME}={value}")  # valid cookie, no server behind it
     assert gone.status_code == 410 and "ended" in gone.text
     assert auth(client, "/elsewhere/", f"{COOKIE_NAME}={value}").status_code == 404
+
+
+def test_forward_auth_refuses_cross_site_writes_but_not_reads(setup):
+    settings, hub, client = setup
+    socket = settings.jupyter_sockets_dir / KEY / "jupyter.sock"
+    socket.parent.mkdir(parents=True)
+    socket.touch()
+    cookie = f"{COOKIE_NAME}={access_cookie_value(hub.secret, KEY, 'nbh-x', now=1000, max_age=60)}"
+    headers = {"X-Forwarded-Uri": f"/nb/{KEY}/api/contents/x.ipynb", "Cookie": cookie}
+    forged = client.get("/_nbh/auth", headers={**headers, "X-Forwarded-Method": "PUT", "Sec-Fetch-Site": "cross-site"})
+    assert forged.status_code == 403 and "authorization" not in forged.headers
+    own = client.get("/_nbh/auth", headers={**headers, "X-Forwarded-Method": "PUT", "Sec-Fetch-Site": "same-origin"})
+    assert own.status_code == 200
+    embedded_read = client.get("/_nbh/auth", headers={**headers, "X-Forwarded-Method": "GET",
+                                                      "Sec-Fetch-Site": "cross-site"})
+    assert embedded_read.status_code == 200
+
+
+def test_unavailable_page_tells_the_student_what_to_do(setup):
+    _, _, client = setup
+    response = client.get("/_nbh/unavailable")
+    assert response.status_code == 502 and "your work is kept" in response.text
