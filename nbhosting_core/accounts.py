@@ -78,6 +78,9 @@ class Accounts:
             span = f"{first}-{first + count - 1}"
             self._runner.run(["usermod", "--add-subuids", span, "--add-subgids", span, user])
         _make_private_dir(s.students_dir, 0, 0, 0o711)
+        if home.is_dir() and home.stat().st_uid != entry.pw_uid:
+            # the user was deleted and made again (new uid): give the student their files back
+            _chown_tree(home, entry.pw_uid, entry.pw_gid)
         _make_private_dir(home, entry.pw_uid, entry.pw_gid, 0o700)
         return Account(student_id=student_id, user=user, uid=entry.pw_uid, gid=entry.pw_gid, home=home)
 
@@ -89,6 +92,14 @@ def _has_subid(path: Path, user: str) -> bool:
             return any(line.startswith(prefix) for line in lines)
     except FileNotFoundError:
         return False
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    """chown everything below ``root`` without ever following a symlink."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+    os.chown(root, uid, gid, follow_symlinks=False)
 
 
 def _make_private_dir(path: Path, uid: int, gid: int, mode: int) -> None:

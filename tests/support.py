@@ -54,14 +54,23 @@ def make_root() -> Path:
     return root
 
 
-def test_users() -> list[pwd.struct_passwd]:
-    return [e for e in pwd.getpwall() if e.pw_name.startswith(TEST_PREFIX)
-            and TEST_UID_MIN <= e.pw_uid <= TEST_UID_MAX]
+def test_users(root: Path | None) -> list[pwd.struct_passwd]:
+    """Test students whose home is under ``root``; with None, those whose home is gone (stale)."""
+    found = []
+    for e in pwd.getpwall():
+        if not (e.pw_name.startswith(TEST_PREFIX) and TEST_UID_MIN <= e.pw_uid <= TEST_UID_MAX):
+            continue
+        if (root is None and not Path(e.pw_dir).exists()) or (root and e.pw_dir.startswith(f"{root}/")):
+            found.append(e)
+    return found
 
 
-def remove_test_users() -> None:
-    """Kill every process of every test student, then delete the accounts (and their subid ranges)."""
-    users = test_users()
+def remove_test_users(root: Path | None) -> None:
+    """Kill every process of the test students of ``root`` (None: stale ones), then delete the accounts.
+
+    Scoped so that two test runs on one host never remove each other's students.
+    """
+    users = test_users(root)
     for entry in users:
         subprocess.run(["pkill", "-KILL", "-U", str(entry.pw_uid)], check=False)
     deadline = time.monotonic() + 10
@@ -80,5 +89,5 @@ def installation(rootfs: Path | None, **overrides: object) -> Iterator[Settings]
     try:
         yield test_settings(root, rootfs, **overrides)
     finally:
-        remove_test_users()
+        remove_test_users(root)
         shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,253 @@
+"""End-to-end fixtures: the real stack (`nbh serve --demo`: Caddy + the app + rootless podman) and headless Chromium.
+
+Everything runs on test ports (HTTPS 18443, HTTP 18080, app 18710) inside a throwaway installation
+(:func:`tests.support.installation`), with the shared, cached notebook rootfs.
+
+Students are removed with the installation (only those whose home is under its root).
+
+These tests skip when the host cannot run them (not root, or chromium/chromedriver/caddy/podman missing),
+except under CI (``CI=true``), where everything is installed: there a missing piece is a failure, so a
+broken CI image can never turn the end-to-end tests into silent skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbhosting_core import Settings
+from nbhosting_server.cli import caddy_root_cert, settings_environment
+from tests.support import built_rootfs, installation, is_root
+
+# Selenium Manager must never try to download a browser or a driver (we pass both paths explicitly).
+os.environ.setdefault("SE_OFFLINE", "true")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+HTTPS_PORT, HTTP_PORT, APP_PORT = 18443, 18080, 18710
+BASE_URL = f"https://localhost:{HTTPS_PORT}"
+START_TIMEOUT = 90.0  # `nbh serve` up to /_nbh/health answering 200
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when ``condition`` is false, but fail under CI, where every prerequisite is installed."""
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(f"CI=true but the end-to-end prerequisites are missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_browser() -> None:
+    require(CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (apt-get install chromium)")
+    require(CHROMEDRIVER.is_file() and os.access(CHROMEDRIVER, os.X_OK),
+            f"{CHROMEDRIVER} is missing (apt-get install chromium-driver)")
+
+
+def require_stack() -> None:
+    require(is_root(), "end-to-end tests create Linux users and run rootless podman: run them as root")
+    require(shutil.which("caddy") is not None, "caddy is not installed (apt-get install caddy)")
+    require(shutil.which("podman") is not None, "podman is not installed (apt-get install podman)")
+
+
+def rootfs_with_retries(attempts: int = 3) -> Path:
+    """The cached notebook rootfs; another process may be (re)building it, so retry a failure."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return built_rootfs()
+        except Exception as exc:  # noqa: BLE001 - reported below if it persists
+            if attempt == attempts:
+                raise
+            print(f"[e2e] building the rootfs failed ({exc!r}); retrying", file=sys.stderr)
+            time.sleep(5)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Served:
+    """A running `nbh serve --demo` and how to talk to it."""
+
+    settings: Settings
+    base_url: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    ssl_context: ssl.SSLContext  # trusts Caddy's internal CA (hostname checked)
+    state: dict[str, Any]  # what tests of the module hand over to each other (e.g. alice's key)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def launch_path(self, notebook: str, student: str, prefix: str = "notebookLazyCopy",
+                    course: str = "demo") -> str:
+        return f"/{prefix}/{course}/{notebook}/{student}"
+
+    def request(self, path: str, headers: dict[str, str] | None = None,
+                timeout: float = 90.0) -> tuple[int, dict[str, str], list[str], bytes]:
+        """GET ``path`` over HTTPS (Caddy's CA trusted), without following redirects.
+
+        Returns (status, headers lower-cased, every Set-Cookie header, body).
+        """
+        req = urllib.request.Request(self.url(path), headers=headers or {})
+        opener = urllib.request.build_opener(_NoRedirect(), urllib.request.HTTPSHandler(context=self.ssl_context))
+        try:
+            with opener.open(req, timeout=timeout) as resp:
+                return (resp.status, {k.lower(): v for k, v in resp.headers.items()},
+                        resp.headers.get_all("set-cookie") or [], resp.read())
+        except urllib.error.HTTPError as err:
+            return (err.code, {k.lower(): v for k, v in err.headers.items()},
+                    err.headers.get_all("set-cookie") or [], err.read())
+
+    def launch_json(self, notebook: str, student: str) -> tuple[dict[str, Any], list[str]]:
+        """What the progress page's script does: the launch URL with ?wait=1 as JSON (waits until ready)."""
+        status, _, cookies, body = self.request(self.launch_path(notebook, student) + "?wait=1",
+                                                {"Accept": "application/json"})
+        assert status == 200, f"launch of {notebook} for {student} answered {status}: {body[:500]!r}"
+        return json.loads(body), cookies
+
+    def log_tail(self, lines: int = 80) -> str:
+        return _log_tail(self.log_path, lines)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+    """Until https://localhost:HTTPS_PORT/_nbh/health answers 200 through Caddy (TLS not verified here)."""
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"`nbh serve` exited with {process.returncode} while starting; its log:\n"
+                                 + log_path.read_text(errors="replace")[-5000:])
+        try:
+            with urllib.request.urlopen(BASE_URL + "/_nbh/health", timeout=2, context=insecure) as resp:
+                if resp.status == 200:
+                    return
+                last = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as err:
+            last = f"HTTP {err.code}"
+        except OSError as exc:
+            last = repr(exc)
+        time.sleep(0.2)
+    raise AssertionError(f"`nbh serve` not healthy after {timeout:.0f} s ({last}); its log:\n"
+                         + log_path.read_text(errors="replace")[-5000:])
+
+
+def _ports_free() -> list[int]:
+    import socket
+
+    busy = []
+    for port in (HTTPS_PORT, HTTP_PORT, APP_PORT):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(port)
+    return busy
+
+
+def _log_tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc})"
+
+
+def _print_uncaptured(request: pytest.FixtureRequest, text: str, title: str) -> None:
+    """Print past pytest's output capture: a module fixture's teardown output is otherwise never shown."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    message = f"\n----- {title} -----\n{text}\n----- end of {title} -----"
+    if capture is None:
+        print(message, file=sys.stderr)
+        return
+    with capture.global_and_fixture_disabled():
+        print(message, file=sys.stderr, flush=True)
+
+
+@pytest.fixture(scope="module")
+def served(request: pytest.FixtureRequest) -> Iterator[Served]:
+    """`nbh serve --demo --workers 2` in a throwaway installation, behind Caddy on https://localhost:18443."""
+    require_stack()
+    require_browser()
+    busy = _ports_free()
+    assert not busy, f"ports {busy} are already in use: another e2e run (or something else) holds them"
+    rootfs = rootfs_with_retries()
+    failed_before = request.session.testsfailed
+    with installation(rootfs, https_port=HTTPS_PORT, http_port=HTTP_PORT, app_port=APP_PORT,
+                      public_url=BASE_URL) as settings:
+        root = settings.data_root.parent
+        log_path = root / "serve.log"
+        env = {**os.environ, **settings_environment(settings)}
+        cmd = [sys.executable, "-m", "nbhosting_server.cli", "serve", "--demo", "--workers", "2"]
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       cwd=str(Path(__file__).resolve().parents[2]))
+        served = None
+        try:
+            _wait_healthy(process, log_path, START_TIMEOUT)
+            cert = caddy_root_cert(settings)
+            assert cert.is_file(), f"Caddy's root certificate is not at {cert}"
+            context = ssl.create_default_context(cafile=str(cert))
+            served = Served(settings=settings, base_url=BASE_URL, log_path=log_path, process=process,
+                            ssl_context=context, state={})
+            yield served
+        finally:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGTERM)  # only our `nbh serve`; it stops its uvicorn and Caddy
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.kill(process.pid, signal.SIGKILL)
+                    process.wait()
+            if request.session.testsfailed > failed_before or served is None:
+                _print_uncaptured(request, _log_tail(log_path, 120), f"tail of {log_path} (nbh serve, uvicorn, Caddy)")
+
+
+@pytest.fixture(scope="module")
+def browser(served: Served) -> Iterator[Any]:
+    """Headless Chromium through chromedriver (Debian's), with a fresh profile; shared by the module's tests
+    so that they act as one student's browser (alice's cookies)."""
+    require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="nbh-e2e-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1280,900",
+                 f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(90)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
