@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
 import json
 import os
 import pwd
 import shutil
 import socket
 import stat
-import statistics
 import struct
 import subprocess
 import threading
@@ -29,6 +27,8 @@ from typing import Any
 import pytest
 
 from nbhosting_core.system import images
+from nbhosting_core.system.unixhttp import UnixHTTPConnection
+from tests.integration.conftest import require_podman_host
 
 pytestmark = pytest.mark.podman
 
@@ -43,25 +43,12 @@ READY_TIMEOUT = 30.0
 #: a uid far above the subordinate range's size (and useradd's UID_MAX of 60000)
 HIGH_UID = 150000
 
-if os.geteuid() != 0 or shutil.which("podman") is None:
-    pytest.skip("needs root and podman", allow_module_level=True)
+@pytest.fixture(autouse=True, scope="module")
+def _podman_host() -> None:
+    require_podman_host()
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a Unix socket (Jupyter listens on /nbhosting/run/jupyter.sock)."""
-
-    def __init__(self, path: Path, timeout: float = 5.0) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = str(path)
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
 
 
 def request(sock: Path, method: str, path: str, token: str | None, body: object | None = None) -> tuple[int, bytes]:
@@ -502,24 +489,3 @@ def test_rootless_no_subid_range(rootfs: Path, make_user: UserFactory) -> None:
     single = user.run(*common, str(rootfs), "cat", "/proc/self/uid_map", check=False)
     assert single.returncode == 0, single.stderr
     assert single.stdout.split() == ["0", str(user.uid), "1"]
-
-
-def test_cold_start_time(rootfs: Path, make_user: UserFactory) -> None:
-    """podman run to HTTP 200 on api/status: median of 3 (after one warm-up run that initialises storage)."""
-    user = make_user(True)
-    times = []
-    for attempt in range(4):
-        workdir, sockdir = user.mkdir(f"w{attempt}"), user.mkdir(f"s{attempt}")
-        started = time.monotonic()
-        nb = start_notebook(rootfs, user, workdir=workdir, sockdir=sockdir)
-        try:
-            wait_ready(nb)
-            times.append(time.monotonic() - started)
-        finally:
-            stop_notebook(nb)
-    median = statistics.median(times[1:])
-    print(
-        f"\ncold start (podman run to 200 on api/status): {', '.join(f'{t:.2f}' for t in times)} s;"
-        f" median of the last 3: {median:.2f} s"
-    )
-    assert median < 5.0
