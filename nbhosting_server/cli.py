@@ -73,6 +73,24 @@ def caddy_root_cert(settings: Settings) -> Path:
     return settings.data_root / "caddy" / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
 
 
+def _wait_for_app(settings: Settings, children: dict[str, subprocess.Popen[bytes]], timeout: float) -> bool:
+    """Until the app answers its health check (True), a child exits or time runs out (False)."""
+    import urllib.request
+
+    url = f"http://{settings.app_host}:{settings.app_port}/_nbh/health"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children.values()):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own loopback URL
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 def serve(settings: Settings, *, demo: bool, workers: int) -> int:
     """Run the app (uvicorn) and Caddy in the foreground until SIGINT/SIGTERM; stop both cleanly."""
     prepare_host(settings)
@@ -98,7 +116,11 @@ def serve(settings: Settings, *, demo: bool, workers: int) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     base = settings.public_url.rstrip("/")
-    print(f"nbhosting is up: {base}/", flush=True)
+    if not _wait_for_app(settings, children, timeout=60):
+        print("nbh: the app did not come up; stopping", file=sys.stderr)
+        stop["signal"] = signal.SIGTERM
+    else:
+        print(f"nbhosting is up: {base}/", flush=True)
     if demo:
         print(f"open the demo notebook: {base}/notebookLazyCopy/{DEMO_COURSE}/01-welcome.ipynb/{DEMO_STUDENT}")
     print(f"(TLS by Caddy's internal CA; trust {caddy_root_cert(settings)} or accept the warning)", flush=True)
