@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -114,11 +115,35 @@ class Containers:
         self._settings = settings
         self._runtime = runtime
         self._secret = secret
+        self._keys: dict[str, str] = {}  # container name -> key: the fast path of a warm open
 
     @property
     def runtime(self) -> ContainerRuntime:
         """The engine this manager acts through."""
         return self._runtime
+
+    def known_key(self, name: str) -> str | None:
+        """The key last seen answering for container ``name``, from any server process (a hint:
+        callers check it with :meth:`is_ready`, so a stale one only costs a probe)."""
+        key = self._keys.get(name)
+        if key is None:
+            try:
+                key = (self._settings.run_dir / "keys" / name).read_text()
+            except OSError:
+                return None
+            self._keys[name] = key
+        return key if is_key(key) else None
+
+    def remember_key(self, name: str, key: str) -> None:
+        """Note that container ``name`` answers on ``key`` (RUN_DIR/keys, root only, gone at reboot)."""
+        if self._keys.get(name) == key:
+            return
+        self._keys[name] = key
+        folder = self._settings.run_dir / "keys"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        tmp = folder / f".{name}.{os.getpid()}.{threading.get_ident()}"
+        tmp.write_text(key)
+        tmp.replace(folder / name)
 
     def socket_dir(self, key: str) -> Path:
         """The folder holding the Jupyter socket of the container ``key``."""

@@ -41,7 +41,6 @@ class Hub:
         self.workspaces = Workspaces(settings)
         self.containers = Containers(settings, runtime, self.secret)
         self._clock = clock
-        self._ready: dict[str, str] = {}  # container name -> key of a server seen answering
 
     def open_notebook(self, course: str, notebook: str, student_id: str, *, wait: bool = True) -> Launch:
         """Give ``student_id`` their copy of ``notebook`` in ``course`` and a running server for it.
@@ -65,7 +64,7 @@ class Hub:
         account = account or self.accounts.ensure(student_id)
         copied = self.workspaces.ensure_copy(account, course, path)
         name = container_name(account.user, course)
-        known = self._ready.get(name)
+        known = self.containers.known_key(name)
         if known is not None and self.containers.is_ready(known):
             return self._launch(account, course, path, known, LaunchState.READY, copied=copied)
         record, created = self.containers.ensure_running(
@@ -75,7 +74,7 @@ class Hub:
             self.wait_ready(account, record)
             ready = True
         if ready:
-            self._ready[name] = record.key
+            self.containers.remember_key(name, record.key)
         state = LaunchState.READY if ready else LaunchState.STARTING
         return self._launch(account, course, path, record.key, state, created=created, copied=copied)
 

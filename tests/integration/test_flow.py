@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
 import threading
@@ -154,6 +155,10 @@ def test_a_restarted_server_finds_and_reuses_running_containers(hub, settings):
     fresh = Hub(settings)  # a new process: no memory of what ran
     after = fresh.open_notebook("demo", "01-welcome.ipynb", "int-alice")
     assert after.key == before.key and not after.created and after.state is LaunchState.READY
+    # with RUN_DIR/keys lost too, the key is read back from the container's podman labels
+    shutil.rmtree(settings.run_dir / "keys")
+    relabelled = Hub(settings).open_notebook("demo", "01-welcome.ipynb", "int-alice")
+    assert relabelled.key == before.key and not relabelled.created
 
 
 def test_a_stopped_container_is_started_again_with_the_students_files(hub, settings):
