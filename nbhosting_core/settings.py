@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, description="Caddy's HTTP port (ACME challenges, redirects).")
     tls_cert: Path | None = Field(None, description="A certificate file; default Caddy's internal CA.")
     tls_key: Path | None = Field(None, description="The key of tls_cert.")
+    frame_ancestors: str = Field(
+        "*", pattern=r"^[A-Za-z0-9*'.:/ _-]+$",
+        description="Who may embed notebooks in an iframe (CSP frame-ancestors): set it to your course "
+        "platform's origin in production, e.g. \"'self' https://courses.example.org\".",
+    )
     app_host: str = Field("127.0.0.1", description="Where the Starlette app listens (Caddy's upstream).")
     app_port: int = Field(8710, description="Port of the Starlette app.")
     start_timeout: float = Field(60.0, gt=0, description="Seconds a notebook server may take to answer.")

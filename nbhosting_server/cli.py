@@ -55,7 +55,7 @@ def caddy_environment(settings: Settings) -> dict[str, str]:
         "NBH_HTTP_PORT": str(settings.http_port), "NBH_HTTPS_PORT": str(settings.https_port),
         "NBH_SITE_ADDRESS": settings.site_address, "NBH_BIND": bind, "NBH_TLS": tls,
         "NBH_PREFIX": settings.url_prefix, "NBH_APP": f"{settings.app_host}:{settings.app_port}",
-        "NBH_SOCKETS_DIR": str(settings.jupyter_sockets_dir),
+        "NBH_SOCKETS_DIR": str(settings.jupyter_sockets_dir), "NBH_FRAME_ANCESTORS": settings.frame_ancestors,
         "XDG_DATA_HOME": str(caddy_home / "data"), "XDG_CONFIG_HOME": str(caddy_home / "config"),
     }
 
