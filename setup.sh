@@ -73,6 +73,7 @@ case "${1:-}" in
         install_venv test
         enable_egress
         build_image >/dev/null
+        "$VENV/bin/nbh" doctor >&2
         say "starting nbhosting (Ctrl-C stops it)"
         exec "$VENV/bin/nbh" serve --demo
         ;;

@@ -159,6 +159,23 @@ def open_command(settings: Settings, course: str, notebook: str, student: str, w
     return 0
 
 
+def doctor(settings: Settings) -> int:
+    """Print every host check; 1 if a required one fails."""
+    from nbhosting_core.system.doctor import diagnose
+
+    if settings.image_rootfs is None:
+        from nbhosting_core.system.images import rootfs_path
+
+        settings = settings.model_copy(
+            update={"image_rootfs": rootfs_path(IMAGE_CONTEXT, settings.effective_images_dir)})
+    failed = False
+    for check in diagnose(settings):
+        mark = ("ok  " if check.ok else "FAIL") if check.required else "info"
+        failed |= check.required and not check.ok
+        print(f"{mark}  {check.name:<13} {check.detail}")
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `nbh`."""
     parser = argparse.ArgumentParser(prog="nbh", description="nbhosting administration")
@@ -173,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_open.add_argument("--no-wait", action="store_true", help="do not wait for Jupyter to answer")
     sub.add_parser("image", help="build (or find in cache) the notebook image; prints its rootfs")
     sub.add_parser("demo", help="install the demo course")
+    sub.add_parser("doctor", help="check what this host gives nbhosting (exit 1 if something required fails)")
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "serve":
@@ -183,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepare_host(settings)
         print(ensure_image(settings).image_rootfs)
         return 0
+    if args.command == "doctor":
+        return doctor(settings)
     if args.command == "demo":
         prepare_host(settings)
         print(ensure_demo_course(settings.courses_dir))

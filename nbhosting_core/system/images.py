@@ -152,6 +152,12 @@ def context_hash(context_dir: Path, base_image: str) -> str:
     return digest.hexdigest()[:12]
 
 
+def rootfs_path(context_dir: Path, images_dir: Path, base_image: str | None = None) -> Path:
+    """Where :func:`ensure_rootfs` puts (or finds) the rootfs of this build context (it may not exist yet)."""
+    base = base_image or LOCAL_BASE_IMAGE
+    return images_dir / f"{context_dir.name}-{context_hash(context_dir, base)}" / "rootfs"
+
+
 def _remove_stale_temps(images_dir: Path, prefix: str) -> None:
     for stale in images_dir.glob(f"{prefix}*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -340,7 +346,7 @@ def ensure_rootfs(
     context_dir = context_dir.resolve()
     images_dir = images_dir.resolve()
     base = base_image or LOCAL_BASE_IMAGE
-    final = images_dir / f"{context_dir.name}-{context_hash(context_dir, base)}"
+    final = rootfs_path(context_dir, images_dir, base_image).parent
     if (final / "rootfs").is_dir():
         return final / "rootfs"
     images_dir.mkdir(parents=True, exist_ok=True)

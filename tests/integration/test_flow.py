@@ -197,3 +197,12 @@ def test_with_egress_the_container_gets_its_own_user_mode_network(settings):
     with hub.containers.runtime.session(account) as user_podman:
         info = user_podman.call(lambda c: c.api.get(f"/containers/{launch.container}/json").json())
     assert info["HostConfig"]["NetworkMode"] == "slirp4netns"
+
+
+def test_doctor_passes_on_a_host_set_up_by_setup_sh(settings):
+    from nbhosting_server.cli import settings_environment
+
+    done = subprocess.run([sys.executable, "-m", "nbhosting_server.cli", "doctor"], capture_output=True, text=True,
+                          env={**os.environ, **settings_environment(settings)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok    podman" in done.stdout and "FAIL" not in done.stdout

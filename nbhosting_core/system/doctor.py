@@ -1,0 +1,86 @@
+"""What this host gives nbhosting: required tools, and the features that depend on the host."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..settings import Settings
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: ``required`` checks that fail stop nbhosting from working."""
+
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+
+def _version(argv: list[str]) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False).stdout
+    except OSError:
+        return None
+    match = re.search(r"v?(\d+\.\d+(\.\d+)?)", out)
+    return match.group(1) if match else None
+
+
+def subid_overlaps(entries: list[tuple[str, int, int]], first: int, last: int, prefix: str) -> list[str]:
+    """Names of /etc/subuid entries, other than nbhosting's own (``prefix``), overlapping [first, last]."""
+    return [name for name, start, count in entries
+            if not name.startswith(prefix) and start <= last and start + count - 1 >= first]
+
+
+def _subid_entries(path: Path) -> list[tuple[str, int, int]]:
+    entries = []
+    try:
+        for line in path.read_text().splitlines():
+            parts = line.split(":")
+            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                entries.append((parts[0], int(parts[1]), int(parts[2])))
+    except OSError:
+        pass
+    return entries
+
+
+def diagnose(settings: Settings) -> list[Check]:
+    """Every check, in the order an admin would fix them."""
+    checks = []
+    podman = _version(["podman", "--version"]) if shutil.which("podman") else None
+    checks.append(Check("podman", podman is not None and tuple(map(int, podman.split(".")[:2])) >= (4, 3),
+                        f"podman {podman}" if podman else "podman is missing (apt-get install podman)"))
+    for tool, package in (("runc", "runc"), ("newuidmap", "uidmap"), ("caddy", "caddy"), ("useradd", "passwd")):
+        found = shutil.which(tool)
+        checks.append(Check(tool, found is not None, found or f"{tool} is missing (apt-get install {package})"))
+    unified = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    checks.append(Check("cgroups", True, "v2 (unified): memory/pids limits apply" if unified else
+                        "v1/hybrid: rootless --memory/--pids-limit are ignored (ulimits still apply)",
+                        required=False))
+    checks.append(Check("systemd", True, "PID 1 is systemd" if Path("/run/systemd/system").exists()
+                        else "no systemd: cgroupfs manager, file events (nbhosting's containers.conf)",
+                        required=False))
+    tun = Path("/dev/net/tun")
+    tun_ok = tun.exists() and bool(tun.stat().st_mode & stat.S_IROTH and tun.stat().st_mode & stat.S_IWOTH)
+    checks.append(Check("egress", tun_ok or not settings.egress,
+                        "kernels can reach the network (slirp4netns)" if tun_ok else
+                        "/dev/net/tun is not usable by students: chmod 0666 /dev/net/tun, or set NBH_EGRESS=false",
+                        required=settings.egress))
+    first = settings.subid_base
+    last = first + (settings.uid_max - settings.uid_min + 1) * settings.subid_count - 1
+    clash = subid_overlaps(_subid_entries(Path("/etc/subuid")), first, last, settings.user_prefix)
+    checks.append(Check("subuid space", last < 2**32 and not clash,
+                        f"{settings.uid_max - settings.uid_min + 1} students x {settings.subid_count} ids "
+                        f"from {first}" + (f"; overlaps {', '.join(clash[:5])}" if clash else "")))
+    rootfs = settings.image_rootfs
+    checks.append(Check("image", rootfs is not None and (rootfs / "usr/local/bin/nbhosting-jupyter").exists(),
+                        str(rootfs) if rootfs else "no image built yet (nbh image)"))
+    checks.append(Check("root", os.geteuid() == 0, "running as root" if os.geteuid() == 0 else
+                        "nbhosting must run as root (it creates users and runs their podman)"))
+    return checks
