@@ -45,9 +45,10 @@ class Settings(BaseSettings):
         "notebook", description="Which UI a launch opens: Notebook 7 (one document) or JupyterLab."
     )
     public_url: str = Field("https://localhost:8443", description="Where browsers reach Caddy.")
-    site_address: str = Field("localhost", description="Caddy's site address (a domain for real TLS).")
-    https_port: int = Field(8443, description="Caddy's HTTPS port.")
-    http_port: int = Field(8080, description="Caddy's HTTP port (ACME challenges, redirects).")
+    site_address: str = Field("localhost", pattern=r"^[A-Za-z0-9.-]+$",
+                              description="Caddy's site address (a domain for real TLS).")
+    https_port: int = Field(8443, ge=1, le=65535, description="Caddy's HTTPS port.")
+    http_port: int = Field(8080, ge=1, le=65535, description="Caddy's HTTP port (ACME challenges, redirects).")
     tls_cert: Path | None = Field(None, description="A certificate file; default Caddy's internal CA.")
     tls_key: Path | None = Field(None, description="The key of tls_cert.")
     frame_ancestors: str = Field(
@@ -55,8 +56,9 @@ class Settings(BaseSettings):
         description="Who may embed notebooks in an iframe (CSP frame-ancestors): set it to your course "
         "platform's origin in production, e.g. \"'self' https://courses.example.org\".",
     )
-    app_host: str = Field("127.0.0.1", description="Where the Starlette app listens (Caddy's upstream).")
-    app_port: int = Field(8710, description="Port of the Starlette app.")
+    app_host: str = Field("127.0.0.1", pattern=r"^[A-Za-z0-9.:-]+$",
+                          description="Where the Starlette app listens (Caddy's upstream).")
+    app_port: int = Field(8710, ge=1, le=65535, description="Port of the Starlette app.")
     start_timeout: float = Field(60.0, gt=0, description="Seconds a notebook server may take to answer.")
     ready_poll_interval: float = Field(
         0.05, gt=0, description="Seconds between readiness probes (fixed: no back-off to wait out)."

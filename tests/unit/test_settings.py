@@ -1,0 +1,34 @@
+import pytest
+from pydantic import ValidationError
+
+from nbhosting_core import Settings
+
+
+def test_defaults_derive_every_path_from_data_root_and_run_dir():
+    s = Settings(data_root="/srv/nbh", run_dir="/run/x")
+    assert str(s.courses_dir) == "/srv/nbh/courses" and str(s.students_dir) == "/srv/nbh/students"
+    assert str(s.effective_images_dir) == "/srv/nbh/images" and str(s.secret_file) == "/srv/nbh/secret"
+    assert str(s.jupyter_sockets_dir) == "/run/x/jupyter" and str(s.locks_dir) == "/run/x/locks"
+
+
+def test_settings_come_from_nbh_environment_variables(monkeypatch):
+    monkeypatch.setenv("NBH_DATA_ROOT", "/elsewhere")
+    monkeypatch.setenv("NBH_EGRESS", "false")
+    s = Settings()
+    assert str(s.data_root) == "/elsewhere" and s.egress is False
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("url_prefix", "../x"), ("url_prefix", "NB"), ("site_address", "x.org { respond 1 }"),
+     ("frame_ancestors", "x; script-src *"), ("user_prefix", "root"), ("https_port", 70000),
+     ("subid_count", 0), ("ui", "classic"), ("start_timeout", 0)],
+)
+def test_bad_settings_are_refused_with_the_field_named(field, value):
+    with pytest.raises(ValidationError, match=field):
+        Settings(**{field: value})
+
+
+def test_unknown_settings_are_refused():
+    with pytest.raises(ValidationError, match="data_rot"):
+        Settings(data_rot="/x")
