@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,15 @@ def test_doctor_passes_on_a_host_set_up_by_setup_sh(settings):
                           env={**os.environ, **settings_environment(settings)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok    podman" in done.stdout and "FAIL" not in done.stdout
+
+
+def test_a_crashed_jupyter_is_brought_back_at_the_next_open(hub, settings):
+    launch = hub.open_notebook("demo", "01-welcome.ipynb", "int-crash")
+    subprocess.run(["pkill", "-KILL", "-U", str(launch.uid), "-f", "jupyter-server"], check=True)
+    account = hub.accounts.find("int-crash")
+    deadline = time.monotonic() + 20
+    while hub.containers.runtime.get(account, launch.container).status.value == "running":
+        assert time.monotonic() < deadline, "the container did not stop after its Jupyter was killed"
+        time.sleep(0.2)
+    again = hub.open_notebook("demo", "01-welcome.ipynb", "int-crash")
+    assert again.state is LaunchState.READY and again.key == launch.key and not again.created
