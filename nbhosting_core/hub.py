@@ -59,10 +59,11 @@ class Hub:
         student_id = validate_student_id(student_id)
         self.workspaces.course_notebook(course, path)  # NotFound before any account exists
         account = self.accounts.find(student_id)
+        content = None
         if account is None or not self.workspaces.has_copy(account, course, path):
-            self.workspaces.read_course_notebook(course, path)  # InvalidNotebook before creating
+            content = self.workspaces.read_course_notebook(course, path)  # InvalidNotebook before creating
         account = account or self.accounts.ensure(student_id)
-        copied = self.workspaces.ensure_copy(account, course, path)
+        copied = self.workspaces.ensure_copy(account, course, path, content)
         name = container_name(account.user, course)
         known = self.containers.known_key(name)
         if known is not None and self.containers.is_ready(known):

@@ -72,8 +72,11 @@ class Workspaces:
         """True if the student already has something at ``notebook`` in their workspace."""
         return os.path.lexists(self.workspace(account, course).joinpath(*notebook.parts))
 
-    def ensure_copy(self, account: Account, course: str, notebook: PurePosixPath) -> bool:
+    def ensure_copy(self, account: Account, course: str, notebook: PurePosixPath,
+                    content: bytes | None = None) -> bool:
         """Give the student their own copy of ``notebook`` unless they have one; True if copied now.
+
+        ``content``: the course notebook as :meth:`read_course_notebook` returned it, if already read.
 
         Raises:
             NotFound, InvalidInput: see :meth:`course_notebook`.
@@ -84,8 +87,9 @@ class Workspaces:
             name = notebook.parts[-1]
             if _exists(name, dir_fd):
                 return False
-            data = self.read_course_notebook(course, notebook)
-            return _write_new(dir_fd, name, data, account)
+            if content is None:
+                content = self.read_course_notebook(course, notebook)
+            return _write_new(dir_fd, name, content, account)
 
 
 @contextlib.contextmanager
