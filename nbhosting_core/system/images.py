@@ -23,8 +23,6 @@ called at every server start and returns at once when the rootfs exists.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
@@ -32,8 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from .locks import file_lock
 
 Log = Callable[[str], None]
 
@@ -124,17 +124,6 @@ def _run(cmd: Sequence[str], *, env: dict[str, str] | None = None, log: Log | No
     return output
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if needed) for the ``with`` block."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _hash_files(root: Path, update: Callable[[bytes], None]) -> None:
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         update(str(path.relative_to(root)).encode() + b"\0")
@@ -175,7 +164,7 @@ def ensure_local_base(*, images_dir: Path, containers_conf: Path, log: Log = pri
     env = _podman_env(containers_conf)
     if _image_exists(LOCAL_BASE_IMAGE, env):
         return LOCAL_BASE_IMAGE
-    with _file_lock(images_dir / ".base.lock"):
+    with file_lock(images_dir / ".base.lock"):
         if _image_exists(LOCAL_BASE_IMAGE, env):
             return LOCAL_BASE_IMAGE
         started = time.monotonic()
@@ -205,7 +194,7 @@ def ensure_wheels(requirements: Path, *, images_dir: Path, log: Log = print) -> 
     if wheels.is_dir():
         return wheels
     cache.mkdir(parents=True, exist_ok=True)
-    with _file_lock(cache / ".lock"):
+    with file_lock(cache / ".lock"):
         if wheels.is_dir():
             return wheels
         _remove_stale_temps(cache, f".{wheels.name}.")
@@ -351,7 +340,7 @@ def ensure_rootfs(
         return final / "rootfs"
     images_dir.mkdir(parents=True, exist_ok=True)
     images_dir.chmod(0o755)
-    with _file_lock(images_dir / f".{context_dir.name}.lock"):
+    with file_lock(images_dir / f".{context_dir.name}.lock"):
         if (final / "rootfs").is_dir():
             return final / "rootfs"
         _remove_stale_temps(images_dir, f".{final.name}.")
