@@ -19,7 +19,6 @@ from .demo import DEMO_COURSE, DEMO_STUDENT, ensure_demo_course
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 CADDYFILE = REPO_DIR / "caddy" / "Caddyfile"
-IMAGE_CONTEXT = REPO_DIR / "containerfiles" / "default"
 
 
 def prepare_host(settings: Settings) -> None:
@@ -36,9 +35,9 @@ def ensure_image(settings: Settings) -> Settings:
     """Settings with ``image_rootfs`` set, building the default image if needed (cached)."""
     if settings.image_rootfs is not None:
         return settings
-    from nbhosting_core.system.images import ensure_rootfs
+    from nbhosting_core.system.images import DEFAULT_CONTEXT_DIR, ensure_rootfs
 
-    rootfs = ensure_rootfs(context_dir=IMAGE_CONTEXT, images_dir=settings.effective_images_dir,
+    rootfs = ensure_rootfs(context_dir=DEFAULT_CONTEXT_DIR, images_dir=settings.effective_images_dir,
                            containers_conf=settings.containers_conf,
                            log=lambda m: print(f"[image] {m}", file=sys.stderr))
     return settings.model_copy(update={"image_rootfs": rootfs})
@@ -87,7 +86,8 @@ def _wait_for_app(settings: Settings, children: dict[str, subprocess.Popen[bytes
                 if response.status == 200:
                     return True
         except OSError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     return False
 
 
@@ -121,9 +121,9 @@ def serve(settings: Settings, *, demo: bool, workers: int) -> int:
         stop["signal"] = signal.SIGTERM
     else:
         print(f"nbhosting is up: {base}/", flush=True)
-    if demo:
-        print(f"open the demo notebook: {base}/notebookLazyCopy/{DEMO_COURSE}/01-welcome.ipynb/{DEMO_STUDENT}")
-    print(f"(TLS by Caddy's internal CA; trust {caddy_root_cert(settings)} or accept the warning)", flush=True)
+        if demo:
+            print(f"open the demo notebook: {base}/notebookLazyCopy/{DEMO_COURSE}/01-welcome.ipynb/{DEMO_STUDENT}")
+        print(f"(TLS by Caddy's internal CA; trust {caddy_root_cert(settings)} or accept the warning)", flush=True)
     code = 0
     while not stop["signal"]:
         for name, child in children.items():
@@ -164,10 +164,10 @@ def doctor(settings: Settings) -> int:
     from nbhosting_core.system.doctor import diagnose
 
     if settings.image_rootfs is None:
-        from nbhosting_core.system.images import rootfs_path
+        from nbhosting_core.system.images import DEFAULT_CONTEXT_DIR, rootfs_path
 
         settings = settings.model_copy(
-            update={"image_rootfs": rootfs_path(IMAGE_CONTEXT, settings.effective_images_dir)})
+            update={"image_rootfs": rootfs_path(DEFAULT_CONTEXT_DIR, settings.effective_images_dir)})
     failed = False
     for check in diagnose(settings):
         mark = ("ok  " if check.ok else "FAIL") if check.required else "info"

@@ -19,7 +19,6 @@ from pathlib import Path
 from nbhosting_core import Settings
 
 IMAGES_DIR = Path(os.environ.get("NBH_TEST_IMAGES_DIR", "/var/lib/nbhosting/images"))
-REPO = Path(__file__).resolve().parent.parent
 TEST_PREFIX = "nbt-"
 TEST_UID_MIN = 3_000_000
 TEST_UID_MAX = 3_099_999
@@ -32,9 +31,9 @@ def is_root() -> bool:
 
 def built_rootfs() -> Path:
     """The default image's rootfs, built once into the shared cache (slow the first time only)."""
-    from nbhosting_core.system.images import ensure_rootfs
+    from nbhosting_core.system.images import DEFAULT_CONTEXT_DIR, ensure_rootfs
 
-    return ensure_rootfs(context_dir=REPO / "containerfiles" / "default", images_dir=IMAGES_DIR,
+    return ensure_rootfs(context_dir=DEFAULT_CONTEXT_DIR, images_dir=IMAGES_DIR,
                          containers_conf=Settings().containers_conf, log=lambda m: None)
 
 

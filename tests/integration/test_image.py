@@ -32,9 +32,8 @@ from tests.integration.conftest import require_podman_host
 
 pytestmark = pytest.mark.podman
 
-REPO = Path(__file__).resolve().parents[2]
-CONTEXT_DIR = REPO / "containerfiles" / "default"
-CONTAINERS_CONF = REPO / "nbhosting_core" / "system" / "containers.conf"
+CONTEXT_DIR = images.DEFAULT_CONTEXT_DIR
+CONTAINERS_CONF = images.DEFAULT_CONTAINERS_CONF
 IMAGES_DIR = Path("/var/lib/nbhosting/images")
 #: a narrow subordinate id range (1024 ids), far above useradd's default allocations.
 SUBID_START = 2147483648
