@@ -2,51 +2,108 @@
 
 The main entry point is :class:`Hub`::
 
-    from nbhosting_core import Hub, Settings
+    from nbhosting_core import Hub, Settings, ensure_default_rootfs, ensure_layout
 
-    hub = Hub(Settings(image_rootfs="/var/lib/nbhosting/images/default-.../rootfs"))
-    launch = hub.open_notebook("python3-s2", "w1/intro.ipynb", "a1b2c3")
+    settings = Settings()
+    ensure_layout(settings)                                   # folders, once per host (root)
+    settings = settings.model_copy(update={"image_rootfs": ensure_default_rootfs(settings)})
+    hub = Hub(settings)
+    launch = hub.wait_ready(hub.open_notebook("python3-s2", "w1/intro.ipynb", "a1b2c3"))
     print(launch.user, launch.container, launch.url)
 
-No web framework is imported here; ``nbhosting_server`` wraps this library in a Starlette app.
+    for view in hub.list_servers():                           # the host: list, stop, cull, reconcile
+        print(view.server.name, view.server.state.value, view.idle_seconds)
+
+What runs the servers is a :class:`NotebookBackend`: :class:`PodmanBackend` (rootless podman, the default) or
+:class:`FakeBackend` (in memory, for tests and embedding). No web framework is imported here;
+``nbhosting_server`` wraps this library in a Starlette app.
 """
 
 from .access import AccessDecision
+from .accounts import Accounts, AccountStore
+from .backend import NotebookBackend
+from .culling import Culler, CullPolicy, should_cull
 from .errors import (
     CommandFailed,
+    ImageBuildError,
     InvalidInput,
     InvalidNotebook,
     NbhostingError,
     NotFound,
+    OverQuota,
     RuntimeUnavailable,
     StartFailed,
     StartTimeout,
 )
+from .fake import FakeAccounts, FakeBackend
 from .hub import Hub
-from .models import Account, ContainerRecord, ContainerStatus, Launch, LaunchState
+from .models import (
+    AccessCookie,
+    Account,
+    Action,
+    CullDecision,
+    CullReason,
+    Ensured,
+    Launch,
+    LaunchState,
+    ReconcileReport,
+    Server,
+    ServerActivity,
+    ServerState,
+    ServerView,
+    Usage,
+)
 from .naming import container_name, user_name, validate_course, validate_notebook_path, validate_student_id
 from .settings import Settings
+from .system.images import ensure_default_rootfs
+from .system.layout import ensure_layout
+from .system.podman import PodmanBackend
+from .system.runner import CommandRunner, SubprocessRunner
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "AccessCookie",
     "AccessDecision",
     "Account",
+    "AccountStore",
+    "Accounts",
+    "Action",
     "CommandFailed",
-    "ContainerRecord",
-    "ContainerStatus",
+    "CommandRunner",
+    "CullDecision",
+    "CullPolicy",
+    "CullReason",
+    "Culler",
+    "Ensured",
+    "FakeAccounts",
+    "FakeBackend",
     "Hub",
+    "ImageBuildError",
     "InvalidInput",
     "InvalidNotebook",
     "Launch",
     "LaunchState",
     "NbhostingError",
     "NotFound",
+    "NotebookBackend",
+    "OverQuota",
+    "PodmanBackend",
+    "ReconcileReport",
     "RuntimeUnavailable",
+    "Server",
+    "ServerActivity",
+    "ServerState",
+    "ServerView",
     "Settings",
     "StartFailed",
     "StartTimeout",
+    "SubprocessRunner",
+    "Usage",
     "container_name",
+    "ensure_default_rootfs",
+    "ensure_layout",
+    "should_cull",
     "user_name",
     "validate_course",
     "validate_notebook_path",

@@ -7,17 +7,34 @@ derived from the uid (so ranges never overlap and a host holds far more than 65,
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
+import time
 from pathlib import Path
+from typing import Protocol
 
 from .models import Account
 from .naming import subid_range, user_name
 from .settings import Settings
 from .system.locks import file_lock
 from .system.runner import CommandRunner
+from .system.tree import chown_tree, ensure_dir
 
+log = logging.getLogger(__name__)
 NOLOGIN = "/usr/sbin/nologin"
+
+
+class AccountStore(Protocol):
+    """Finds and creates students' accounts (the real one makes Linux users; tests may use a fake)."""
+
+    def find(self, student_id: str) -> Account | None:
+        """The complete account of ``student_id``, or None."""
+        ...
+
+    def ensure(self, student_id: str) -> Account:
+        """The account of ``student_id``, created (or its creation finished) if needed."""
+        ...
 
 
 class Accounts:
@@ -55,7 +72,11 @@ class Accounts:
             found = self.find(student_id)
             if found is not None:
                 return found
-            return self._create(student_id)
+            started = time.monotonic()
+            account = self._create(student_id)
+            log.info("account created: user=%s uid=%d in %.3fs", account.user, account.uid,
+                     time.monotonic() - started)
+            return account
 
     def _create(self, student_id: str) -> Account:
         s = self._settings
@@ -77,11 +98,11 @@ class Accounts:
         if not _has_subid(Path("/etc/subuid"), user) or not _has_subid(Path("/etc/subgid"), user):
             span = f"{first}-{first + count - 1}"
             self._runner.run(["usermod", "--add-subuids", span, "--add-subgids", span, user])
-        _make_private_dir(s.students_dir, 0, 0, 0o711)
-        if home.is_dir() and home.stat().st_uid != entry.pw_uid:
+        ensure_dir(s.students_dir, 0, 0, 0o711)
+        if home.is_dir() and os.lstat(home).st_uid != entry.pw_uid:
             # the user was deleted and made again (new uid): give the student their files back
-            _chown_tree(home, entry.pw_uid, entry.pw_gid)
-        _make_private_dir(home, entry.pw_uid, entry.pw_gid, 0o700)
+            chown_tree(home, entry.pw_uid, entry.pw_gid)
+        ensure_dir(home, entry.pw_uid, entry.pw_gid, 0o700)
         return Account(student_id=student_id, user=user, uid=entry.pw_uid, gid=entry.pw_gid, home=home)
 
 
@@ -92,17 +113,3 @@ def _has_subid(path: Path, user: str) -> bool:
             return any(line.startswith(prefix) for line in lines)
     except FileNotFoundError:
         return False
-
-
-def _chown_tree(root: Path, uid: int, gid: int) -> None:
-    """chown everything below ``root`` without ever following a symlink."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in dirnames + filenames:
-            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
-    os.chown(root, uid, gid, follow_symlinks=False)
-
-
-def _make_private_dir(path: Path, uid: int, gid: int, mode: int) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    os.chown(path, uid, gid, follow_symlinks=False)
-    os.chmod(path, mode)

@@ -1,76 +1,82 @@
-"""Students' notebook containers: one per (course, student), found, started, reused or replaced.
+"""Students' notebook containers, as pure decisions: what to do with one, and how to create it.
 
-Decisions are pure (:func:`plan`, :func:`container_spec`); :class:`Containers` acts on them through a
-:class:`ContainerRuntime` (the real one is :class:`~nbhosting_core.system.podman.PodmanRuntime`).
-Podman labels carry everything needed to find a container again after a crash or a restart.
+:func:`plan` decides (reuse, start, create, replace); :func:`container_spec` is the podman SpecGenerator of a
+new container; :func:`server_from_inspect` reads a container back. Podman labels (:data:`LABELS`) carry
+everything needed to find a server again after a crash or a restart.
 """
 
 from __future__ import annotations
 
-import enum
-import os
-import shutil
-import threading
-import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from .errors import StartFailed, StartTimeout
-from .models import Account, ContainerRecord, ContainerStatus
+from .clock import parse_time
+from .models import Account, Action, Server, ServerState
 from .naming import container_name, is_key
 from .settings import Settings
-from .system.locks import file_lock
-from .system.unixhttp import get_status
-from .tokens import jupyter_token, new_key
 
 WORKDIR = "/home/student"
 SOCKET_MOUNT = "/nbhosting/run"
 SOCKET_NAME = "jupyter.sock"
 ENTRYPOINT = ["tini", "-g", "--", "/usr/local/bin/nbhosting-jupyter"]
+#: what each label holds: the same keys are written at creation and read back by the backend.
+LABELS = {
+    "course": "nbhosting.course",
+    "student_id": "nbhosting.student",
+    "user": "nbhosting.user",
+    "key": "nbhosting.key",
+    "image": "nbhosting.rootfs",
+}
+#: the label every nbhosting container has (how the backend lists them)
+MARKER = LABELS["key"]
 
 
-class ContainerRuntime(Protocol):
-    """What nbhosting needs of a container engine, per student."""
+def plan(server: Server | None, image: str) -> Action:
+    """Decide what to do with the existing server of a (course, student) to get it running (pure).
 
-    def get(self, account: Account, name: str) -> ContainerRecord | None: ...
-    def list(self, account: Account) -> list[ContainerRecord]: ...
-    def create(self, account: Account, spec: dict[str, Any]) -> None: ...
-    def start(self, account: Account, name: str) -> None: ...
-    def stop(self, account: Account, name: str, timeout: int = 5) -> None: ...
-    def remove(self, account: Account, name: str) -> None: ...
-    def logs(self, account: Account, name: str, tail: int = 20) -> str: ...
-
-
-class Action(enum.Enum):
-    """What to do with a (course, student) container."""
-
-    REUSE = "reuse"
-    START = "start"
-    CREATE = "create"
-    REPLACE = "replace"
-
-
-def plan(record: ContainerRecord | None, rootfs: str) -> Action:
-    """Decide what to do with the existing container ``record`` (pure).
-
-    A running container is always reused, even on an older image: never cut a student's session.
-    A stopped one is started unless its image changed or its labels are unusable; anything else is
-    replaced.
+    A running server is always reused, even on an older image: never cut a student's session. A stopped
+    one is started unless its image changed or its labels are unusable; anything else is replaced.
     """
-    if record is None:
+    if server is None:
         return Action.CREATE
-    if record.status is ContainerStatus.RUNNING and is_key(record.key):
+    if server.state is ServerState.RUNNING and is_key(server.key):
         return Action.REUSE
-    if record.status is ContainerStatus.STOPPED and is_key(record.key) and record.rootfs == rootfs:
+    if server.state is ServerState.STOPPED and is_key(server.key) and server.image == image:
         return Action.START
     return Action.REPLACE
 
 
+def jupyter_options(settings: Settings, key: str) -> list[str]:
+    """The options nbhosting passes to Jupyter in every server (pure)."""
+    options = [
+        f"--ServerApp.sock={SOCKET_MOUNT}/{SOCKET_NAME}",
+        "--ServerApp.sock_mode=0600",
+        f"--ServerApp.base_url=/{settings.url_prefix}/{key}/",
+        "--ServerApp.allow_remote_access=True",
+        f"--ServerApp.root_dir={WORKDIR}",
+    ]
+    if settings.kernel_idle_timeout:
+        # Jupyter's own culling reclaims kernels nobody uses, inside a server that is otherwise in use
+        options += [
+            f"--MappingKernelManager.cull_idle_timeout={settings.kernel_idle_timeout}",
+            f"--MappingKernelManager.cull_interval={min(300, max(10, settings.kernel_idle_timeout // 4))}",
+            "--MappingKernelManager.cull_connected=True",
+            "--MappingKernelManager.cull_busy=False",
+        ]
+    return options
+
+
 def container_spec(settings: Settings, account: Account, course: str, key: str, token: str,
-                   workspace: Path, socket_dir: Path, rootfs: Path) -> dict[str, Any]:
-    """The podman SpecGenerator of a student's notebook container (pure)."""
-    base_url = f"/{settings.url_prefix}/{key}/"
-    return {
+                   workspace: Path, socket_dir: Path, rootfs: Path,
+                   resource_limits: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The podman SpecGenerator of a student's notebook container (pure).
+
+    ``resource_limits``: podman's ``resource_limits`` where the engine can enforce them itself (cgroups v2
+    with delegation); elsewhere root enforces the limits from outside (:mod:`nbhosting_core.system.cgroups`).
+    """
+    labels = {LABELS["course"]: course, LABELS["student_id"]: account.student_id, LABELS["user"]: account.user,
+              LABELS["key"]: key, LABELS["image"]: str(rootfs)}
+    spec: dict[str, Any] = {
         "name": container_name(account.user, course),
         "rootfs": str(rootfs),
         "read_only_filesystem": True,
@@ -80,7 +86,7 @@ def container_spec(settings: Settings, account: Account, course: str, key: str, 
             {"destination": WORKDIR, "source": str(workspace), "type": "bind", "options": ["rbind", "rw"]},
             {"destination": SOCKET_MOUNT, "source": str(socket_dir), "type": "bind",
              "options": ["rbind", "rw"]},
-            # the rootfs is read-only: HOME=/tmp (Jupyter's runtime files) lives in memory
+            # the rootfs is read-only: HOME=/tmp (Jupyter's runtime files) lives in memory, within the memory limit
             {"destination": "/tmp", "source": "tmpfs", "type": "tmpfs",
              "options": ["rw", "nosuid", "nodev", "size=256m", "mode=1777"]},
             {"destination": "/var/tmp", "source": "tmpfs", "type": "tmpfs",
@@ -90,160 +96,39 @@ def container_spec(settings: Settings, account: Account, course: str, key: str, 
         ],
         "env": {"HOME": "/tmp", "USER": account.user, "JUPYTER_TOKEN": token,
                 "PATH": "/usr/local/bin:/usr/bin:/bin"},
-        "labels": {
-            "nbhosting.course": course, "nbhosting.student": account.student_id,
-            "nbhosting.user": account.user, "nbhosting.key": key, "nbhosting.rootfs": str(rootfs),
-        },
+        "labels": labels,
         "work_dir": WORKDIR,
         "hostname": course[:63],
         "stop_timeout": 5,
-        "command": [
-            *ENTRYPOINT,
-            f"--ServerApp.sock={SOCKET_MOUNT}/{SOCKET_NAME}",
-            "--ServerApp.sock_mode=0600",
-            f"--ServerApp.base_url={base_url}",
-            "--ServerApp.allow_remote_access=True",
-            f"--ServerApp.root_dir={WORKDIR}",
-        ],
+        # the container's output is kept on the host: bounded
+        "log_configuration": {"driver": "k8s-file", "size": settings.log_size_max},
+        "command": [*ENTRYPOINT, *jupyter_options(settings, key)],
     }
+    if resource_limits:
+        spec["resource_limits"] = resource_limits
+    return spec
 
 
-class Containers:
-    """Ensures each (course, student) has exactly one running notebook container."""
+_RUNNING = ("running",)
+_STOPPED = ("created", "configured", "exited", "stopped")
 
-    def __init__(self, settings: Settings, runtime: ContainerRuntime, secret: bytes) -> None:
-        self._settings = settings
-        self._runtime = runtime
-        self._secret = secret
-        self._keys: dict[str, str] = {}  # container name -> key: the fast path of a warm open
 
-    @property
-    def runtime(self) -> ContainerRuntime:
-        """The engine this manager acts through."""
-        return self._runtime
+def state_of(status: str) -> ServerState:
+    """Podman's container status folded into a :class:`ServerState` (pure)."""
+    if status in _RUNNING:
+        return ServerState.RUNNING
+    if status in _STOPPED:
+        return ServerState.STOPPED
+    return ServerState.BROKEN
 
-    def known_key(self, name: str) -> str | None:
-        """The key last seen answering for container ``name``, from any server process (a hint:
-        callers check it with :meth:`is_ready`, so a stale one only costs a probe)."""
-        key = self._keys.get(name)
-        if key is None:
-            try:
-                key = (self._settings.run_dir / "keys" / name).read_text()
-            except OSError:
-                return None
-            self._keys[name] = key
-        return key if is_key(key) else None
 
-    def remember_key(self, name: str, key: str) -> None:
-        """Note that container ``name`` answers on ``key`` (RUN_DIR/keys, root only, gone at reboot)."""
-        if self._keys.get(name) == key:
-            return
-        self._keys[name] = key
-        folder = self._settings.run_dir / "keys"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        tmp = folder / f".{name}.{os.getpid()}.{threading.get_ident()}"
-        tmp.write_text(key)
-        tmp.replace(folder / name)
-
-    def socket_dir(self, key: str) -> Path:
-        """The folder holding the Jupyter socket of the container ``key``."""
-        return self._settings.jupyter_sockets_dir / key
-
-    def socket_path(self, key: str) -> Path:
-        """The Jupyter socket of the container ``key`` (Caddy's upstream for it)."""
-        return self.socket_dir(key) / SOCKET_NAME
-
-    def ensure_running(self, account: Account, course: str, workspace: Path) -> tuple[ContainerRecord, bool]:
-        """The running container of (course, student), created or started if needed.
-
-        Safe to call concurrently from threads and processes: a lock per container name makes sure
-        exactly one container is created. Returns the record and whether a container was created.
-
-        Raises:
-            RuntimeUnavailable: the engine cannot be used.
-            StartFailed: no image is configured.
-        """
-        rootfs = self._settings.image_rootfs
-        if rootfs is None:
-            raise StartFailed("Notebooks are not available: no notebook image is configured.",
-                              log_detail="settings.image_rootfs is not set")
-        name = container_name(account.user, course)
-        with file_lock(self._settings.locks_dir / f"container-{name}.lock"):
-            record = self._runtime.get(account, name)
-            action = plan(record, str(rootfs))
-            if action is Action.REUSE:
-                assert record is not None
-                return record, False
-            if action is Action.START:
-                assert record is not None
-                self._prepare_socket_dir(account, record.key)
-                try:
-                    self._runtime.start(account, name)
-                except Exception:  # noqa: BLE001 - a stopped container that will not start is replaced
-                    action = Action.REPLACE
-                else:
-                    return self._runtime.get(account, name) or record, False
-            if action is Action.REPLACE and record is not None:
-                self.remove(account, record)
-            key = new_key()
-            socket_dir = self._prepare_socket_dir(account, key)
-            spec = container_spec(self._settings, account, course, key, jupyter_token(self._secret, key),
-                                  workspace, socket_dir, rootfs)
-            self._runtime.create(account, spec)
-            self._runtime.start(account, name)
-            created = self._runtime.get(account, name)
-            if created is None:
-                raise StartFailed("Your notebook server could not be created.",
-                                  log_detail=f"{name} vanished right after its creation")
-            return created, True
-
-    def remove(self, account: Account, record: ContainerRecord) -> None:
-        """Remove a container and its socket folder (the student's files are untouched)."""
-        self._runtime.remove(account, record.name)
-        if is_key(record.key):
-            shutil.rmtree(self.socket_dir(record.key), ignore_errors=True)
-
-    def _prepare_socket_dir(self, account: Account, key: str) -> Path:
-        parent = self._settings.jupyter_sockets_dir
-        parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(parent, 0o711)  # Caddy (root) traverses; students cannot list the keys
-        path = parent / key
-        path.mkdir(mode=0o700, exist_ok=True)
-        os.chown(path, account.uid, account.gid, follow_symlinks=False)
-        (path / SOCKET_NAME).unlink(missing_ok=True)
-        return path
-
-    def is_ready(self, key: str) -> bool:
-        """True if the Jupyter server of ``key`` answers its status API (with its token)."""
-        status = get_status(
-            self.socket_path(key), f"/{self._settings.url_prefix}/{key}/api/status",
-            {"Authorization": f"token {jupyter_token(self._secret, key)}"}, timeout=2.0,
-        )
-        return status == 200
-
-    def wait_ready(self, account: Account, record: ContainerRecord, timeout: float) -> None:
-        """Poll (on a short fixed interval) until the server of ``record`` answers.
-
-        Raises:
-            StartFailed: the container stopped meanwhile.
-            StartTimeout: it did not answer within ``timeout`` seconds.
-        """
-        deadline = time.monotonic() + timeout
-        interval = self._settings.ready_poll_interval
-        checks = 0
-        while True:
-            if self.is_ready(record.key):
-                return
-            checks += 1
-            if checks % 20 == 0:  # every ~second, make sure it did not die
-                current = self._runtime.get(account, record.name)
-                if current is None or current.status is not ContainerStatus.RUNNING:
-                    output = self._runtime.logs(account, record.name) if current else ""
-                    state = current.status.value if current else "gone"
-                    raise StartFailed("Your notebook server stopped while starting; please retry.",
-                                      log_detail=f"{record.name} is {state}; its last output: {output[-1500:]}")
-            if time.monotonic() >= deadline:
-                raise StartTimeout(
-                    f"Your notebook server did not start within {timeout:.0f} seconds; please retry.",
-                    log_detail=record.name)
-            time.sleep(interval)
+def server_from_inspect(data: dict[str, Any], uid: int) -> Server:
+    """A :class:`Server` from ``podman inspect`` of a container of the student ``uid`` (pure)."""
+    state = data.get("State") or {}
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    status = state_of(str(state.get("Status", "")))
+    return Server(
+        name=str(data.get("Name", "")).lstrip("/"), uid=uid, state=status,
+        started_at=parse_time(state.get("StartedAt")),
+        **{field: str(labels.get(label, "")) for field, label in LABELS.items()},
+    )

@@ -6,7 +6,9 @@
     ├── InvalidInput               a course, notebook path or student id that is refused (HTTP 400)
     ├── NotFound                   a course or notebook that does not exist (HTTP 404)
     ├── InvalidNotebook            a course notebook that nbformat cannot read (HTTP 422)
-    ├── CommandFailed              a host command (useradd, podman, ...) exited non-zero
+    ├── OverQuota                  a student's workspace is full (HTTP 507): nothing new is started
+    ├── CommandFailed              a host command (useradd, podman, mount, ...) exited non-zero
+    │   └── ImageBuildError        ... while building a notebook image
     ├── RuntimeUnavailable         the container engine cannot be reached or used
     └── StartFailed                a notebook server did not come up
         └── StartTimeout           ... within the configured time
@@ -49,20 +51,35 @@ class InvalidNotebook(NbhostingError):
     reason = "invalid-notebook"
 
 
+class OverQuota(NbhostingError):
+    """The student's workspace holds more than their disk quota allows."""
+
+    reason = "over-quota"
+
+
 class CommandFailed(NbhostingError):
-    """A host command exited with a non-zero status."""
+    """A host command exited with a non-zero status (or could not run, ``returncode`` -1)."""
 
     reason = "command-failed"
+    message_text = "An internal command failed; the administrators can find the details in the logs."
 
-    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str, *, tail_lines: int = 3) -> None:
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr
-        tail = stderr.strip().splitlines()[-3:]
-        super().__init__(
-            "An internal command failed; the administrators can find the details in the logs.",
-            log_detail=f"{' '.join(self.argv)} exited {returncode}: {' | '.join(tail)}",
-        )
+        tail = stderr.strip().splitlines()[-tail_lines:]
+        super().__init__(self.message_text,
+                         log_detail=f"{' '.join(self.argv)} exited {returncode}: {' | '.join(tail)}")
+
+
+class ImageBuildError(CommandFailed):
+    """A step of a notebook image build failed: the command, its exit status and the end of its output."""
+
+    reason = "image-build-failed"
+    message_text = "The notebook image could not be built; the build's output says why."
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+        super().__init__(argv, returncode, stderr, tail_lines=25)
 
 
 class RuntimeUnavailable(NbhostingError):

@@ -1,59 +1,88 @@
-"""The facade: one object that wires accounts, workspaces and containers into nbhosting's flows."""
+"""The facade: one object that wires accounts, workspaces and a notebook backend into nbhosting's flows.
+
+Open a notebook, follow its start, decide who reaches which server, and run the host: list, show, stop,
+remove, reconcile, cull. Every decision is logged (logger ``nbhosting_core.hub``) with the student's user,
+the course, the server's key and how long it took.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from . import access
-from .accounts import Accounts
-from .containers import ContainerRuntime, Containers
-from .errors import StartFailed, StartTimeout
-from .models import Account, ContainerRecord, Launch, LaunchState
+from .accounts import Accounts, AccountStore
+from .activity import ActivityLog
+from .backend import NotebookBackend
+from .culling import CullPolicy, last_seen, should_cull
+from .errors import NotFound, StartFailed, StartTimeout
+from .models import (
+    AccessCookie,
+    Account,
+    Action,
+    CullDecision,
+    Launch,
+    LaunchState,
+    ReconcileReport,
+    Server,
+    ServerState,
+    ServerView,
+)
 from .naming import container_name, validate_course, validate_notebook_path, validate_student_id
 from .settings import Settings
 from .system.runner import CommandRunner, SubprocessRunner
 from .system.secretfile import load_or_create_secret
 from .workspaces import Workspaces
 
+log = logging.getLogger(__name__)
+
 
 class Hub:
-    """Opens notebooks for students and decides who reaches which notebook server.
+    """Opens notebooks for students, decides who reaches which server, and keeps the host in order.
 
     Args:
         settings: all paths and knobs.
-        runner: runs host commands (useradd, usermod); default the real one.
-        runtime: the container engine; default rootless podman through podman-py.
+        backend: what runs the servers; default rootless podman (:class:`~nbhosting_core.system.podman.PodmanBackend`).
+        accounts: students' accounts; default Linux users (:class:`~nbhosting_core.accounts.Accounts`).
+        runner: runs host commands (useradd, mount, ...); default the real one.
         clock: seconds since the epoch; tests pass a fake.
     """
 
-    def __init__(self, settings: Settings, *, runner: CommandRunner | None = None,
-                 runtime: ContainerRuntime | None = None, clock: Callable[[], float] = time.time) -> None:
-        if runtime is None:
-            from .system.podman import PodmanRuntime
-
-            runtime = PodmanRuntime(settings)
+    def __init__(self, settings: Settings, *, backend: NotebookBackend | None = None,
+                 accounts: AccountStore | None = None, runner: CommandRunner | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.secret = load_or_create_secret(settings.secret_file)
-        self.accounts = Accounts(settings, runner or SubprocessRunner())
+        runner = runner or SubprocessRunner()
+        if backend is None:
+            from .system.podman import PodmanBackend
+
+            backend = PodmanBackend(settings, secret=self.secret, runner=runner)
+        self.backend: NotebookBackend = backend
+        self.accounts: AccountStore = accounts or Accounts(settings, runner)
         self.workspaces = Workspaces(settings)
-        self.containers = Containers(settings, runtime, self.secret)
+        self.activity = ActivityLog(settings.activity_dir, flush=settings.activity_flush, clock=clock)
+        self.policy = CullPolicy.from_settings(settings)
         self._clock = clock
 
-    def open_notebook(self, course: str, notebook: str, student_id: str, *, wait: bool = True) -> Launch:
-        """Give ``student_id`` their copy of ``notebook`` in ``course`` and a running server for it.
+    # ------------------------------------------------------------------------------------- students
 
-        Validates all three parts before anything is created, creates the student's account and copy
-        on first access (never overwriting their copy), then reuses, starts or creates the container.
-        With ``wait`` (the default) returns once Jupyter answers; otherwise may return a launch in
-        state ``starting`` (call again, or :meth:`wait_ready`).
+    def open_notebook(self, course: str, notebook: str, student_id: str) -> Launch:
+        """Give ``student_id`` their copy of ``notebook`` in ``course`` and a server for it; never waits.
+
+        Validates all three parts before anything is created, creates the student's account and copy on
+        first access (never overwriting their copy), then reuses, starts or creates the server. Returns at
+        once: the launch is ``ready`` when Jupyter already answers, else ``starting`` (follow it with
+        :meth:`launch_status`, or :meth:`wait_ready` in a script).
 
         Raises:
             InvalidInput, NotFound, InvalidNotebook: bad request; nothing was created.
-            RuntimeUnavailable, StartFailed, StartTimeout: the server could not be started.
+            RuntimeUnavailable, StartFailed: the server could not be started.
         """
+        started = time.monotonic()
         course = validate_course(course)
         path = validate_notebook_path(notebook)
         student_id = validate_student_id(student_id)
@@ -64,33 +93,65 @@ class Hub:
             content = self.workspaces.read_course_notebook(course, path)  # InvalidNotebook before creating
         account = account or self.accounts.ensure(student_id)
         copied = self.workspaces.ensure_copy(account, course, path, content)
-        name = container_name(account.user, course)
-        known = self.containers.known_key(name)
-        if known is not None and self.containers.is_ready(known):
-            return self._launch(account, course, path, known, LaunchState.READY, copied=copied)
-        record, created = self.containers.ensure_running(
-            account, course, self.workspaces.workspace(account, course))
-        ready = self.containers.is_ready(record.key)
-        if not ready and wait:
-            self.wait_ready(account, record)
-            ready = True
-        if ready:
-            self.containers.remember_key(name, record.key)
-        state = LaunchState.READY if ready else LaunchState.STARTING
-        return self._launch(account, course, path, record.key, state, created=created, copied=copied)
+        ensured = self.backend.ensure_running(account, course, self.workspaces.workspace(account, course))
+        server = ensured.server
+        state = LaunchState.READY if self.backend.is_ready(server) else LaunchState.STARTING
+        log.info("open user=%s course=%s notebook=%s key=%s action=%s state=%s copied=%s in %.3fs",
+                 account.user, course, path, _short(server.key), ensured.action.value, state.value, copied,
+                 time.monotonic() - started)
+        return self._launch(account, course, path, server, state, copied=copied, action=ensured.action)
 
-    def wait_ready(self, account: Account, record: ContainerRecord) -> None:
-        """Wait until the server of ``record`` answers, within what is left of ``start_timeout``."""
-        elapsed = self._clock() - record.started_at if record.started_at else 0.0
-        remaining = max(self.settings.start_timeout - max(elapsed, 0.0), 1.0)
-        try:
-            self.containers.wait_ready(account, record, remaining)
-        except StartTimeout:
-            raise
-        except StartFailed:
-            # it died while starting: replace it at the next open (the student's files are untouched)
-            self.containers.remove(account, record)
-            raise
+    def launch_status(self, course: str, notebook: str, student_id: str) -> Launch:
+        """Where the launch of (``course``, ``notebook``, ``student_id``) stands now; answers at once.
+
+        A server that stopped while starting, or did not answer within ``start_timeout``, is removed (the
+        student's files stay) so that the next launch starts afresh.
+
+        Raises:
+            InvalidInput: bad request.
+            NotFound: no server of this student for this course is starting or running (launch it).
+            StartFailed: the server stopped while starting.
+            StartTimeout: it did not answer within ``start_timeout``.
+        """
+        course = validate_course(course)
+        path = validate_notebook_path(notebook)
+        student_id = validate_student_id(student_id)
+        account = self.accounts.find(student_id)
+        server = self.backend.get(account, course) if account is not None else None
+        if account is None or server is None:
+            raise NotFound("This notebook is not being started: open it again from your course.")
+        if server.state is ServerState.RUNNING and self.backend.is_ready(server):
+            return self._launch(account, course, path, server, LaunchState.READY)
+        now = self._clock()
+        if server.state is not ServerState.RUNNING:
+            if server.started_at is None or now - server.started_at > self.settings.start_timeout:
+                raise NotFound("This notebook is not being started: open it again from your course.")
+            output = self.backend.logs(server)
+            self._discard(server, "died while starting")
+            raise StartFailed("Your notebook server stopped while starting; please retry.",
+                              log_detail=f"{server.name} is {server.state.value}; its last output: {output[-1500:]}")
+        elapsed = now - server.started_at if server.started_at else 0.0
+        if elapsed > self.settings.start_timeout:
+            self._discard(server, f"not answering after {elapsed:.0f}s")
+            raise StartTimeout(f"Your notebook server did not start within {self.settings.start_timeout:.0f} "
+                               "seconds; please retry.", log_detail=server.name)
+        return self._launch(account, course, path, server, LaunchState.STARTING)
+
+    def wait_ready(self, launch: Launch, timeout: float | None = None) -> Launch:
+        """Block until ``launch`` is ready (for scripts and the CLI; the web app polls instead).
+
+        Raises:
+            StartFailed, StartTimeout: as :meth:`launch_status`.
+        """
+        deadline = time.monotonic() + (timeout if timeout is not None else self.settings.start_timeout + 5)
+        while launch.state is not LaunchState.READY:
+            if time.monotonic() > deadline:
+                raise StartTimeout("Your notebook server did not start in time; please retry.",
+                                   log_detail=launch.container)
+            time.sleep(self.settings.ready_poll_interval)
+            status = self.launch_status(launch.course, launch.notebook, launch.student_id)
+            launch = status.model_copy(update={"action": launch.action, "copied": launch.copied})
+        return launch
 
     def notebook_url(self, key: str, notebook: PurePosixPath) -> str:
         """Where the browser goes for ``notebook`` in the server ``key`` (path only)."""
@@ -98,27 +159,135 @@ class Hub:
         quoted = urllib.parse.quote(str(notebook))
         return f"/{self.settings.url_prefix}/{key}/{view}/{quoted}"
 
-    def _launch(self, account: Account, course: str, notebook: PurePosixPath, key: str, state: LaunchState,
-                *, created: bool = False, copied: bool = False) -> Launch:
-        return Launch(
-            course=course, notebook=str(notebook), student_id=account.student_id, user=account.user,
-            uid=account.uid, container=container_name(account.user, course), key=key,
-            url=self.notebook_url(key, notebook), state=state, created=created, copied=copied,
-        )
-
-    def access_cookie(self, launch: Launch) -> tuple[str, str, str, int]:
-        """(name, value, path, max_age) of the cookie that lets this browser reach ``launch``."""
+    def access_cookie(self, launch: Launch) -> AccessCookie:
+        """The cookie that lets this browser reach the server of ``launch`` (and no other)."""
         s = self.settings
-        value = access.access_cookie_value(self.secret, launch.key, launch.user, self._clock(),
-                                           s.cookie_max_age)
-        return access.COOKIE_NAME, value, access.cookie_path(s.url_prefix, launch.key), s.cookie_max_age
+        value = access.access_cookie_value(self.secret, launch.key, launch.user, self._clock(), s.cookie_max_age)
+        return AccessCookie(name=access.COOKIE_NAME, value=value, path=access.cookie_path(s.url_prefix, launch.key),
+                            max_age=s.cookie_max_age)
 
     def authorize(self, uri: str, cookie_values: list[str]) -> access.AccessDecision:
         """Caddy's forward_auth question: may a request for ``uri`` with these cookies go through?
 
-        A valid cookie for a server that no longer exists is refused (410) with a clear reason.
+        A valid cookie for a server that is not running any more is refused (410) with a clear reason.
+        An allowed request counts as the student's activity (see :mod:`nbhosting_core.activity`).
         """
         decision = access.decide(self.secret, self.settings.url_prefix, uri, cookie_values, self._clock())
-        if decision.allowed and not self.containers.socket_path(decision.key).exists():
+        if not decision.allowed:
+            return decision
+        server = self.backend.find(decision.key)
+        if server is None or server.state is not ServerState.RUNNING:
             return access.AccessDecision(False, 410, "gone", key=decision.key, user=decision.user)
+        self.activity.touch(decision.key)
         return decision
+
+    # ------------------------------------------------------------------------------------ the host
+
+    def list_servers(self, *, details: bool = False) -> list[ServerView]:
+        """Every server on the host, with when its student was last seen.
+
+        With ``details``, each running server is also asked for its activity and usage (one bounded probe
+        per server).
+        """
+        return [self._view(server, details=details) for server in self.backend.list_servers()]
+
+    def server(self, name: str) -> ServerView:
+        """One server, with its activity and usage.
+
+        Raises:
+            NotFound: no server has that name.
+        """
+        return self._view(self._by_name(name), details=True)
+
+    def stop(self, name: str) -> Server:
+        """Stop the server ``name`` (its files stay; the next launch starts it again with the same key).
+
+        Raises:
+            NotFound: no server has that name.
+        """
+        server = self._by_name(name)
+        started = time.monotonic()
+        self.backend.stop(server)
+        log.info("stop user=%s course=%s key=%s reason=admin in %.3fs", server.user, server.course,
+                 _short(server.key), time.monotonic() - started)
+        return server
+
+    def remove(self, name: str) -> Server:
+        """Remove the server ``name`` (its files stay; the next launch creates a new one, with a new key).
+
+        Raises:
+            NotFound: no server has that name.
+        """
+        server = self._by_name(name)
+        self._discard(server, "admin")
+        return server
+
+    def reconcile(self) -> ReconcileReport:
+        """Repair the backend's records after a crash or a reboot (see :meth:`NotebookBackend.reconcile`)."""
+        started = time.monotonic()
+        report = self.backend.reconcile()
+        log.info("reconcile: checked=%d adopted=%s removed=%s cleared=%d in %.3fs", report.checked,
+                 report.adopted, report.removed, len(report.cleared), time.monotonic() - started)
+        return report
+
+    def cull(self, *, dry_run: bool = False) -> list[CullDecision]:
+        """Stop every running server the culling policy says to (see :func:`culling.should_cull`).
+
+        Returns every decision, kept or culled; with ``dry_run`` nothing is stopped.
+        """
+        now = self._clock()
+        decisions = []
+        for server in self.backend.list_servers():
+            if server.state is not ServerState.RUNNING:
+                continue
+            decision = should_cull(server, now=now, proxied=self.activity.last_seen(server.key),
+                                   activity=self.backend.activity(server), policy=self.policy)
+            decisions.append(decision)
+            if decision.cull and not dry_run:
+                started = time.monotonic()
+                self.backend.stop(server)
+                log.info("cull user=%s course=%s key=%s reason=%s idle=%.0fs age=%.0fs in %.3fs", server.user,
+                         server.course, _short(server.key), decision.reason.value, decision.idle_seconds or 0,
+                         decision.age_seconds or 0, time.monotonic() - started)
+        return decisions
+
+    # ------------------------------------------------------------------------------------ internals
+
+    def _by_name(self, name: str) -> Server:
+        found = next((s for s in self.backend.list_servers() if s.name == name), None)
+        if found is None:
+            raise NotFound(f"There is no server named {name[:80]!r}.")
+        return found
+
+    def _view(self, server: Server, *, details: bool) -> ServerView:
+        now = self._clock()
+        running = server.state is ServerState.RUNNING
+        activity = self.backend.activity(server) if details and running else None
+        seen = last_seen(server, self.activity.last_seen(server.key), activity)
+        return ServerView(
+            server=server, last_seen=seen,
+            idle_seconds=max(0.0, now - seen) if seen is not None and running else None,
+            age_seconds=max(0.0, now - server.started_at) if running and server.started_at is not None else None,
+            activity=activity, usage=self.backend.usage(server) if details else None,
+        )
+
+    def _discard(self, server: Server, why: str) -> None:
+        started = time.monotonic()
+        self.backend.remove(server)
+        self.activity.forget(server.key)
+        log.info("remove user=%s course=%s key=%s reason=%r in %.3fs", server.user, server.course,
+                 _short(server.key), why, time.monotonic() - started)
+
+    def _launch(self, account: Account, course: str, notebook: PurePosixPath, server: Server, state: LaunchState,
+                *, action: Action = Action.REUSE, copied: bool = False) -> Launch:
+        return Launch(
+            course=course, notebook=str(notebook), student_id=account.student_id, user=account.user,
+            uid=account.uid, container=container_name(account.user, course), key=server.key,
+            url=self.notebook_url(server.key, notebook), state=state, started_at=server.started_at,
+            action=action, copied=copied,
+        )
+
+
+def _short(key: str) -> str:
+    """Enough of a key to follow a server through the logs, not enough to reach it."""
+    return key[:8]

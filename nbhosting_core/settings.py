@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .naming import USER_PREFIX, USER_PREFIX_RE
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -65,7 +67,7 @@ class Settings(BaseSettings):
     )
     egress: bool = Field(True, description="Give kernels outbound network (slirp4netns); HTTP to "
                          "Jupyter always goes through its Unix socket.")
-    user_prefix: str = Field("nbh-", pattern=r"^[a-z][a-z0-9]{0,5}-$",
+    user_prefix: str = Field(USER_PREFIX, pattern=USER_PREFIX_RE.pattern,
                              description="Prefix of students' Linux user names (then 24 hex digits).")
     uid_min: int = Field(1_000_000, description="First uid given to student accounts.")
     uid_max: int = Field(1_999_999, description="Last uid given to student accounts.")
@@ -76,6 +78,42 @@ class Settings(BaseSettings):
         120, ge=1, description="Seconds a student's podman API service lingers when idle."
     )
     cookie_max_age: int = Field(12 * 3600, gt=0, description="Lifetime of a notebook access cookie.")
+
+    # --- a term unattended: culling (see nbhosting_core.culling)
+    idle_timeout: float = Field(
+        2 * 3600, gt=0, description="Seconds with no request through Caddy and no kernel activity after which a "
+        "server is stopped (the student's files stay; the next click starts it again).")
+    max_age: float = Field(
+        24 * 3600, gt=0, description="Servers older than this are restarted at their next idle moment.")
+    max_age_idle: float = Field(
+        10 * 60, gt=0, description="Seconds of quiet that count as an idle moment for restarting an old server.")
+    cull_interval: float = Field(60, gt=0, description="Seconds between two passes of the culler.")
+    activity_flush: float = Field(
+        30, gt=0, description="Seconds between two records of one server's proxied activity (per app process): "
+        "activity is kept in memory and written to RUN_DIR/activity at most that often.")
+    kernel_idle_timeout: int = Field(
+        3600, ge=0, description="Jupyter's own culling, inside each server: kernels idle this long are shut down "
+        "(0: never).")
+
+    # --- limits: what one student may use (see nbhosting_core.system.cgroups)
+    memory_limit: int = Field(2 * 1024**3, ge=64 * 1024**2, description="Bytes of memory per server "
+                              "(Jupyter, kernels, and their /tmp).")
+    pids_limit: int = Field(512, ge=16, description="Processes (and threads) per server.")
+    cpu_shares: int = Field(1024, ge=2, le=262144, description="Relative CPU weight of a server under "
+                            "contention (fair shares: every server gets the same by default).")
+    cpu_limit: float | None = Field(None, gt=0, description="Hard CPU cap per server, in cores (default none).")
+    students_memory_fraction: float = Field(
+        0.85, gt=0, le=1, description="All students' servers together may use this fraction of the host's "
+        "memory: the host keeps the rest.")
+    log_size_max: int = Field(1024**2, ge=4096, description="Bytes of a server's container log kept on disk.")
+    socket_dir_size: int = Field(256 * 1024, ge=4096, description="Bytes a student may write into the "
+                                 "folder that holds their Jupyter socket (its own small tmpfs).")
+    workspace_quota: int = Field(2 * 1024**3, ge=16 * 1024**2, description="Bytes of files a student may keep "
+                                 "in their workspaces (all courses together).")
+    quota_mode: Literal["auto", "loop", "measured", "off"] = Field(
+        "auto", description="How the workspace quota holds: 'loop' (a hard cap: each student's files on their own "
+        "loop-mounted ext4 image), 'measured' (usage is measured; a student over quota is stopped and told), "
+        "'off', or 'auto' (loop where the host can mount loop devices, else measured).")
 
     @field_validator("url_prefix")
     @classmethod
@@ -118,3 +156,28 @@ class Settings(BaseSettings):
     def locks_dir(self) -> Path:
         """Lock files shared by every server process."""
         return self.run_dir / "locks"
+
+    @property
+    def activity_dir(self) -> Path:
+        """RUN_DIR/activity/<key>: the mtime is the last request proxied to that server."""
+        return self.run_dir / "activity"
+
+    @property
+    def servers_dir(self) -> Path:
+        """DATA_ROOT/servers/<name>.json: every server that exists (a mirror of the engine's labels)."""
+        return self.data_root / "servers"
+
+    @property
+    def running_dir(self) -> Path:
+        """RUN_DIR/servers/<name>.json: the processes of every server started since boot."""
+        return self.run_dir / "servers"
+
+    @property
+    def podman_dir(self) -> Path:
+        """DATA_ROOT/podman/<user>/: each student's rootless podman storage and configuration (not their home)."""
+        return self.data_root / "podman"
+
+    @property
+    def quota_dir(self) -> Path:
+        """DATA_ROOT/quota/<user>.ext4: each student's workspace image, in quota mode 'loop'."""
+        return self.data_root / "quota"

@@ -54,6 +54,6 @@ def verify_access(secret: bytes, key: str, value: str, now: float) -> str | None
         return None
     if expires < now:
         return None
-    if not hmac.compare_digest(mac, _mac(secret, "access", key, user, str(expires))):
+    if not hmac.compare_digest(mac.encode(), _mac(secret, "access", key, user, str(expires)).encode()):
         return None
     return user

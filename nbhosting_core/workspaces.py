@@ -69,8 +69,29 @@ class Workspaces:
         return validated_notebook_bytes(source.read_bytes(), name=str(notebook))
 
     def has_copy(self, account: Account, course: str, notebook: PurePosixPath) -> bool:
-        """True if the student already has something at ``notebook`` in their workspace."""
-        return os.path.lexists(self.workspace(account, course).joinpath(*notebook.parts))
+        """True if the student already has something at ``notebook`` in their workspace.
+
+        Walked by descriptor with ``O_NOFOLLOW``: a symlink the student planted in a folder of the path is
+        never followed (it is "something there": their copy is left alone).
+        """
+        parts = (course, *notebook.parts[:-1])
+        try:
+            fd = os.open(account.home, DIR_FLAGS)
+        except FileNotFoundError:
+            return False
+        try:
+            for part in parts:
+                try:
+                    child = os.open(part, DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    return False
+                except OSError:
+                    return True  # not a plain folder: ensure_copy refuses it, never writes through it
+                os.close(fd)
+                fd = child
+            return _exists(notebook.parts[-1], fd)
+        finally:
+            os.close(fd)
 
     def ensure_copy(self, account: Account, course: str, notebook: PurePosixPath,
                     content: bytes | None = None) -> bool:

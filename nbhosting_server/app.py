@@ -1,9 +1,15 @@
-"""The Starlette app: launch routes, Caddy's forward-auth check, health, friendly errors."""
+"""The Starlette app: launch routes, Caddy's forward-auth check, health, friendly errors, the culler.
+
+No handler waits for a notebook server to start: a cold launch answers at once with a progress page whose
+script polls the same URL with ``?status=1``; every poll answers at once too.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import http.cookies
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -12,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from nbhosting_core import Hub, Launch, LaunchState, NbhostingError, Settings
+from nbhosting_core import Culler, Hub, Launch, LaunchState, NbhostingError, NotFound, Settings
 from nbhosting_core.access import COOKIE_NAME
 
 from . import pages
@@ -21,19 +27,23 @@ from .errors import http_status, retryable
 log = logging.getLogger("nbhosting")
 LAUNCH_PREFIXES = ("notebookLazyCopy", "ipythonExercice")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+#: the query parameter of the progress page's polls (``wait`` is what pages served by older versions send)
+POLL_PARAMS = ("status", "wait")
 
 
-def _wants_json(request: Request) -> bool:
-    return request.query_params.get("wait") == "1" or "application/json" in request.headers.get("accept", "")
+def _is_poll(request: Request) -> bool:
+    return any(request.query_params.get(p) == "1" for p in POLL_PARAMS) \
+        or "application/json" in request.headers.get("accept", "")
 
 
 def _set_access_cookie(response: Response, hub: Hub, launch: Launch) -> None:
-    name, value, path, max_age = hub.access_cookie(launch)
+    cookie = hub.access_cookie(launch)
     # SameSite=None + Secure + Partitioned: the cookie survives inside a course page's iframe.
     # (Written by hand: http.cookies learns "Partitioned" only in Python 3.14.)
     response.headers.append(
         "set-cookie",
-        f"{name}={value}; Max-Age={max_age}; Path={path}; Secure; HttpOnly; SameSite=None; Partitioned",
+        f"{cookie.name}={cookie.value}; Max-Age={cookie.max_age}; Path={cookie.path}; Secure; HttpOnly; "
+        "SameSite=None; Partitioned",
     )
 
 
@@ -42,9 +52,15 @@ def _cookie_values(header: str, name: str) -> list[str]:
     values = []
     for part in header.split(";"):
         key, sep, value = part.strip().partition("=")
-        if sep and key == name:
+        if sep and key == name and value.isascii():
             values.append(http.cookies._unquote(value))
     return values
+
+
+def _raw_path(request: Request) -> str:
+    """The request's path as the browser sent it (still percent-encoded), to point back at the same URL."""
+    raw = request.scope.get("raw_path")
+    return raw.decode("ascii", "replace") if isinstance(raw, bytes) else request.url.path
 
 
 class Endpoints:
@@ -54,24 +70,38 @@ class Endpoints:
         self.hub = hub
 
     async def launch(self, request: Request) -> Response:
-        """GET /notebookLazyCopy/<course>/<notebook>/<student> (and the legacy /ipythonExercice/)."""
+        """GET /notebookLazyCopy/<course>/<notebook>/<student> (and the legacy /ipythonExercice/).
+
+        With ``?status=1`` (the progress page's polls), answers JSON: where the launch stands.
+        """
         p = request.path_params
         course, notebook, student = p["course"], p["notebook"], p["student"]
-        as_json = _wants_json(request)
+        poll = _is_poll(request)
         try:
-            launch = await run_in_threadpool(self.hub.open_notebook, course, notebook, student, wait=as_json)
+            if poll:
+                launch = await run_in_threadpool(self._status, course, notebook, student)
+            else:
+                launch = await run_in_threadpool(self.hub.open_notebook, course, notebook, student)
         except NbhostingError as exc:
-            return self._error(request, exc, as_json)
-        if as_json:
+            return self._error(request, exc, poll)
+        if poll:
             response: Response = JSONResponse({"state": launch.state.value, "url": launch.url,
-                                               "user": launch.user, "container": launch.container})
+                                               "user": launch.user, "container": launch.container},
+                                              headers={"Cache-Control": "no-store"})
         elif launch.state is LaunchState.READY:
             response = RedirectResponse(launch.url, status_code=302, headers={"Cache-Control": "no-store"})
         else:
-            response = pages.progress_page(request.url.path, launch.notebook, launch.course,
+            response = pages.progress_page(_raw_path(request), launch.notebook, launch.course,
                                            self.hub.settings.start_timeout)
         _set_access_cookie(response, self.hub, launch)
         return response
+
+    def _status(self, course: str, notebook: str, student: str) -> Launch:
+        """A poll: where the launch stands; a launch when there is none yet (a client that polls first)."""
+        try:
+            return self.hub.launch_status(course, notebook, student)
+        except NotFound:
+            return self.hub.open_notebook(course, notebook, student)
 
     def _error(self, request: Request, exc: NbhostingError, as_json: bool) -> Response:
         status, title = http_status(exc)
@@ -81,11 +111,18 @@ class Endpoints:
             return JSONResponse({"state": "failed", "reason": exc.reason, "message": exc.message},
                                 status_code=status)
         return pages.error_page(status, title, exc.message,
-                                retry_url=request.url.path if retryable(status) else None)
+                                retry_url=_raw_path(request) if retryable(status) else None)
 
     async def auth(self, request: Request) -> Response:
-        """GET /_nbh/auth: Caddy's forward_auth; 200 + the Jupyter Authorization header, or a refusal."""
+        """GET /_nbh/auth: Caddy's forward_auth; 200 + the Jupyter Authorization header, or a refusal.
+
+        The key Caddy routes on comes in ``X-Nbh-Key`` (what its path matcher captured); the check is made
+        on that key, so that the key authorised is the key proxied to, whatever the raw URI says.
+        """
         uri = request.headers.get("x-forwarded-uri", "")
+        routed = request.headers.get("x-nbh-key")
+        if routed is not None:
+            uri = f"/{self.hub.settings.url_prefix}/{routed}/"
         method = request.headers.get("x-forwarded-method", "GET").upper()
         if method not in SAFE_METHODS and request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
             # the access cookie is SameSite=None (for iframes): refuse writes forged by other sites
@@ -94,15 +131,16 @@ class Endpoints:
         decision = self.hub.authorize(uri, _cookie_values(request.headers.get("cookie", ""), COOKIE_NAME))
         if decision.allowed:
             return Response(status_code=200, headers={"Authorization": decision.authorization})
-        log.info("refused %s %s: %s", request.headers.get("x-forwarded-method", "?"), uri[:200], decision.reason)
+        log.info("refused %s %s: %s", method, uri[:200], decision.reason)
         messages = {
             "no-cookie": ("Open this notebook from your course",
                           "This browser has no access to this notebook server. Open the notebook again "
                           "from your course page."),
             "bad-cookie": ("Not your notebook", "This notebook server belongs to someone else, or your "
                            "access has expired. Open the notebook again from your course page."),
-            "gone": ("This notebook session has ended", "Open the notebook again from your course page "
-                     "to start a new session; your work is kept."),
+            "gone": ("This notebook session has ended", "Your notebook server was stopped (after a while "
+                     "without use, or by the staff). Open the notebook again from your course page to start "
+                     "it again; your work is kept."),
         }
         title, message = messages.get(decision.reason, ("Not found", "There is nothing here."))
         return pages.error_page(decision.status, title, message)
@@ -129,11 +167,15 @@ async def _not_found(request: Request, exc: Any) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s", request.url.path, exc_info=exc)
     return pages.error_page(500, "Something went wrong on the server",
-                            "This is our fault, not yours. Please try again in a moment.", retry_url=request.url.path)
+                            "This is our fault, not yours. Please try again in a moment.", retry_url=_raw_path(request))
 
 
-def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Starlette:
-    """Build the app around ``hub`` (default: a :class:`Hub` on ``settings``, default from the env)."""
+def create_app(settings: Settings | None = None, hub: Hub | None = None, *, cull: bool = False) -> Starlette:
+    """Build the app around ``hub`` (default: a :class:`Hub` on ``settings``, default from the env).
+
+    With ``cull``, the app runs the host's culler in a thread (at most one process per host culls: see
+    :class:`~nbhosting_core.culling.Culler`).
+    """
     if hub is None:
         hub = Hub(settings or Settings())
     e = Endpoints(hub)
@@ -141,12 +183,26 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
               Route("/_nbh/unavailable", e.unavailable, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"])]
     routes += [Route(f"/{prefix}/{{course}}/{{notebook:path}}/{{student}}", e.launch)
                for prefix in LAUNCH_PREFIXES]
-    app = Starlette(routes=routes, exception_handlers={404: _not_found, Exception: _server_error})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        culler = None
+        if cull:
+            culler = Culler(hub.cull, lock_path=hub.settings.locks_dir / "culler.lock",
+                            interval=hub.settings.cull_interval)
+            culler.start()
+        try:
+            yield
+        finally:
+            if culler is not None:
+                culler.stop()
+
+    app = Starlette(routes=routes, exception_handlers={404: _not_found, Exception: _server_error}, lifespan=lifespan)
     app.state.hub = hub
     return app
 
 
 def app_from_env() -> Starlette:
-    """Factory for ``uvicorn --factory``: settings from the NBH_* environment."""
+    """Factory for ``uvicorn --factory`` (`nbh serve`): settings from the NBH_* environment, culler on."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app(Settings())
+    return create_app(Settings(), cull=True)

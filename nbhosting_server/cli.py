@@ -1,168 +1,173 @@
-"""`nbh`: the admin command line. `nbh serve` runs the app and Caddy; `nbh open` runs a launch."""
+"""`nbh`: the admin command line (as root, on the host).
+
+    nbh serve [--demo] [--workers N]     the app and Caddy in the foreground
+    nbh open COURSE NOTEBOOK STUDENT     the same flow as a click; prints the launch as JSON
+    nbh ls [--details] [--json]          every server: state, idle time, age (memory, kernels with --details)
+    nbh show NAME [--json]               one server
+    nbh stop NAME | nbh rm NAME          stop (same key at the next click) or remove (files are kept)
+    nbh cull [--dry-run] [--json]        one pass of the idle culler
+    nbh reconcile [--json]               repair records after a crash or a reboot
+    nbh image | nbh demo | nbh doctor    build the image; install the demo course; check the host
+
+Every error nbhosting raises is printed as one line (what, and the admin's detail), exit status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from nbhosting_core import Hub, NbhostingError, Settings
+from pydantic import ValidationError
 
-from .demo import DEMO_COURSE, DEMO_STUDENT, ensure_demo_course
+from nbhosting_core import Hub, NbhostingError, ServerView, Settings, ensure_default_rootfs, ensure_layout
+from nbhosting_core.system.doctor import diagnose
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-CADDYFILE = REPO_DIR / "caddy" / "Caddyfile"
+from .demo import ensure_demo_course
+from .serve import serve
 
-
-def prepare_host(settings: Settings) -> None:
-    """Create nbhosting's folders with the modes students' rootless podman needs (idempotent)."""
-    for path, mode in ((settings.data_root, 0o755), (settings.courses_dir, 0o755),
-                       (settings.students_dir, 0o711), (settings.run_dir, 0o755),
-                       (settings.users_run_dir, 0o711), (settings.jupyter_sockets_dir, 0o711),
-                       (settings.locks_dir, 0o700)):
-        path.mkdir(parents=True, exist_ok=True)
-        os.chmod(path, mode)
+Command = Callable[[Settings, argparse.Namespace], int]
 
 
-def ensure_image(settings: Settings) -> Settings:
-    """Settings with ``image_rootfs`` set, building the default image if needed (cached)."""
-    if settings.image_rootfs is not None:
-        return settings
-    from nbhosting_core.system.images import DEFAULT_CONTEXT_DIR, ensure_rootfs
-
-    rootfs = ensure_rootfs(context_dir=DEFAULT_CONTEXT_DIR, images_dir=settings.effective_images_dir,
-                           containers_conf=settings.containers_conf,
-                           log=lambda m: print(f"[image] {m}", file=sys.stderr))
-    return settings.model_copy(update={"image_rootfs": rootfs})
+def _hub(settings: Settings) -> Hub:
+    ensure_layout(settings)
+    return Hub(settings.model_copy(update={"image_rootfs": ensure_default_rootfs(settings, log=_log_image)}))
 
 
-def caddy_environment(settings: Settings) -> dict[str, str]:
-    """The NBH_* values the Caddyfile reads, and where Caddy keeps its certificates."""
-    tls = "internal"
-    if settings.tls_cert and settings.tls_key:
-        tls = f"{settings.tls_cert} {settings.tls_key}"
-    caddy_home = settings.data_root / "caddy"
-    bind = "127.0.0.1" if settings.site_address in ("localhost", "127.0.0.1") else "0.0.0.0"  # noqa: S104
-    return {
-        "NBH_HTTP_PORT": str(settings.http_port), "NBH_HTTPS_PORT": str(settings.https_port),
-        "NBH_SITE_ADDRESS": settings.site_address, "NBH_BIND": bind, "NBH_TLS": tls,
-        "NBH_PREFIX": settings.url_prefix, "NBH_APP": f"{settings.app_host}:{settings.app_port}",
-        "NBH_SOCKETS_DIR": str(settings.jupyter_sockets_dir), "NBH_FRAME_ANCESTORS": settings.frame_ancestors,
-        "XDG_DATA_HOME": str(caddy_home / "data"), "XDG_CONFIG_HOME": str(caddy_home / "config"),
-    }
+def _log_image(line: str) -> None:
+    print(f"[image] {line}", file=sys.stderr, flush=True)
 
 
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """``settings`` as NBH_* variables, for the server processes."""
-    env = {}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        env[f"NBH_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
 
 
-def caddy_root_cert(settings: Settings) -> Path:
-    """The root certificate of Caddy's internal CA (what a browser must trust)."""
-    return settings.data_root / "caddy" / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
 
 
-def _wait_for_app(settings: Settings, children: dict[str, subprocess.Popen[bytes]], timeout: float) -> bool:
-    """Until the app answers its health check (True), a child exits or time runs out (False)."""
-    import urllib.request
-
-    url = f"http://{settings.app_host}:{settings.app_port}/_nbh/health"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(child.poll() is not None for child in children.values()):
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own loopback URL
-                if response.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.0f}M"
 
 
-def serve(settings: Settings, *, demo: bool, workers: int) -> int:
-    """Run the app (uvicorn) and Caddy in the foreground until SIGINT/SIGTERM; stop both cleanly."""
-    prepare_host(settings)
-    settings = ensure_image(settings)
-    if demo:
-        ensure_demo_course(settings.courses_dir)
-    env = {**os.environ, **settings_environment(settings)}
-    app_cmd = [sys.executable, "-m", "uvicorn", "nbhosting_server.app:app_from_env", "--factory",
-               "--host", settings.app_host, "--port", str(settings.app_port), "--workers", str(workers),
-               "--no-server-header", "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
-    caddy = shutil.which("caddy")
-    if caddy is None:
-        print("nbh: caddy is not installed (apt-get install caddy)", file=sys.stderr)
-        return 2
-    caddy_cmd = [caddy, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"]
-    children = {"uvicorn": subprocess.Popen(app_cmd, env=env),
-                "caddy": subprocess.Popen(caddy_cmd, env={**env, **caddy_environment(settings)})}
-    stop = {"signal": 0}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop["signal"] = signum
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    base = settings.public_url.rstrip("/")
-    if not _wait_for_app(settings, children, timeout=60):
-        print("nbh: the app did not come up; stopping", file=sys.stderr)
-        stop["signal"] = signal.SIGTERM
-    else:
-        print(f"nbhosting is up: {base}/", flush=True)
-        if demo:
-            print(f"open the demo notebook: {base}/notebookLazyCopy/{DEMO_COURSE}/01-welcome.ipynb/{DEMO_STUDENT}")
-        print(f"(TLS by Caddy's internal CA; trust {caddy_root_cert(settings)} or accept the warning)", flush=True)
-    code = 0
-    while not stop["signal"]:
-        for name, child in children.items():
-            if child.poll() is not None:
-                print(f"nbh: {name} exited with {child.returncode}; stopping", file=sys.stderr)
-                stop["signal"], code = signal.SIGTERM, 1
-        time.sleep(0.2)
-    for child in children.values():
-        if child.poll() is None:
-            child.terminate()
-    for child in children.values():
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-    print("nbh: stopped", file=sys.stderr)
-    return code
+def _table(views: list[ServerView]) -> str:
+    rows = [("NAME", "COURSE", "STATE", "IDLE", "AGE", "MEMORY", "KERNELS", "KEY")]
+    for v in views:
+        kernels = "-" if v.activity is None else f"{v.activity.kernels}/{v.activity.busy_kernels} busy"
+        memory = _mib(v.usage.memory_bytes) if v.usage is not None else "-"
+        rows.append((v.server.name, v.server.course, v.server.state.value, _duration(v.idle_seconds),
+                     _duration(v.age_seconds), memory, kernels, v.server.key[:8]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-def open_command(settings: Settings, course: str, notebook: str, student: str, wait: bool) -> int:
-    """Run the same flow as a click and print the launch as JSON."""
-    prepare_host(settings)
-    settings = ensure_image(settings)
-    try:
-        launch = Hub(settings).open_notebook(course, notebook, student, wait=wait)
-    except NbhostingError as exc:
-        print(json.dumps({"error": exc.reason, "message": exc.message, "detail": str(exc)}), file=sys.stderr)
-        return 1
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh serve`."""
+    return serve(settings, demo=args.demo, workers=args.workers)
+
+
+def cmd_open(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh open`: a launch, waited for unless --no-wait."""
+    hub = _hub(settings)
+    launch = hub.open_notebook(args.course, args.notebook, args.student)
+    if not args.no_wait:
+        launch = hub.wait_ready(launch)
     data = launch.model_dump(mode="json")
+    data["created"] = launch.created
     data["url"] = settings.public_url.rstrip("/") + launch.url
-    print(json.dumps(data, indent=2))
+    _print_json(data)
     return 0
 
 
-def doctor(settings: Settings) -> int:
-    """Print every host check; 1 if a required one fails."""
-    from nbhosting_core.system.doctor import diagnose
+def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh ls`."""
+    views = _hub(settings).list_servers(details=args.details)
+    if args.json:
+        _print_json([v.model_dump(mode="json") for v in views])
+    else:
+        print(_table(views))
+    return 0
 
+
+def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh show NAME`."""
+    view = _hub(settings).server(args.name)
+    if args.json:
+        _print_json(view.model_dump(mode="json"))
+    else:
+        print(_table([view]))
+        if view.usage is not None:
+            u = view.usage
+            print(f"memory {_mib(u.memory_bytes)} of {_mib(u.memory_limit)}, processes {u.pids}/{u.pids_limit}, "
+                  f"cpu {u.cpu_seconds if u.cpu_seconds is None else round(u.cpu_seconds, 1)} s, "
+                  f"disk {_mib(u.disk_bytes)} of {_mib(u.disk_limit)}")
+    return 0
+
+
+def cmd_stop(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh stop NAME`."""
+    server = _hub(settings).stop(args.name)
+    print(f"stopped {server.name} (the student's next click starts it again)")
+    return 0
+
+
+def cmd_rm(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh rm NAME`."""
+    server = _hub(settings).remove(args.name)
+    print(f"removed {server.name} (the student's files are kept)")
+    return 0
+
+
+def cmd_cull(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh cull`: one pass of the culler."""
+    decisions = _hub(settings).cull(dry_run=args.dry_run)
+    if args.json:
+        _print_json([d.model_dump(mode="json") for d in decisions])
+    else:
+        for d in decisions:
+            verb = ("would stop" if args.dry_run else "stopped") if d.cull else "kept"
+            print(f"{verb:<10} {d.name}  ({d.reason.value}, idle {_duration(d.idle_seconds)}, "
+                  f"age {_duration(d.age_seconds)})")
+        if not decisions:
+            print("no running server")
+    return 0
+
+
+def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh reconcile`."""
+    report = _hub(settings).reconcile()
+    if args.json:
+        _print_json(report.model_dump(mode="json"))
+    else:
+        print(f"checked {report.checked} servers; adopted {report.adopted or 'none'}; removed "
+              f"{report.removed or 'none'}; cleared {len(report.cleared)} stale runtime files")
+    return 0
+
+
+def cmd_image(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh image`."""
+    ensure_layout(settings)
+    print(ensure_default_rootfs(settings, log=_log_image))
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh demo`."""
+    ensure_layout(settings)
+    print(ensure_demo_course(settings.courses_dir))
+    return 0
+
+
+def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh doctor`: every host check; 1 if a required one fails."""
     if settings.image_rootfs is None:
         from nbhosting_core.system.images import DEFAULT_CONTEXT_DIR, rootfs_path
 
@@ -170,44 +175,62 @@ def doctor(settings: Settings) -> int:
             update={"image_rootfs": rootfs_path(DEFAULT_CONTEXT_DIR, settings.effective_images_dir)})
     failed = False
     for check in diagnose(settings):
-        mark = ("ok  " if check.ok else "FAIL") if check.required else "info"
+        mark = ("ok  " if check.ok else "FAIL") if check.required else ("info" if check.ok else "warn")
         failed |= check.required and not check.ok
-        print(f"{mark}  {check.name:<13} {check.detail}")
+        print(f"{mark}  {check.name:<14} {check.detail}")
     return 1 if failed else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The `nbh` argument parser."""
+    p = argparse.ArgumentParser(prog="nbh", description="nbhosting administration (as root, on the host)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Command, help_text: str, *, as_json: bool = False) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(func=func)
+        if as_json:
+            command.add_argument("--json", action="store_true", help="print JSON")
+        return command
+
+    c = add("serve", cmd_serve, "run the app and Caddy in the foreground")
+    c.add_argument("--demo", action="store_true", help="install the demo course first")
+    c.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    c = add("open", cmd_open, "open a notebook for a student, as a click would; prints JSON")
+    c.add_argument("course")
+    c.add_argument("notebook")
+    c.add_argument("student")
+    c.add_argument("--no-wait", action="store_true", help="do not wait for Jupyter to answer")
+    c = add("ls", cmd_ls, "list every server", as_json=True)
+    c.add_argument("--details", action="store_true", help="ask each running server for its kernels and usage")
+    add("show", cmd_show, "show one server, with its usage", as_json=True).add_argument("name")
+    add("stop", cmd_stop, "stop a server (the student's next click starts it again)").add_argument("name")
+    add("rm", cmd_rm, "remove a server (the student's files are kept)").add_argument("name")
+    add("cull", cmd_cull, "one pass of the idle culler", as_json=True).add_argument(
+        "--dry-run", action="store_true", help="only say what would be stopped")
+    add("reconcile", cmd_reconcile, "repair records after a crash or a reboot", as_json=True)
+    add("image", cmd_image, "build (or find in cache) the notebook image; prints its rootfs")
+    add("demo", cmd_demo, "install the demo course")
+    add("doctor", cmd_doctor, "check what this host gives nbhosting (exit 1 if something required fails)")
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `nbh`."""
-    parser = argparse.ArgumentParser(prog="nbh", description="nbhosting administration")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_serve = sub.add_parser("serve", help="run the app and Caddy in the foreground")
-    p_serve.add_argument("--demo", action="store_true", help="install the demo course first")
-    p_serve.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
-    p_open = sub.add_parser("open", help="open a notebook for a student, as a click would; prints JSON")
-    p_open.add_argument("course")
-    p_open.add_argument("notebook")
-    p_open.add_argument("student")
-    p_open.add_argument("--no-wait", action="store_true", help="do not wait for Jupyter to answer")
-    sub.add_parser("image", help="build (or find in cache) the notebook image; prints its rootfs")
-    sub.add_parser("demo", help="install the demo course")
-    sub.add_parser("doctor", help="check what this host gives nbhosting (exit 1 if something required fails)")
-    args = parser.parse_args(argv)
-    settings = Settings()
-    if args.command == "serve":
-        return serve(settings, demo=args.demo, workers=args.workers)
-    if args.command == "open":
-        return open_command(settings, args.course, args.notebook, args.student, not args.no_wait)
-    if args.command == "image":
-        prepare_host(settings)
-        print(ensure_image(settings).image_rootfs)
-        return 0
-    if args.command == "doctor":
-        return doctor(settings)
-    if args.command == "demo":
-        prepare_host(settings)
-        print(ensure_demo_course(settings.courses_dir))
-        return 0
-    return 2
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"nbh: invalid settings (NBH_* environment variables):\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        code: int = args.func(settings, args)
+    except NbhostingError as exc:
+        print(f"nbh {args.command}: {exc.message}", file=sys.stderr)
+        if exc.log_detail:
+            print(f"  detail ({exc.reason}): {exc.log_detail}", file=sys.stderr)
+        return 1
+    return code
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ _PROGRESS_SCRIPT = Template("""
     status.appendChild(a);
   }
   function poll() {
-    fetch(launch + (launch.indexOf("?") < 0 ? "?" : "&") + "wait=1",
+    fetch(launch + (launch.indexOf("?") < 0 ? "?" : "&") + "status=1",
           {headers: {"Accept": "application/json"}, credentials: "same-origin", cache: "no-store"})
       .then(function (r) { return r.json().then(function (d) { return [r.status, d]; }); })
       .then(function (res) {
@@ -51,7 +51,7 @@ _PROGRESS_SCRIPT = Template("""
         if (d.state === "ready") { location.replace(d.url); return; }
         if (res[0] >= 400) { fail(d.message || "Your notebook server could not start."); return; }
         if (Date.now() - started > timeoutMs) { fail("Your notebook server is taking too long to start."); return; }
-        setTimeout(poll, 100);
+        setTimeout(poll, 150);
       })
       .catch(function () {
         if (Date.now() - started > timeoutMs) { fail("The server cannot be reached."); return; }
@@ -64,10 +64,18 @@ _PROGRESS_SCRIPT = Template("""
 """)
 
 
+def script_literal(value: str) -> str:
+    """``value`` as a JavaScript string literal that is safe inside an HTML <script> element."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def progress_page(launch_url: str, notebook: str, course: str, timeout: float) -> HTMLResponse:
-    """Shown while a student's server starts: says so, then moves on to the notebook by itself."""
+    """Shown while a student's server starts: says so, then moves on to the notebook by itself.
+
+    ``launch_url``: the launch's path as the browser sent it (percent-encoded), which the page polls.
+    """
     head = ('<noscript><meta http-equiv="refresh" content="2"></noscript>'
-            + _PROGRESS_SCRIPT.substitute(launch=json.dumps(launch_url),
+            + _PROGRESS_SCRIPT.substitute(launch=script_literal(launch_url),
                                           timeout_ms=int((timeout + 5) * 1000)))
     body = (f"<h1>Starting your notebook…</h1>"
             f'<div id="status"><p><span class="spinner"></span>Preparing <code>{html.escape(notebook)}</code> '

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from nbhosting_core import Settings
@@ -31,13 +31,12 @@ def is_root() -> bool:
 
 def built_rootfs() -> Path:
     """The default image's rootfs, built once into the shared cache (slow the first time only)."""
-    from nbhosting_core.system.images import DEFAULT_CONTEXT_DIR, ensure_rootfs
+    from nbhosting_core import ensure_default_rootfs
 
-    return ensure_rootfs(context_dir=DEFAULT_CONTEXT_DIR, images_dir=IMAGES_DIR,
-                         containers_conf=Settings().containers_conf, log=lambda m: None)
+    return ensure_default_rootfs(Settings(images_dir=IMAGES_DIR))
 
 
-def test_settings(root: Path, rootfs: Path | None, **overrides: object) -> Settings:
+def settings_for(root: Path, rootfs: Path | None, **overrides: object) -> Settings:
     values: dict[str, object] = dict(
         data_root=root / "data", run_dir=root / "run", image_rootfs=rootfs, images_dir=IMAGES_DIR,
         user_prefix=TEST_PREFIX, uid_min=TEST_UID_MIN, uid_max=TEST_UID_MAX, subid_base=TEST_SUBID_BASE,
@@ -53,7 +52,7 @@ def make_root() -> Path:
     return root
 
 
-def test_users(root: Path | None) -> list[pwd.struct_passwd]:
+def students_of(root: Path | None) -> list[pwd.struct_passwd]:
     """Test students whose home is under ``root``; with None, those whose home is gone (stale)."""
     found = []
     for e in pwd.getpwall():
@@ -69,7 +68,7 @@ def remove_test_users(root: Path | None) -> None:
 
     Scoped so that two test runs on one host never remove each other's students.
     """
-    users = test_users(root)
+    users = students_of(root)
     for entry in users:
         subprocess.run(["pkill", "-KILL", "-U", str(entry.pw_uid)], check=False)
     deadline = time.monotonic() + 10
@@ -81,12 +80,33 @@ def remove_test_users(root: Path | None) -> None:
         subprocess.run(["userdel", entry.pw_name], check=False, capture_output=True)
 
 
+def unmount_below(root: Path) -> None:
+    """Unmount everything mounted at or below ``root`` (socket folders' tmpfs, the shared bind), deepest first."""
+    from nbhosting_core.system.mounts import mounts
+
+    for mount in sorted((m for m in mounts() if m.target == root or root in m.target.parents),
+                        key=lambda m: len(m.target.parts), reverse=True):
+        subprocess.run(["umount", "--lazy", str(mount.target)], check=False, capture_output=True)
+
+
+def remove_test_cgroups() -> None:
+    """Remove the (empty) limit groups of test students' servers."""
+    for group in Path("/sys/fs/cgroup").glob(f"*/nbhosting/{TEST_PREFIX}*"):
+        with suppress(OSError):
+            group.rmdir()
+    for group in Path("/sys/fs/cgroup/nbhosting").glob(f"{TEST_PREFIX}*"):
+        with suppress(OSError):
+            group.rmdir()
+
+
 @contextmanager
 def installation(rootfs: Path | None, **overrides: object) -> Iterator[Settings]:
-    """A fresh data root + run dir; on exit, test students are removed and both folders deleted."""
+    """A fresh data root + run dir; on exit, test students are removed, mounts undone, both folders deleted."""
     root = make_root()
     try:
-        yield test_settings(root, rootfs, **overrides)
+        yield settings_for(root, rootfs, **overrides)
     finally:
         remove_test_users(root)
+        unmount_below(root)
+        remove_test_cgroups()
         shutil.rmtree(root, ignore_errors=True)

@@ -6,11 +6,14 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import CommandFailed
 from ..settings import Settings
+from .cgroups import limiter_for
+from .mounts import containing_mount, mounts
+from .runner import CommandRunner, SubprocessRunner
 
 
 @dataclass(frozen=True)
@@ -23,10 +26,10 @@ class Check:
     required: bool = True
 
 
-def _version(argv: list[str]) -> str | None:
+def _version(runner: CommandRunner, argv: list[str]) -> str | None:
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False).stdout
-    except OSError:
+        out = runner.run(argv, timeout=20)
+    except CommandFailed:
         return None
     match = re.search(r"v?(\d+\.\d+(\.\d+)?)", out)
     return match.group(1) if match else None
@@ -38,33 +41,50 @@ def subid_overlaps(entries: list[tuple[str, int, int]], first: int, last: int, p
             if not name.startswith(prefix) and start <= last and start + count - 1 >= first]
 
 
-def _subid_entries(path: Path) -> list[tuple[str, int, int]]:
+def parse_subids(text: str) -> list[tuple[str, int, int]]:
+    """The (owner, first, count) entries of an /etc/subuid or /etc/subgid text (pure)."""
     entries = []
-    try:
-        for line in path.read_text().splitlines():
-            parts = line.split(":")
-            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-                entries.append((parts[0], int(parts[1]), int(parts[2])))
-    except OSError:
-        pass
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            entries.append((parts[0], int(parts[1]), int(parts[2])))
     return entries
 
 
-def diagnose(settings: Settings) -> list[Check]:
+def _subid_entries(path: Path) -> list[tuple[str, int, int]]:
+    try:
+        return parse_subids(path.read_text())
+    except OSError:
+        return []
+
+
+def diagnose(settings: Settings, runner: CommandRunner | None = None) -> list[Check]:
     """Every check, in the order an admin would fix them."""
+    runner = runner or SubprocessRunner()
     checks = []
-    podman = _version(["podman", "--version"]) if shutil.which("podman") else None
+    podman = _version(runner, ["podman", "--version"]) if shutil.which("podman") else None
     checks.append(Check("podman", podman is not None and tuple(map(int, podman.split(".")[:2])) >= (4, 3),
                         f"podman {podman}" if podman else "podman is missing (apt-get install podman)"))
-    for tool, package in (("runc", "runc"), ("newuidmap", "uidmap"), ("caddy", "caddy"), ("useradd", "passwd")):
+    for tool, package in (("runc", "runc"), ("newuidmap", "uidmap"), ("caddy", "caddy"), ("useradd", "passwd"),
+                          ("setpriv", "util-linux")):
         found = shutil.which(tool)
         checks.append(Check(tool, found is not None, found or f"{tool} is missing (apt-get install {package})"))
     unified = Path("/sys/fs/cgroup/cgroup.controllers").exists()
-    checks.append(Check("cgroups", True, "v2 (unified): memory/pids limits apply" if unified else
-                        "v1/hybrid: rootless --memory/--pids-limit are ignored (ulimits still apply)",
-                        required=False))
+    checks.append(Check("cgroups", True, "v2 (unified)" if unified else "v1/hybrid (rootless podman cannot limit; "
+                        "root does)", required=False))
+    limiter = limiter_for(settings)
+    checks.append(Check("limits", "not enforced" not in limiter.description,
+                        f"{limiter.description}: {settings.memory_limit // 2**20} MiB, {settings.pids_limit} "
+                        f"processes, cpu shares {settings.cpu_shares} per server", required=False))
     checks.append(Check("systemd", True, "PID 1 is systemd" if Path("/run/systemd/system").exists()
                         else "no systemd: cgroupfs manager, file events (nbhosting's containers.conf)",
+                        required=False))
+    table = mounts()
+    here = containing_mount(settings.jupyter_sockets_dir, table)
+    checks.append(Check("socket folders", here is not None and here.shared,
+                        f"{settings.jupyter_sockets_dir} is a shared mount: each server's socket folder is a "
+                        f"{settings.socket_dir_size // 1024} KiB tmpfs" if here is not None and here.shared else
+                        f"{settings.jupyter_sockets_dir} is not a shared mount yet (nbh serve makes it one)",
                         required=False))
     tun = Path("/dev/net/tun")
     tun_ok = tun.exists() and bool(tun.stat().st_mode & stat.S_IROTH and tun.stat().st_mode & stat.S_IWOTH)
@@ -81,6 +101,9 @@ def diagnose(settings: Settings) -> list[Check]:
     rootfs = settings.image_rootfs
     checks.append(Check("image", rootfs is not None and (rootfs / "usr/local/bin/nbhosting-jupyter").exists(),
                         str(rootfs) if rootfs else "no image built yet (nbh image)"))
+    checks.append(Check("culling", True, f"servers idle {settings.idle_timeout / 3600:g} h are stopped, older than "
+                        f"{settings.max_age / 3600:g} h restarted when idle; kernels idle "
+                        f"{settings.kernel_idle_timeout / 60:g} min shut down", required=False))
     checks.append(Check("root", os.geteuid() == 0, "running as root" if os.geteuid() == 0 else
                         "nbhosting must run as root (it creates users and runs their podman)"))
     return checks

@@ -13,7 +13,7 @@ Pipeline (all as root, every podman call with ``CONTAINERS_CONF`` set to nbhosti
    cached under ``images_dir/wheels/``;
 3. ``podman build --network none`` of the context (``Containerfile``, ``requirements.txt``, scripts)
    plus the wheels;
-4. ``podman create`` + ``podman export | tar -x`` into a temporary directory, mount targets fixed up,
+4. ``podman create`` + ``podman export`` + ``tar -x`` into a temporary directory, mount targets fixed up,
    everything made world-readable, then renamed atomically to ``images_dir/<context>-<hash12>/rootfs``.
 
 The result is cached by a content hash of the context and the base image name: :func:`ensure_rootfs` is
@@ -22,20 +22,28 @@ called at every server start and returns at once when the rootfs exists.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
+import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..errors import CommandFailed, ImageBuildError
 from .locks import file_lock
+from .runner import CommandRunner, SubprocessRunner
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 Log = Callable[[str], None]
+log = logging.getLogger(__name__)
+#: the default image's build context, shipped inside the package (a wheel install can build it)
+DEFAULT_CONTEXT_DIR = Path(__file__).resolve().parents[1] / "containerfiles" / "default"
 
 #: the image built with mmdebstrap when no base image is given (no registry reachable).
 LOCAL_BASE_IMAGE = "localhost/nbhosting-base:bookworm"
@@ -82,16 +90,6 @@ STDERR_TAIL_CHARS = 4000
 ROOTFS_FORMAT = 1
 
 
-class ImageBuildError(RuntimeError):
-    """A step of the image build failed: carries the command, its return code and the tail of its stderr."""
-
-    def __init__(self, cmd: Sequence[str], returncode: int, stderr: str) -> None:
-        self.cmd = list(cmd)
-        self.returncode = returncode
-        self.stderr_tail = stderr[-STDERR_TAIL_CHARS:]
-        super().__init__(f"command failed with exit code {returncode}: {' '.join(self.cmd)}\n{self.stderr_tail}")
-
-
 # --------------------------------------------------------------------------------------------- helpers
 
 
@@ -99,29 +97,15 @@ def _podman_env(containers_conf: Path) -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(containers_conf)}
 
 
-def _run(cmd: Sequence[str], *, env: dict[str, str] | None = None, log: Log | None = None) -> str:
-    """Run ``cmd``; return its stdout; raise :class:`ImageBuildError` on a non-zero exit.
-
-    With ``log``, the command's output is streamed to it line by line (for long builds) instead.
-    """
-    if log is None:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise ImageBuildError(cmd, proc.returncode, proc.stderr or proc.stdout)
-        return proc.stdout
-    lines: list[str] = []
-    with subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    ) as popen:
-        assert popen.stdout is not None
-        for line in popen.stdout:
-            lines.append(line)
-            log(line.rstrip("\n"))
-        returncode = popen.wait()
-    output = "".join(lines)
-    if returncode != 0:
-        raise ImageBuildError(cmd, returncode, output)
-    return output
+def _run(runner: CommandRunner, cmd: list[str], *, env: dict[str, str] | None = None, log: Log | None = None,
+         timeout: float = 1800) -> str:
+    """Run a build step; a failure is an :class:`ImageBuildError` with the end of the step's output."""
+    if log is not None:
+        return runner.stream(cmd, on_line=log, env=env, timeout=timeout, failure=ImageBuildError)
+    try:
+        return runner.run(cmd, env=env, timeout=timeout)
+    except CommandFailed as exc:
+        raise ImageBuildError(exc.argv, exc.returncode, exc.stderr) from exc
 
 
 def _hash_files(root: Path, update: Callable[[bytes], None]) -> None:
@@ -155,17 +139,21 @@ def _remove_stale_temps(images_dir: Path, prefix: str) -> None:
 # ------------------------------------------------------------------------------------------ base image
 
 
-def _image_exists(image: str, env: dict[str, str]) -> bool:
-    return subprocess.run(["podman", "image", "exists", image], env=env, check=False).returncode == 0
+def _image_exists(runner: CommandRunner, image: str, env: dict[str, str]) -> bool:
+    try:
+        runner.run(["podman", "image", "exists", image], env=env)
+    except CommandFailed:
+        return False
+    return True
 
 
-def ensure_local_base(*, images_dir: Path, containers_conf: Path, log: Log = print) -> str:
+def ensure_local_base(*, images_dir: Path, containers_conf: Path, runner: CommandRunner, log: Log) -> str:
     """Build the Debian base with mmdebstrap and ``podman import`` it, once; return its name."""
     env = _podman_env(containers_conf)
-    if _image_exists(LOCAL_BASE_IMAGE, env):
+    if _image_exists(runner, LOCAL_BASE_IMAGE, env):
         return LOCAL_BASE_IMAGE
     with file_lock(images_dir / ".base.lock"):
-        if _image_exists(LOCAL_BASE_IMAGE, env):
+        if _image_exists(runner, LOCAL_BASE_IMAGE, env):
             return LOCAL_BASE_IMAGE
         started = time.monotonic()
         log(f"building the base image {LOCAL_BASE_IMAGE} with mmdebstrap")
@@ -173,8 +161,8 @@ def ensure_local_base(*, images_dir: Path, containers_conf: Path, log: Log = pri
             tarball = Path(tmp) / "base.tar"
             cmd = ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(LOCAL_BASE_PACKAGES)]
             cmd += [f"--dpkgopt={opt}" for opt in LOCAL_BASE_DPKG_EXCLUDES]
-            _run([*cmd, LOCAL_BASE_SUITE, str(tarball)])
-            _run(["podman", "import", str(tarball), LOCAL_BASE_IMAGE], env=env)
+            _run(runner, [*cmd, LOCAL_BASE_SUITE, str(tarball)])
+            _run(runner, ["podman", "import", str(tarball), LOCAL_BASE_IMAGE], env=env)
         log(f"base image {LOCAL_BASE_IMAGE} built in {time.monotonic() - started:.1f} s")
     return LOCAL_BASE_IMAGE
 
@@ -182,7 +170,7 @@ def ensure_local_base(*, images_dir: Path, containers_conf: Path, log: Log = pri
 # ------------------------------------------------------------------------------------------------ wheels
 
 
-def ensure_wheels(requirements: Path, *, images_dir: Path, log: Log = print) -> Path:
+def ensure_wheels(requirements: Path, *, images_dir: Path, runner: CommandRunner, log: Log) -> Path:
     """Download the wheels of ``requirements`` (and their dependencies) for the image's Python, once.
 
     Cached in ``images_dir/wheels/<hash12>`` (hash of the requirements and the target); returns that dir.
@@ -204,7 +192,7 @@ def ensure_wheels(requirements: Path, *, images_dir: Path, log: Log = print) -> 
         cmd += ["--only-binary=:all:", "--python-version", WHEEL_PYTHON_VERSION, "--implementation", "cp"]
         cmd += ["--abi", WHEEL_ABI, "--abi", "abi3", "--abi", "none"]
         cmd += [arg for platform in WHEEL_PLATFORMS for arg in ("--platform", platform)]
-        _run([*cmd, "--dest", str(tmp), "--requirement", str(requirements)])
+        _run(runner, [*cmd, "--dest", str(tmp), "--requirement", str(requirements)])
         tmp.chmod(0o755)
         tmp.rename(wheels)
         log(f"wheels downloaded in {time.monotonic() - started:.1f} s into {wheels}")
@@ -231,32 +219,23 @@ def _prepare_context(context_dir: Path, wheels: Path | None, dest: Path) -> Path
     return dest
 
 
-def _build_image(context: Path, *, tag: str, base_image: str, env: dict[str, str], log: Log) -> None:
-    cmd = ["podman", "build", "--network", "none", "--build-arg", f"BASE_IMAGE={base_image}"]
-    _run([*cmd, "--file", str(context / "Containerfile"), "--tag", tag, str(context)], env=env, log=log)
-
-
-def _export_image(image: str, rootfs: Path, *, env: dict[str, str]) -> None:
+def _export_image(runner: CommandRunner, image: str, rootfs: Path, *, env: dict[str, str]) -> None:
     """Explode ``image``'s filesystem into the (new, empty) directory ``rootfs``."""
-    container = _run(["podman", "create", "--network", "none", image, "/bin/true"], env=env).strip()
+    container = _run(runner, ["podman", "create", "--network", "none", image, "/bin/true"], env=env).strip()
+    tarball = rootfs.with_name(rootfs.name + ".tar")
     try:
         rootfs.mkdir()
-        export_cmd = ["podman", "export", container]
-        tar_cmd = ["tar", "-x", "--numeric-owner", "-p", "-C", str(rootfs)]
-        with subprocess.Popen(export_cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as export:
-            tar = subprocess.run(tar_cmd, stdin=export.stdout, capture_output=True, check=False)
-            assert export.stdout is not None and export.stderr is not None
-            export.stdout.close()
-            export_err = export.stderr.read().decode(errors="replace")
-        if export.returncode != 0:
-            raise ImageBuildError(export_cmd, export.returncode, export_err)
-        if tar.returncode != 0:
-            raise ImageBuildError(tar_cmd, tar.returncode, tar.stderr.decode(errors="replace"))
+        _run(runner, ["podman", "export", "--output", str(tarball), container], env=env)
+        _run(runner, ["tar", "-x", "--numeric-owner", "-p", "-f", str(tarball), "-C", str(rootfs)])
     finally:
-        subprocess.run(["podman", "rm", "--force", container], env=env, capture_output=True, check=False)
+        tarball.unlink(missing_ok=True)
+        try:
+            runner.run(["podman", "rm", "--force", container], env=env)
+        except CommandFailed as exc:
+            log.warning("could not remove the export container %s: %s", container, exc)
 
 
-def fix_rootfs(rootfs: Path) -> None:
+def fix_rootfs(rootfs: Path, runner: CommandRunner) -> None:
     """Make ``rootfs`` usable read-only by any rootless user.
 
     Mount targets exist (a rootless user cannot create them in a read-only rootfs), /etc/mtab is the
@@ -280,30 +259,31 @@ def fix_rootfs(rootfs: Path) -> None:
     if mtab.is_symlink() or mtab.exists():
         mtab.unlink()
     mtab.symlink_to("/proc/mounts")
-    _run(["chmod", "-R", "a+rX", str(rootfs)])
+    _run(runner, ["chmod", "-R", "a+rX", str(rootfs)])
     rootfs.chmod(0o755)
     for name in PRIVATE_FILES:
         if (rootfs / name).is_file() and not (rootfs / name).is_symlink():
             (rootfs / name).chmod(0o640)
 
 
-def _build_rootfs(
-    *, context_dir: Path, final: Path, base_image: str, containers_conf: Path, images_dir: Path, log: Log
-) -> None:
+def _build_rootfs(*, context_dir: Path, final: Path, base_image: str, containers_conf: Path, images_dir: Path,
+                  runner: CommandRunner, log: Log) -> None:
     """Build the image and explode it into ``final`` (``final/rootfs``), atomically."""
     env = _podman_env(containers_conf)
     requirements = context_dir / "requirements.txt"
-    wheels = ensure_wheels(requirements, images_dir=images_dir, log=log) if _has_requirements(requirements) else None
+    wheels = (ensure_wheels(requirements, images_dir=images_dir, runner=runner, log=log)
+              if _has_requirements(requirements) else None)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=images_dir))
     try:
         context = _prepare_context(context_dir, wheels, tmp / "context")
         tag = f"localhost/nbhosting-{context_dir.name}:{final.name.rsplit('-', 1)[-1]}"
         started = time.monotonic()
-        _build_image(context, tag=tag, base_image=base_image, env=env, log=log)
+        cmd = ["podman", "build", "--network", "none", "--build-arg", f"BASE_IMAGE={base_image}"]
+        _run(runner, [*cmd, "--file", str(context / "Containerfile"), "--tag", tag, str(context)], env=env, log=log)
         log(f"image {tag} built in {time.monotonic() - started:.1f} s")
         started = time.monotonic()
-        _export_image(tag, tmp / "rootfs", env=env)
-        fix_rootfs(tmp / "rootfs")
+        _export_image(runner, tag, tmp / "rootfs", env=env)
+        fix_rootfs(tmp / "rootfs", runner)
         shutil.rmtree(context)
         tmp.chmod(0o755)
         tmp.rename(final)
@@ -313,14 +293,8 @@ def _build_rootfs(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ensure_rootfs(
-    *,
-    context_dir: Path,
-    images_dir: Path,
-    containers_conf: Path,
-    base_image: str | None = None,
-    log: Callable[[str], None] = print,
-) -> Path:
+def ensure_rootfs(*, context_dir: Path, images_dir: Path, containers_conf: Path, base_image: str | None = None,
+                  runner: CommandRunner | None = None, log: Log = print) -> Path:
     """Return the directory of a root filesystem ready for ``podman run --rootfs DIR --read-only``.
 
     ``context_dir``: the build context (``Containerfile``, ``requirements.txt``, scripts).
@@ -330,8 +304,10 @@ def ensure_rootfs(
     base (no registry needed). Cached as ``images_dir/<context-name>-<hash12>/rootfs``: returns at once when
     it exists, builds it otherwise (one builder at a time, under a file lock). Runs as root.
 
-    Raises :class:`ImageBuildError` when a build step fails.
+    Raises:
+        ImageBuildError: a build step failed (its command and the end of its output).
     """
+    runner = runner or SubprocessRunner()
     context_dir = context_dir.resolve()
     images_dir = images_dir.resolve()
     base = base_image or LOCAL_BASE_IMAGE
@@ -346,51 +322,20 @@ def ensure_rootfs(
         _remove_stale_temps(images_dir, f".{final.name}.")
         log(f"building the notebook image {final.name} (context {context_dir}, base {base})")
         if base_image is None:
-            ensure_local_base(images_dir=images_dir, containers_conf=containers_conf, log=log)
-        _build_rootfs(
-            context_dir=context_dir,
-            final=final,
-            base_image=base,
-            containers_conf=containers_conf,
-            images_dir=images_dir,
-            log=log,
-        )
+            ensure_local_base(images_dir=images_dir, containers_conf=containers_conf, runner=runner, log=log)
+        _build_rootfs(context_dir=context_dir, final=final, base_image=base, containers_conf=containers_conf,
+                      images_dir=images_dir, runner=runner, log=log)
     return final / "rootfs"
 
 
-# ---------------------------------------------------------------------------------------------- CLI
+def ensure_default_rootfs(settings: Settings, *, runner: CommandRunner | None = None,
+                          log: Log = lambda line: None) -> Path:
+    """The default image's rootfs for ``settings`` (``settings.image_rootfs`` if set), built if needed.
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_CONTEXT_DIR = _PACKAGE_DIR.parents[1] / "containerfiles" / "default"
-DEFAULT_CONTAINERS_CONF = _PACKAGE_DIR / "containers.conf"
-
-
-def _log_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m nbhosting_core.system.images --images-dir DIR``: build if needed, print the rootfs path."""
-    parser = argparse.ArgumentParser(prog="python -m nbhosting_core.system.images", description=main.__doc__)
-    parser.add_argument("--images-dir", type=Path, required=True, help="cache dir, e.g. /var/lib/nbhosting/images")
-    parser.add_argument("--base-image", default=None, help="image to build FROM (default: a local Debian base)")
-    parser.add_argument("--context-dir", type=Path, default=DEFAULT_CONTEXT_DIR, help="the build context")
-    parser.add_argument("--containers-conf", type=Path, default=DEFAULT_CONTAINERS_CONF)
-    args = parser.parse_args(argv)
-    try:
-        rootfs = ensure_rootfs(
-            context_dir=args.context_dir,
-            images_dir=args.images_dir,
-            containers_conf=args.containers_conf,
-            base_image=args.base_image,
-            log=_log_stderr,
-        )
-    except ImageBuildError as error:
-        _log_stderr(f"image build failed: {error}")
-        return 1
-    print(rootfs)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    Raises:
+        ImageBuildError: a build step failed.
+    """
+    if settings.image_rootfs is not None:
+        return settings.image_rootfs
+    return ensure_rootfs(context_dir=DEFAULT_CONTEXT_DIR, images_dir=settings.effective_images_dir,
+                         containers_conf=settings.containers_conf, runner=runner, log=log)

@@ -1,279 +1,327 @@
-"""Each student's own rootless Podman, reached through podman-py on a per-user API socket.
+"""The rootless Podman :class:`~nbhosting_core.backend.NotebookBackend`: one container per (course, student).
 
-The API service (``podman system service --time=N``) is started on demand as the student's user and
-exits by itself after N idle seconds; the containers it started keep running (conmon holds them).
+Each student's containers run under their own Linux user, from ONE shared read-only root filesystem, with
+Jupyter on a Unix socket in the server's socket folder (:mod:`.sockets`). Podman is reached through each
+student's own API service (:mod:`.userpodman`). The backend keeps records of what exists and what runs
+(:mod:`.records`) so that warm launches, listings and the culler never wait on podman, and re-checks them
+against podman's labels in :meth:`PodmanBackend.reconcile`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import threading
+import contextlib
+import logging
+import pwd
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
 
-import podman
-import podman.errors
-import requests.exceptions
-
-from ..errors import RuntimeUnavailable
-from ..models import Account, ContainerRecord, ContainerStatus
+from ..containers import container_spec, plan, server_from_inspect
+from ..errors import CommandFailed, RuntimeUnavailable, StartFailed
+from ..jupyterapi import KERNELS_PATH, STATUS_PATH, parse_activity
+from ..models import Account, Action, Ensured, ReconcileReport, Server, ServerActivity, ServerState, Usage
+from ..naming import container_name, is_key
 from ..settings import Settings
+from ..tokens import jupyter_token, new_key
+from .cgroups import Limiter, limiter_for
 from .locks import file_lock
+from .records import Records, RunRecord, ServerRecord, process_start, running_conmons
+from .runner import CommandRunner, SubprocessRunner
+from .sockets import SocketDirs
+from .unixhttp import get
+from .userpodman import UserPodman
 
-T = TypeVar("T")
-SERVICE_START_TIMEOUT = 15.0
-LABEL = "nbhosting"
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-_children: list[subprocess.Popen[bytes]] = []
-_children_lock = threading.Lock()
-
-
-def _reap() -> None:
-    with _children_lock:
-        _children[:] = [p for p in _children if p.poll() is None]
+log = logging.getLogger(__name__)
+PROBE_DEADLINE = 2.0
 
 
-def _connectable(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1.0)
-        try:
-            sock.connect(str(path))
-        except OSError:
-            return False
-    return True
+class PodmanBackend:
+    """Rootless podman, one Linux user per student.
 
+    Args:
+        settings: paths, image, limits.
+        secret: the server's secret (Jupyter tokens are derived from it).
+        runner: runs host commands (mount, umount).
+        limiter: enforces memory/processes/CPU limits; default the one this host supports.
+    """
 
-class UserPodman:
-    """One student's podman: runtime dir, API service and client."""
-
-    def __init__(self, settings: Settings, account: Account) -> None:
-        self.settings = settings
-        self.account = account
-        self.runtime_dir = settings.users_run_dir / str(account.uid)
-        self.socket_path = self.runtime_dir / "podman" / "podman.sock"
-
-    def environment(self) -> dict[str, str]:
-        """The environment every podman of this student runs with."""
-        a = self.account
-        return {
-            "PATH": PATH, "HOME": str(a.home), "USER": a.user, "LOGNAME": a.user,
-            "XDG_RUNTIME_DIR": str(self.runtime_dir),
-            "CONTAINERS_CONF": str(self.settings.containers_conf),
-        }
-
-    def ensure_service(self) -> Path:
-        """Make sure the student's API service listens; return its socket path.
-
-        Raises:
-            RuntimeUnavailable: the service did not come up.
-        """
-        if _connectable(self.socket_path):
-            return self.socket_path
-        with file_lock(self.settings.locks_dir / f"service-{self.account.user}.lock"):
-            if _connectable(self.socket_path):
-                return self.socket_path
-            self._spawn()
-        return self.socket_path
-
-    def _spawn(self) -> None:
-        a = self.account
-        self.runtime_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
-        self.runtime_dir.mkdir(mode=0o700, exist_ok=True)
-        for path in (self.runtime_dir, self.socket_path.parent):
-            path.mkdir(mode=0o700, exist_ok=True)
-            os.chown(path, a.uid, a.gid, follow_symlinks=False)
-            os.chmod(path, 0o700)
-        self.socket_path.unlink(missing_ok=True)
-        log = os.open(self.runtime_dir / "service.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        argv = ["podman", "system", "service", f"--time={self.settings.podman_service_idle}",
-                f"unix://{self.socket_path}"]
-        _reap()
-        try:
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                argv, env=self.environment(), cwd="/", user=a.uid, group=a.gid, extra_groups=[],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            )
-        except OSError as exc:
-            raise RuntimeUnavailable("The container engine is not available.",
-                                     log_detail=f"spawning podman service for {a.user}: {exc}") from exc
-        finally:
-            os.close(log)
-        with _children_lock:
-            _children.append(proc)
-        deadline = time.monotonic() + SERVICE_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if _connectable(self.socket_path):
-                return
-            if proc.poll() is not None:
-                break
-            time.sleep(0.01)
-        raise RuntimeUnavailable(
-            "The container engine did not start.",
-            log_detail=f"podman service of {a.user} (exit {proc.poll()}); see {self.runtime_dir}/service.log",
-        )
-
-    def client(self) -> podman.PodmanClient:
-        """A podman-py client bound to this student's service (started if needed)."""
-        return podman.PodmanClient(base_url=f"unix://{self.ensure_service()}", timeout=30)
-
-    def call(self, action: Callable[[podman.PodmanClient], T]) -> T:
-        """Run ``action`` with a client, restarting the service once if it exited meanwhile.
-
-        Raises:
-            RuntimeUnavailable: the engine cannot be reached, or refused the call.
-        """
-        for attempt in (1, 2):
-            try:
-                with self.client() as client:
-                    return action(client)
-            except requests.exceptions.ConnectionError as exc:
-                if attempt == 2:
-                    raise RuntimeUnavailable("The container engine cannot be reached.",
-                                             log_detail=f"{self.account.user}: {exc}") from exc
-            except podman.errors.APIError as exc:
-                raise RuntimeUnavailable("The container engine refused a request.",
-                                         log_detail=f"{self.account.user}: {exc}") from exc
-        raise AssertionError("unreachable")
-
-
-class PodmanRuntime:
-    """The real :class:`~nbhosting_core.containers.ContainerRuntime`: podman-py on per-user sockets."""
-
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, secret: bytes, runner: CommandRunner | None = None,
+                 limiter: Limiter | None = None) -> None:
         self._settings = settings
+        self._secret = secret
+        self._runner = runner or SubprocessRunner()
+        self._records = Records(settings.servers_dir, settings.running_dir)
+        self._sockets = SocketDirs(settings.jupyter_sockets_dir, self._runner, size=settings.socket_dir_size)
+        self._limiter = limiter or limiter_for(settings)
 
-    def _user(self, account: Account) -> UserPodman:
-        return UserPodman(self._settings, account)
+    # ----------------------------------------------------------------------------------- the contract
 
-    def get(self, account: Account, name: str) -> ContainerRecord | None:
-        """The container ``name`` of this student, or None."""
-        def inspect(client: podman.PodmanClient) -> dict[str, Any] | None:
-            response = client.api.get(f"/containers/{name}/json")
-            if response.status_code == 404:
-                return None
-            response.raise_for_status()
-            data: dict[str, Any] = response.json()
-            return data
-        data = self._user(account).call(inspect)
-        return None if data is None else _record(data)
+    def ensure_running(self, account: Account, course: str, workspace: Path) -> Ensured:
+        """See :meth:`NotebookBackend.ensure_running`."""
+        rootfs = self._settings.image_rootfs
+        if rootfs is None:
+            raise StartFailed("Notebooks are not available: no notebook image is configured.",
+                              log_detail="settings.image_rootfs is not set")
+        name = container_name(account.user, course)
+        running = self._running(self._records.server(name))
+        if running is not None:  # the warm path: no lock, no podman call
+            return Ensured(server=running, action=Action.REUSE)
+        with file_lock(self._settings.locks_dir / f"container-{name}.lock"):
+            running = self._running(self._records.server(name))
+            if running is not None:
+                return Ensured(server=running, action=Action.REUSE)
+            engine = UserPodman(self._settings, account)
+            data = engine.inspect(name)
+            current = server_from_inspect(data, account.uid) if data is not None else None
+            action = plan(current, str(rootfs))
+            if action is Action.REUSE and current is not None:
+                if self._sockets.link(current.key).parent.is_dir() and data is not None:
+                    return Ensured(server=self._adopt(account, current, data), action=Action.REUSE)
+                action = Action.REPLACE  # running, but its socket folder is gone: unreachable
+                log.warning("replacing %s: it runs but its socket folder is gone", name)
+            if action is Action.START and current is not None:
+                try:
+                    return Ensured(server=self._start(engine, account, current), action=Action.START)
+                except RuntimeUnavailable as exc:
+                    log.warning("replacing %s: it would not start again: %s", name, exc)
+                    action = Action.REPLACE
+            if current is not None:
+                self._remove(engine, current)
+            return Ensured(server=self._create(engine, account, course, workspace, rootfs), action=action)
 
-    def list(self, account: Account) -> list[ContainerRecord]:
-        """All nbhosting containers of this student."""
-        def listing(client: podman.PodmanClient) -> list[dict[str, Any]]:
-            response = client.api.get("/containers/json", params={
-                "all": True, "filters": json.dumps({"label": [f"{LABEL}.key"]})})
-            response.raise_for_status()
-            result: list[dict[str, Any]] = response.json()
-            return result
-        return [_record_from_list(item) for item in self._user(account).call(listing)]
+    def get(self, account: Account, course: str) -> Server | None:
+        """See :meth:`NotebookBackend.get`."""
+        name = container_name(account.user, course)
+        running = self._running(self._records.server(name))
+        if running is not None:
+            return running
+        data = UserPodman(self._settings, account).inspect(name)
+        return server_from_inspect(data, account.uid) if data is not None else None
 
-    def create(self, account: Account, spec: dict[str, Any]) -> None:
-        """Create a container from a podman SpecGenerator ``spec``."""
-        def create(client: podman.PodmanClient) -> None:
-            response = client.api.post("/containers/create", data=json.dumps(spec),
-                                       headers={"content-type": "application/json"})
-            if response.status_code >= 400:
-                raise podman.errors.APIError(response.text[:500])
-        self._user(account).call(create)
+    def find(self, key: str) -> Server | None:
+        """See :meth:`NotebookBackend.find`: servers started since boot, from the run records."""
+        run = self._records.run(key)
+        record = self._records.server(run.name) if run is not None else None
+        if run is None or record is None or record.key != key:
+            return None
+        if self._records.alive(run, record.uid):
+            return _server(record, ServerState.RUNNING, run.started_at)
+        return _server(record, ServerState.STOPPED, None)
 
-    def start(self, account: Account, name: str) -> None:
-        """Start the container ``name``."""
-        def start(client: podman.PodmanClient) -> None:
-            response = client.api.post(f"/containers/{name}/start")
-            if response.status_code >= 400 and response.status_code != 304:
-                raise podman.errors.APIError(response.text[:500])
-        self._user(account).call(start)
+    def is_ready(self, server: Server) -> bool:
+        """See :meth:`NotebookBackend.is_ready`: Jupyter answers ``/api/status`` (bounded probe)."""
+        answer = self._probe(server, STATUS_PATH)
+        return answer is not None and answer[0] == 200
 
-    def stop(self, account: Account, name: str, timeout: int = 5) -> None:
-        """Stop the container ``name`` (SIGTERM, then SIGKILL after ``timeout`` s)."""
-        def stop(client: podman.PodmanClient) -> None:
-            response = client.api.post(f"/containers/{name}/stop", params={"timeout": timeout})
-            if response.status_code >= 400 and response.status_code not in (304, 404):
-                raise podman.errors.APIError(response.text[:500])
-        self._user(account).call(stop)
+    def activity(self, server: Server) -> ServerActivity | None:
+        """See :meth:`NotebookBackend.activity`."""
+        status = self._probe(server, STATUS_PATH)
+        if status is None or status[0] != 200:
+            return None
+        kernels = self._probe(server, KERNELS_PATH)
+        return parse_activity(status[1], kernels[1] if kernels is not None and kernels[0] == 200 else None)
 
-    def remove(self, account: Account, name: str) -> None:
-        """Remove the container ``name`` (forcibly, stopping it if it runs); absent is fine."""
-        def remove(client: podman.PodmanClient) -> None:
-            response = client.api.delete(f"/containers/{name}", params={"force": True, "v": True})
-            if response.status_code >= 400 and response.status_code != 404:
-                raise podman.errors.APIError(response.text[:500])
-        self._user(account).call(remove)
+    def stop(self, server: Server) -> None:
+        """See :meth:`NotebookBackend.stop`."""
+        account = self._account(server)
+        with file_lock(self._settings.locks_dir / f"container-{server.name}.lock"):
+            UserPodman(self._settings, account).stop(server.name)
+            self._after_stop(server.name, server.key)
 
-    def logs(self, account: Account, name: str, tail: int = 20) -> str:
-        """The last ``tail`` lines the container ``name`` printed (for admins' error reports)."""
-        def logs(client: podman.PodmanClient) -> str:
-            response = client.api.get(f"/containers/{name}/logs",
-                                      params={"stdout": True, "stderr": True, "tail": tail})
-            if response.status_code >= 400:
-                return ""
-            return _demux(response.content)
-        return self._user(account).call(logs)
+    def remove(self, server: Server) -> None:
+        """See :meth:`NotebookBackend.remove`."""
+        account = self._account(server)
+        with file_lock(self._settings.locks_dir / f"container-{server.name}.lock"):
+            self._remove(UserPodman(self._settings, account), server)
 
-    @contextmanager
-    def session(self, account: Account) -> Iterator[UserPodman]:
-        """The student's podman, for callers that need more than these verbs (tests, admin)."""
-        yield self._user(account)
+    def list_servers(self) -> list[Server]:
+        """See :meth:`NotebookBackend.list_servers`: from the records, with liveness read from /proc."""
+        servers = []
+        for record in self._records.servers():
+            run = self._records.run(record.key)
+            if run is not None and self._records.alive(run, record.uid):
+                servers.append(_server(record, ServerState.RUNNING, run.started_at))
+            else:
+                servers.append(_server(record, ServerState.STOPPED, None))
+        return servers
+
+    def usage(self, server: Server) -> Usage:
+        """See :meth:`NotebookBackend.usage`."""
+        return self._limiter.usage(server.name)
+
+    def logs(self, server: Server, tail: int = 50) -> str:
+        """See :meth:`NotebookBackend.logs`."""
+        return UserPodman(self._settings, self._account(server)).logs(server.name, tail)
+
+    def reconcile(self) -> ReconcileReport:
+        """See :meth:`NotebookBackend.reconcile`.
+
+        Every record is checked against podman only where the records and /proc cannot settle it (a run
+        record whose process is gone, a creation that never finished); running servers with a live run
+        record are left alone. Socket folders, links and run records of servers that do not run are cleared.
+        """
+        adopted: list[str] = []
+        removed: list[str] = []
+        cleared: list[str] = []
+        for orphan in self._orphans():
+            with file_lock(self._settings.locks_dir / f"container-{orphan.name}.lock"):
+                if self._records.server(orphan.name) is None:
+                    self._records.put_server(orphan)
+                    log.info("reconcile: %s runs without a record; recorded", orphan.name)
+        records = self._records.servers()
+        for record in records:
+            with file_lock(self._settings.locks_dir / f"container-{record.name}.lock"):
+                outcome = self._reconcile_one(record)
+            if outcome == "adopted":
+                adopted.append(record.name)
+            elif outcome == "removed":
+                removed.append(record.name)
+        live = {r.key for r in self._records.servers()
+                if (run := self._records.run(r.key)) is not None and self._records.alive(run, r.uid)}
+        for run in self._records.runs():
+            if run.key not in live:
+                self._records.drop_run(run.key)
+                cleared.append(f"run record {run.name}")
+        for key in sorted(set(self._sockets.keys()) | self._sockets.mounted_keys()):
+            if key not in live:
+                self._sockets.release(key)
+                cleared.append(f"socket folder {key[:8]}")
+        return ReconcileReport(adopted=adopted, removed=removed, cleared=cleared, checked=len(records))
+
+    # ------------------------------------------------------------------------------------ internals
+
+    def _reconcile_one(self, record: ServerRecord) -> str:
+        run = self._records.run(record.key)
+        if run is not None and self._records.alive(run, record.uid) and record.phase == "created":
+            return "ok"
+        account = self._account(_server(record, ServerState.STOPPED, None))
+        engine = UserPodman(self._settings, account)
+        data = engine.inspect(record.name)
+        current = server_from_inspect(data, record.uid) if data is not None else None
+        if current is None or current.key != record.key:
+            self._records.drop_server(record.name)
+            self._after_stop(record.name, record.key)
+            if current is not None:  # a container by that name, not the recorded one: record it instead
+                self._records.put_server(_record_of(current, record.gid))
+            log.info("reconcile: %s is not in podman any more; record dropped", record.name)
+            return "removed"
+        if current.state is ServerState.RUNNING and data is not None:
+            self._records.put_server(record.model_copy(update={"phase": "created"}))
+            if self._sockets.link(record.key).parent.is_dir():
+                self._adopt(account, current, data)
+                log.info("reconcile: %s runs; adopted", record.name)
+                return "adopted"
+            self._remove(engine, current)
+            log.info("reconcile: %s ran without its socket folder; removed (files kept)", record.name)
+            return "removed"
+        if record.phase == "creating" or current.state is ServerState.BROKEN:
+            self._remove(engine, current)
+            log.info("reconcile: %s was half-made or broken; removed (files kept)", record.name)
+            return "removed"
+        self._after_stop(record.name, record.key)  # stopped: nothing runs, nothing to keep at runtime
+        return "stopped"
+
+    def _orphans(self) -> list[ServerRecord]:
+        """Running nbhosting containers with no record (made before records existed, or records lost)."""
+        found = []
+        known = {r.name for r in self._records.servers()}
+        s = self._settings
+        for uid, name in running_conmons(s.uid_min, s.uid_max):
+            if name in known:
+                continue
+            try:
+                entry = pwd.getpwuid(uid)
+            except KeyError:
+                continue
+            account = Account(student_id="", user=entry.pw_name, uid=uid, gid=entry.pw_gid, home=Path(entry.pw_dir))
+            data = UserPodman(s, account).inspect(name)
+            server = server_from_inspect(data, uid) if data is not None else None
+            if server is not None and is_key(server.key) and server.user == entry.pw_name:
+                found.append(_record_of(server, entry.pw_gid))
+        return found
+
+    def _running(self, record: ServerRecord | None) -> Server | None:
+        if record is None or record.phase != "created":
+            return None
+        run = self._records.run(record.key)
+        if run is None or not self._records.alive(run, record.uid):
+            return None
+        return _server(record, ServerState.RUNNING, run.started_at)
+
+    def _create(self, engine: UserPodman, account: Account, course: str, workspace: Path, rootfs: Path) -> Server:
+        key = new_key()
+        record = ServerRecord(name=container_name(account.user, course), course=course,
+                              student_id=account.student_id, user=account.user, uid=account.uid, gid=account.gid,
+                              key=key, image=str(rootfs), phase="creating")
+        self._records.put_server(record)  # first: a crash from here on is found by reconcile()
+        socket_dir = self._sockets.prepare(key, account.uid, account.gid)
+        spec = container_spec(self._settings, account, course, key, jupyter_token(self._secret, key), workspace,
+                              socket_dir, rootfs, self._limiter.spec_limits())
+        engine.create(spec)
+        engine.start(record.name)
+        data = engine.inspect(record.name)
+        if data is None:
+            raise StartFailed("Your notebook server could not be created.",
+                              log_detail=f"{record.name} vanished right after its creation")
+        server = server_from_inspect(data, account.uid)
+        self._records.put_server(record.model_copy(update={"phase": "created"}))
+        return self._adopt(account, server, data)
+
+    def _start(self, engine: UserPodman, account: Account, server: Server) -> Server:
+        self._sockets.prepare(server.key, account.uid, account.gid)
+        engine.start(server.name)
+        data = engine.inspect(server.name)
+        if data is None:
+            raise RuntimeUnavailable("Your notebook server vanished.", log_detail=f"{server.name} after start")
+        return self._adopt(account, server_from_inspect(data, account.uid), data)
+
+    def _adopt(self, account: Account, server: Server, data: dict[str, object]) -> Server:
+        """Record the processes of a running ``server`` and put them under its limits."""
+        state = data.get("State")
+        pid = state.get("Pid") if isinstance(state, dict) else None
+        pid_start = process_start(pid) if isinstance(pid, int) and pid > 0 else None
+        if not isinstance(pid, int) or pid_start is None:
+            return server  # it exited meanwhile: the next launch or poll sees it stopped
+        started_at = server.started_at or time.time()
+        self._records.put_run(RunRecord(key=server.key, name=server.name, pid=pid, pid_start=pid_start,
+                                        started_at=started_at))
+        self._limiter.apply(server.name, pid, account.uid)
+        return server.model_copy(update={"started_at": started_at})
+
+    def _remove(self, engine: UserPodman, server: Server) -> None:
+        engine.remove(server.name)
+        self._records.drop_server(server.name)
+        self._after_stop(server.name, server.key)
+
+    def _after_stop(self, name: str, key: str) -> None:
+        self._records.drop_run(key)
+        self._limiter.release(name)
+        with contextlib.suppress(ValueError):  # a key that is not one: there is no folder to clear
+            try:
+                self._sockets.release(key)
+            except CommandFailed as exc:
+                log.warning("could not clear the socket folder of %s: %s", name, exc)
+
+    def _probe(self, server: Server, path: str) -> tuple[int, bytes] | None:
+        link = self._sockets.verify_and_link(server.key, server.uid)
+        if link is None:
+            return None
+        answer = get(link, f"/{self._settings.url_prefix}/{server.key}/{path}",
+                     {"Authorization": f"token {jupyter_token(self._secret, server.key)}"}, deadline=PROBE_DEADLINE)
+        return None if answer is None else (answer.status, answer.body)
+
+    def _account(self, server: Server) -> Account:
+        record = self._records.server(server.name)
+        gid = record.gid if record is not None else server.uid
+        return Account(student_id=server.student_id, user=server.user, uid=server.uid, gid=gid,
+                       home=self._settings.students_dir / server.user)
 
 
-def _demux(raw: bytes) -> str:
-    """Text of a (possibly multiplexed: 8-byte frame headers) docker-style log stream."""
-    out, pos = [], 0
-    while pos + 8 <= len(raw) and raw[pos] in (0, 1, 2) and raw[pos + 1:pos + 4] == b"\0\0\0":
-        size = int.from_bytes(raw[pos + 4:pos + 8], "big")
-        out.append(raw[pos + 8:pos + 8 + size])
-        pos += 8 + size
-    if pos < len(raw):
-        out.append(raw[pos:])
-    return b"".join(out).decode("utf-8", "replace")
+def _server(record: ServerRecord, state: ServerState, started_at: float | None) -> Server:
+    return Server(name=record.name, course=record.course, student_id=record.student_id, user=record.user,
+                  uid=record.uid, key=record.key, image=record.image, state=state, started_at=started_at)
 
 
-def _status(state: str) -> ContainerStatus:
-    if state == "running":
-        return ContainerStatus.RUNNING
-    if state in ("created", "configured", "exited", "stopped"):
-        return ContainerStatus.STOPPED
-    return ContainerStatus.BROKEN
+def _record_of(server: Server, gid: int) -> ServerRecord:
+    return ServerRecord(name=server.name, course=server.course, student_id=server.student_id, user=server.user,
+                        uid=server.uid, gid=gid, key=server.key, image=server.image, phase="created")
 
-
-def _labels_record(name: str, labels: dict[str, str], state: str, started: float | None) -> ContainerRecord:
-    return ContainerRecord(
-        name=name, course=labels.get(f"{LABEL}.course", ""), student_id=labels.get(f"{LABEL}.student", ""),
-        user=labels.get(f"{LABEL}.user", ""), key=labels.get(f"{LABEL}.key", ""),
-        rootfs=labels.get(f"{LABEL}.rootfs", ""), status=_status(state), started_at=started,
-    )
-
-
-def _record(data: dict[str, Any]) -> ContainerRecord:
-    state = data.get("State", {})
-    started = state.get("StartedAt")
-    started_ts = None
-    if state.get("Status") == "running" and isinstance(started, str):
-        started_ts = _parse_time(started)
-    return _labels_record(data["Name"].lstrip("/"), data.get("Config", {}).get("Labels") or {},
-                          state.get("Status", ""), started_ts)
-
-
-def _record_from_list(item: dict[str, Any]) -> ContainerRecord:
-    started = item.get("StartedAt")
-    return _labels_record(item["Names"][0], item.get("Labels") or {}, item.get("State", ""),
-                          float(started) if started and item.get("State") == "running" else None)
-
-
-def _parse_time(text: str) -> float | None:
-    from datetime import datetime
-
-    head, _, rest = text.partition(".")
-    digits = "".join(c for c in rest if c.isdigit())[:6]
-    tail = rest.lstrip("0123456789")
-    try:
-        return datetime.fromisoformat(f"{head}.{digits or '0'}{tail}").timestamp()
-    except ValueError:
-        return None

@@ -1,24 +1,32 @@
-"""The server's signing secret, kept in one root-only file."""
+"""The server's signing secret, kept in one file only its owner can read."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from pathlib import Path
 
+from ..errors import NbhostingError
 from ..tokens import new_secret
+
+MIN_BYTES = 32
 
 
 def load_or_create_secret(path: Path) -> bytes:
-    """Read the secret at ``path``, creating it (mode 0600, atomically) on first use."""
+    """Read the secret at ``path``, creating it (mode 0600, atomically) on first use.
+
+    Raises:
+        NbhostingError: the file exists but is not safe to use (a symlink, readable by others, owned by
+            someone else, or shorter than 32 bytes): nbhosting refuses to sign with it.
+    """
     try:
-        data = path.read_bytes()
-        if len(data) >= 32:
-            return data
+        return _read_checked(path)
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(new_secret())
     try:
@@ -26,5 +34,34 @@ def load_or_create_secret(path: Path) -> bytes:
     except FileExistsError:
         pass
     finally:
-        tmp.unlink()
-    return path.read_bytes()
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return _read_checked(path)
+
+
+def _read_checked(path: Path) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # ELOOP: a symlink
+        raise NbhostingError("nbhosting's signing secret is not safe to use.",
+                             log_detail=f"{path}: {exc.strerror}; it must be a plain file") from exc
+    try:
+        info = os.fstat(fd)
+        problem = ""
+        if not stat.S_ISREG(info.st_mode):
+            problem = "it is not a regular file"
+        elif info.st_uid != os.geteuid():
+            problem = f"it belongs to uid {info.st_uid}"
+        elif info.st_mode & 0o077:
+            problem = f"its mode is {info.st_mode & 0o777:o} (others may read it)"
+        data = os.read(fd, 4096) if not problem else b""
+        if not problem and len(data) < MIN_BYTES:
+            problem = f"it holds {len(data)} bytes, fewer than {MIN_BYTES}"
+    finally:
+        os.close(fd)
+    if problem:
+        raise NbhostingError("nbhosting's signing secret is not safe to use.",
+                             log_detail=f"{path}: {problem}; fix it, or remove it to make a new one")
+    return data

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from nbhosting_core import Settings
-from nbhosting_server.cli import caddy_root_cert, settings_environment
+from nbhosting_server.serve import caddy_root_cert, settings_environment
 from tests.support import built_rootfs, installation, is_root
 
 # Selenium Manager must never try to download a browser or a driver (we pass both paths explicitly).
@@ -116,12 +116,22 @@ class Served:
             return (err.code, {k.lower(): v for k, v in err.headers.items()},
                     err.headers.get_all("set-cookie") or [], err.read())
 
-    def launch_json(self, notebook: str, student: str) -> tuple[dict[str, Any], list[str]]:
-        """What the progress page's script does: the launch URL with ?wait=1 as JSON (waits until ready)."""
-        status, _, cookies, body = self.request(self.launch_path(notebook, student) + "?wait=1",
-                                                {"Accept": "application/json"})
-        assert status == 200, f"launch of {notebook} for {student} answered {status}: {body[:500]!r}"
-        return json.loads(body), cookies
+    def launch_json(self, notebook: str, student: str, timeout: float = 90.0) -> tuple[dict[str, Any], list[str]]:
+        """What the progress page's script does: poll the launch URL with ?status=1 until the server is ready.
+
+        Returns the last answer and the cookies set along the way.
+        """
+        deadline = time.monotonic() + timeout
+        cookies: list[str] = []
+        while True:
+            status, _, set_cookies, body = self.request(self.launch_path(notebook, student) + "?status=1",
+                                                        {"Accept": "application/json"}, timeout=10)
+            assert status == 200, f"launch of {notebook} for {student} answered {status}: {body[:500]!r}"
+            cookies += set_cookies
+            answer = json.loads(body)
+            if answer["state"] == "ready" or time.monotonic() > deadline:
+                return answer, cookies
+            time.sleep(0.1)
 
     def log_tail(self, lines: int = 80) -> str:
         return _log_tail(self.log_path, lines)

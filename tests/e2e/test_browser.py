@@ -229,7 +229,7 @@ def test_reopening_keeps_the_students_version(served: Served, browser: Any) -> N
 
 
 def test_other_students_key_is_refused(served: Served, browser: Any) -> None:
-    # bob, from Python: the progress page's JSON flow (?wait=1) answers once his server is ready
+    # bob, from Python: the progress page's JSON polls (?status=1), until his server is ready
     launch, set_cookies = served.launch_json(WELCOME, BOB)
     assert launch["state"] == "ready", launch
     prefix = served.settings.url_prefix
@@ -278,7 +278,7 @@ def test_a_cold_launch_shows_the_progress_page_then_redirects(served: Served) ->
     path = served.launch_path("01-welcome.ipynb", "e2e-carol")
     status, headers, cookies, body = served.request(path)
     assert status == 200, status  # a new student: the server is starting, the page says so at once
-    assert b"Starting your notebook" in body and b"wait=1" in body
+    assert b"Starting your notebook" in body and b"status=1" in body
     assert any("Partitioned" in c and "SameSite=None" in c and "HttpOnly" in c for c in cookies)
     ready, _ = served.launch_json("01-welcome.ipynb", "e2e-carol")
     assert ready["state"] == "ready"

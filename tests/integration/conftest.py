@@ -7,7 +7,7 @@ from tests.support import built_rootfs, installation
 
 
 def require_podman_host() -> None:
-    missing = [tool for tool in ("podman", "runc", "newuidmap", "useradd") if shutil.which(tool) is None]
+    missing = [tool for tool in ("podman", "runc", "newuidmap", "useradd", "setpriv") if shutil.which(tool) is None]
     reason = "needs root" if os.geteuid() != 0 else f"missing {missing}" if missing else ""
     if reason:
         if os.environ.get("CI") == "true":
@@ -23,11 +23,10 @@ def rootfs():
 
 @pytest.fixture(scope="module")
 def settings(rootfs):
+    from nbhosting_core import ensure_layout
     from nbhosting_server.demo import ensure_demo_course
 
     with installation(rootfs) as s:
-        from nbhosting_server.cli import prepare_host
-
-        prepare_host(s)
+        ensure_layout(s)
         ensure_demo_course(s.courses_dir)
         yield s

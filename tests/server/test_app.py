@@ -1,11 +1,11 @@
-"""The app in-process (TestClient): validation, error pages, and Caddy's forward-auth check."""
+"""The app in-process (TestClient) on the in-memory backend: launches, polls, error pages, forward-auth."""
 
 import nbformat
 import pytest
 from nbformat.v4 import new_notebook
 from starlette.testclient import TestClient
 
-from nbhosting_core import Hub, Settings
+from nbhosting_core import FakeAccounts, FakeBackend, Hub, Settings
 from nbhosting_core.access import COOKIE_NAME, access_cookie_value
 from nbhosting_core.tokens import jupyter_token
 from nbhosting_server import create_app
@@ -13,25 +13,24 @@ from nbhosting_server import create_app
 KEY = "d" * 40
 
 
-class RefusingRunner:
-    """Any host command is a test failure: bad requests must not create anything."""
+class Clock:
+    now = 1000.0
 
-    def run(self, argv, *, env=None, timeout=60):
-        raise AssertionError(f"unexpected command {argv}")
-
-
-class RefusingRuntime:
-    def __getattr__(self, name):
-        raise AssertionError(f"unexpected container call {name}")
+    def __call__(self):
+        return self.now
 
 
 @pytest.fixture
 def setup(tmp_path):
-    settings = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run", image_rootfs=tmp_path / "rootfs")
+    settings = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run", start_timeout=30)
     (settings.courses_dir / "demo").mkdir(parents=True)
     nbformat.write(new_notebook(), str(settings.courses_dir / "demo" / "a.ipynb"))
-    hub = Hub(settings, runner=RefusingRunner(), runtime=RefusingRuntime(), clock=lambda: 1000.0)
-    return settings, hub, TestClient(create_app(hub=hub), base_url="https://testserver")
+    clock = Clock()
+    backend = FakeBackend(ready_after=1.0, clock=clock)
+    accounts = FakeAccounts(settings.students_dir)
+    hub = Hub(settings, backend=backend, accounts=accounts, clock=clock)
+    client = TestClient(create_app(hub=hub), base_url="https://testserver")
+    return settings, hub, client, backend, clock
 
 
 @pytest.mark.parametrize("prefix", ["notebookLazyCopy", "ipythonExercice"])
@@ -48,67 +47,125 @@ def setup(tmp_path):
     ],
 )
 def test_bad_launches_get_a_clear_page_and_create_nothing(setup, prefix, path, status, text):
-    settings, _, client = setup
+    settings, _, client, backend, _ = setup
     response = client.get(f"/{prefix}/{path}")
     assert response.status_code == status
     assert "text/html" in response.headers["content-type"]
     assert text in response.text
     assert "Traceback" not in response.text
     assert not settings.students_dir.exists() or not any(settings.students_dir.iterdir())
+    assert backend.journal == []
 
 
 def test_bad_launches_answer_json_to_the_progress_page(setup):
-    _, _, client = setup
-    response = client.get("/notebookLazyCopy/demo/a.txt/alice?wait=1", headers={"Accept": "application/json"})
+    client = setup[2]
+    response = client.get("/notebookLazyCopy/demo/a.txt/alice?status=1", headers={"Accept": "application/json"})
     assert response.status_code == 400
     assert response.json()["state"] == "failed" and "only .ipynb" in response.json()["message"]
 
 
+def test_a_cold_launch_answers_at_once_with_a_progress_page_that_polls(setup):
+    _, hub, client, backend, clock = setup
+    response = client.get("/notebookLazyCopy/demo/a.ipynb/alice", follow_redirects=False)
+    assert response.status_code == 200 and "Starting your notebook" in response.text
+    assert "status=1" in response.text
+    assert any("Partitioned" in c for c in response.headers.get_list("set-cookie"))
+    poll = client.get("/notebookLazyCopy/demo/a.ipynb/alice?status=1")
+    assert poll.status_code == 200 and poll.json()["state"] == "starting"
+    clock.now += 1
+    ready = client.get("/notebookLazyCopy/demo/a.ipynb/alice?status=1").json()
+    assert ready["state"] == "ready" and ready["url"].startswith("/nb/")
+    again = client.get("/notebookLazyCopy/demo/a.ipynb/alice", follow_redirects=False)
+    assert again.status_code == 302 and again.headers["location"] == ready["url"]
+    assert [verb for verb, _ in backend.journal] == ["create"]
+
+
+def test_a_poll_before_any_launch_launches(setup):
+    client, backend = setup[2], setup[3]
+    assert client.get("/notebookLazyCopy/demo/a.ipynb/bob?status=1").json()["state"] == "starting"
+    assert [verb for verb, _ in backend.journal] == ["create"]
+
+
+def test_a_server_dying_while_starting_is_told_to_the_polling_page(setup):
+    _, _, client, backend, _ = setup
+    client.get("/notebookLazyCopy/demo/a.ipynb/alice")
+    backend.crash(backend.list_servers()[0].name, output="Traceback: boom")
+    poll = client.get("/notebookLazyCopy/demo/a.ipynb/alice?status=1")
+    assert poll.status_code == 503 and poll.json()["reason"] == "start-failed"
+    assert "boom" not in poll.text  # the log detail stays in the log
+
+
+def test_the_progress_page_points_back_at_the_url_as_sent_and_cannot_be_broken_out_of(setup):
+    client = setup[2]
+    page = client.get("/notebookLazyCopy/demo/a.ipynb/abc%2541").text
+    assert '"/notebookLazyCopy/demo/a.ipynb/abc%2541"' in page  # not re-encoded: abc%41 stays abc%41
+    assert "</script><" not in page.replace("</script>\n", "")
+
+
 def test_health_and_front_page(setup):
-    _, _, client = setup
+    client = setup[2]
     assert client.get("/_nbh/health").json() == {"status": "ok"}
     assert "nbhosting" in client.get("/").text
     missing = client.get("/no/such/page")
     assert missing.status_code == 404 and "Not found" in missing.text
 
 
-def auth(client, uri, cookie=None):
-    headers = {"X-Forwarded-Uri": uri, "X-Forwarded-Method": "GET"}
+def auth(client, uri, cookie=None, **headers):
+    headers = {"X-Forwarded-Uri": uri, "X-Forwarded-Method": "GET", **headers}
     if cookie is not None:
         headers["Cookie"] = cookie
     return client.get("/_nbh/auth", headers=headers)
 
 
+def launched(setup, student="alice"):
+    _, hub, client, _, _ = setup
+    response = client.get(f"/notebookLazyCopy/demo/a.ipynb/{student}?status=1")
+    key = response.json()["url"].split("/")[2]
+    cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith(COOKIE_NAME))
+    return key, cookie.split(";")[0]
+
+
 def test_forward_auth_lets_the_owner_through_with_the_jupyter_token(setup):
-    settings, hub, client = setup
-    socket = settings.jupyter_sockets_dir / KEY / "jupyter.sock"
-    socket.parent.mkdir(parents=True)
-    socket.touch()
-    value = access_cookie_value(hub.secret, KEY, "nbh-x", now=1000, max_age=60)
-    response = auth(client, f"/nb/{KEY}/api/kernels", f"other=1; {COOKIE_NAME}={value}")
+    hub, client = setup[1], setup[2]
+    key, cookie = launched(setup)
+    response = auth(client, f"/nb/{key}/api/kernels", f"other=1; {cookie}", **{"X-Nbh-Key": key})
     assert response.status_code == 200
-    assert response.headers["authorization"] == f"token {jupyter_token(hub.secret, KEY)}"
+    assert response.headers["authorization"] == f"token {jupyter_token(hub.secret, key)}"
+
+
+def test_forward_auth_checks_the_key_caddy_routes_to_not_the_raw_uri(setup):
+    client = setup[2]
+    alice_key, alice_cookie = launched(setup, "alice")
+    bob_key, _ = launched(setup, "bob")
+    # "/nb/<alice>/../<bob>/" is cleaned by Caddy into bob's route: the check is on bob's key
+    response = auth(client, f"/nb/{alice_key}/../{bob_key}/api/contents", alice_cookie, **{"X-Nbh-Key": bob_key})
+    assert response.status_code == 403 and "authorization" not in response.headers
 
 
 def test_forward_auth_refuses_strangers_forgers_and_gone_servers(setup):
-    settings, hub, client = setup
+    hub, client = setup[1], setup[2]
     value = access_cookie_value(hub.secret, KEY, "nbh-x", now=1000, max_age=60)
     assert auth(client, f"/nb/{KEY}/").status_code == 401
     forged = auth(client, f"/nb/{'e' * 40}/", f"{COOKIE_NAME}={value}")
     assert forged.status_code == 403 and "authorization" not in forged.headers
     assert "Not your notebook" in forged.text
     gone = auth(client, f"/nb/{KEY}/", f"{COOKIE_NAME}={value}")  # valid cookie, no server behind it
-    assert gone.status_code == 410 and "ended" in gone.text
+    assert gone.status_code == 410 and "your work is kept" in gone.text
     assert auth(client, "/elsewhere/", f"{COOKIE_NAME}={value}").status_code == 404
 
 
+def test_a_non_ascii_cookie_is_refused_not_a_server_error(setup):
+    client = setup[2]
+    key, _ = launched(setup)
+    response = client.get("/_nbh/auth", headers={"X-Forwarded-Uri": f"/nb/{key}/",
+                                                 "Cookie": f"{COOKIE_NAME}=é.1.x".encode()})
+    assert response.status_code in (401, 403)
+
+
 def test_forward_auth_refuses_cross_site_writes_but_not_reads(setup):
-    settings, hub, client = setup
-    socket = settings.jupyter_sockets_dir / KEY / "jupyter.sock"
-    socket.parent.mkdir(parents=True)
-    socket.touch()
-    cookie = f"{COOKIE_NAME}={access_cookie_value(hub.secret, KEY, 'nbh-x', now=1000, max_age=60)}"
-    headers = {"X-Forwarded-Uri": f"/nb/{KEY}/api/contents/x.ipynb", "Cookie": cookie}
+    client = setup[2]
+    key, cookie = launched(setup)
+    headers = {"X-Forwarded-Uri": f"/nb/{key}/api/contents/x.ipynb", "Cookie": cookie}
     forged = client.get("/_nbh/auth", headers={**headers, "X-Forwarded-Method": "PUT", "Sec-Fetch-Site": "cross-site"})
     assert forged.status_code == 403 and "authorization" not in forged.headers
     own = client.get("/_nbh/auth", headers={**headers, "X-Forwarded-Method": "PUT", "Sec-Fetch-Site": "same-origin"})
@@ -118,7 +175,22 @@ def test_forward_auth_refuses_cross_site_writes_but_not_reads(setup):
     assert embedded_read.status_code == 200
 
 
+def test_proxied_requests_are_recorded_as_activity_for_the_culler(setup):
+    hub, client, _, clock = setup[1], setup[2], setup[3], setup[4]
+    key, cookie = launched(setup)
+    clock.now += 5000
+    assert auth(client, f"/nb/{key}/static/x.js", cookie).status_code == 200
+    assert hub.activity.last_seen(key) is not None
+    assert not any(d.cull for d in hub.cull())
+
+
 def test_unavailable_page_tells_the_student_what_to_do(setup):
-    _, _, client = setup
+    client = setup[2]
     response = client.get("/_nbh/unavailable")
     assert response.status_code == 502 and "your work is kept" in response.text
+
+
+def test_the_app_runs_one_culler_for_the_host(setup):
+    hub = setup[1]
+    with TestClient(create_app(hub=hub, cull=True)), TestClient(create_app(hub=hub, cull=True)):
+        pass  # both start and stop cleanly; leadership itself is tested in tests/unit/test_culling.py

@@ -1,33 +1,33 @@
 from pathlib import Path
 
-from nbhosting_core import Account, ContainerRecord, ContainerStatus, Settings
-from nbhosting_core.containers import Action, container_spec, plan
+from nbhosting_core import Account, Action, Server, ServerState, Settings
+from nbhosting_core.containers import LABELS, container_spec, jupyter_options, plan, server_from_inspect, state_of
 
 KEY = "c" * 40
 
 
-def record(status, key=KEY, rootfs="/r1"):
-    return ContainerRecord(name="n", course="c", student_id="s", user="u", key=key, rootfs=rootfs, status=status)
+def server(state, key=KEY, image="/r1"):
+    return Server(name="n", course="c", student_id="s", user="u", uid=1, key=key, image=image, state=state)
 
 
-def test_plan_creates_when_absent_and_reuses_a_running_container():
+def test_plan_creates_when_absent_and_reuses_a_running_server():
     assert plan(None, "/r1") is Action.CREATE
-    assert plan(record(ContainerStatus.RUNNING), "/r1") is Action.REUSE
+    assert plan(server(ServerState.RUNNING), "/r1") is Action.REUSE
 
 
 def test_plan_never_cuts_a_running_session_for_a_new_image():
-    assert plan(record(ContainerStatus.RUNNING, rootfs="/old"), "/r1") is Action.REUSE
+    assert plan(server(ServerState.RUNNING, image="/old"), "/r1") is Action.REUSE
 
 
-def test_plan_starts_a_stopped_container_on_the_same_image_else_replaces_it():
-    assert plan(record(ContainerStatus.STOPPED), "/r1") is Action.START
-    assert plan(record(ContainerStatus.STOPPED, rootfs="/old"), "/r1") is Action.REPLACE
+def test_plan_starts_a_stopped_server_on_the_same_image_else_replaces_it():
+    assert plan(server(ServerState.STOPPED), "/r1") is Action.START
+    assert plan(server(ServerState.STOPPED, image="/old"), "/r1") is Action.REPLACE
 
 
-def test_plan_replaces_broken_or_unlabelled_containers():
-    assert plan(record(ContainerStatus.BROKEN), "/r1") is Action.REPLACE
-    assert plan(record(ContainerStatus.RUNNING, key="junk"), "/r1") is Action.REPLACE
-    assert plan(record(ContainerStatus.STOPPED, key=""), "/r1") is Action.REPLACE
+def test_plan_replaces_broken_or_unlabelled_servers():
+    assert plan(server(ServerState.BROKEN), "/r1") is Action.REPLACE
+    assert plan(server(ServerState.RUNNING, key="junk"), "/r1") is Action.REPLACE
+    assert plan(server(ServerState.STOPPED, key=""), "/r1") is Action.REPLACE
 
 
 def spec(**overrides):
@@ -45,12 +45,42 @@ def test_spec_runs_rootless_read_only_on_a_unix_socket_with_the_token_in_env_not
     assert s["env"]["JUPYTER_TOKEN"] == "TOKEN"
     assert not any("TOKEN" in arg for arg in s["command"])
     assert not any("port" in arg.lower() for arg in s["command"])
-    assert s["labels"]["nbhosting.key"] == KEY and s["labels"]["nbhosting.student"] == "st"
-    mounts = {m["destination"]: m for m in s["mounts"]}
-    assert mounts["/home/student"]["source"] == "/h/c1"
-    assert mounts["/nbhosting/run"]["source"] == "/run/x"
 
 
 def test_spec_network_follows_the_egress_setting():
-    assert spec()["netns"] == {"nsmode": "slirp4netns"}
+    assert spec(egress=True)["netns"] == {"nsmode": "slirp4netns"}
     assert spec(egress=False)["netns"] == {"nsmode": "none"}
+
+
+def test_spec_bounds_the_container_log():
+    assert spec(log_size_max=65536)["log_configuration"] == {"driver": "k8s-file", "size": 65536}
+
+
+def test_jupyter_culls_its_own_idle_kernels_unless_disabled():
+    options = jupyter_options(Settings(kernel_idle_timeout=3600), KEY)
+    assert "--MappingKernelManager.cull_idle_timeout=3600" in options
+    assert "--MappingKernelManager.cull_busy=False" in options
+    assert not any("cull" in o for o in jupyter_options(Settings(kernel_idle_timeout=0), KEY))
+
+
+def test_labels_written_at_creation_are_read_back():
+    s = spec()
+    data = {"Name": "nbh-u-c1", "State": {"Status": "running", "StartedAt": "2026-11-25T21:08:02.123456789Z"},
+            "Config": {"Labels": s["labels"]}}
+    read = server_from_inspect(data, uid=1000001)
+    assert (read.name, read.course, read.student_id, read.user, read.key, read.image) == \
+        ("nbh-u-c1", "c1", "st", "nbh-u", KEY, "/rootfs")
+    assert read.state is ServerState.RUNNING and read.uid == 1000001
+    assert abs(read.started_at - 1795640882.123456) < 1e-3
+    assert set(s["labels"]) == set(LABELS.values())
+
+
+def test_podman_states_fold_into_three():
+    assert state_of("running") is ServerState.RUNNING
+    assert all(state_of(s) is ServerState.STOPPED for s in ("created", "configured", "exited", "stopped"))
+    assert all(state_of(s) is ServerState.BROKEN for s in ("paused", "removing", "unknown", ""))
+
+
+def test_a_container_without_labels_reads_as_unusable():
+    read = server_from_inspect({"Name": "/x", "State": {"Status": "exited", "StartedAt": "0001-01-01T00:00:00Z"}}, 5)
+    assert read.key == "" and read.started_at is None and plan(read, "/r1") is Action.REPLACE

@@ -65,3 +65,7 @@ def test_decide_finds_the_good_cookie_among_several():
     good = access.access_cookie_value(SECRET, KEY, "nbh-x", now=1000, max_age=60)
     bad = access.access_cookie_value(SECRET, KEY2, "nbh-x", now=1000, max_age=60)
     assert access.decide(SECRET, "nb", f"/nb/{KEY}/", [bad, good], now=1000).allowed
+
+
+def test_a_non_ascii_cookie_is_refused_not_an_error():
+    assert verify_access(b"s" * 32, "a" * 40, "é.99999999999.x", 0) is None

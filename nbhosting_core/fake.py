@@ -1,0 +1,212 @@
+"""An in-memory :class:`~nbhosting_core.backend.NotebookBackend`, for tests and for projects embedding the hub.
+
+It keeps the same contract as the podman backend (the contract suite in ``tests/contract`` runs against both),
+answers in microseconds, and has knobs to make servers slow, crash or fail, so that every path of the hub
+(including the failures) can be exercised without root or podman::
+
+    from nbhosting_core import FakeBackend, Hub, Settings
+
+    backend = FakeBackend(ready_after=2.0)          # Jupyter "takes" 2 s to answer
+    hub = Hub(settings, backend=backend, accounts=..., clock=...)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import RuntimeUnavailable
+from .models import Account, Action, Ensured, ReconcileReport, Server, ServerActivity, ServerState, Usage
+from .naming import USER_PREFIX, container_name, user_name
+from .tokens import new_key
+
+
+@dataclass
+class _Record:
+    server: Server
+    workspace: Path
+    activity: ServerActivity | None = None
+    usage: Usage = field(default_factory=Usage)
+    log: list[str] = field(default_factory=list)
+
+
+class FakeBackend:
+    """Notebook servers that exist only in memory.
+
+    Args:
+        image: what new servers run; change :attr:`image` to simulate an image upgrade.
+        ready_after: seconds (by ``clock``) between a start and Jupyter answering; ``float("inf")``: never.
+        clock: seconds since the epoch; pass the same fake clock as the hub's.
+    """
+
+    def __init__(self, *, image: str = "fake-image", ready_after: float = 0.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.image = image
+        self.ready_after = ready_after
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._records: dict[str, _Record] = {}
+        #: exceptions the next ``ensure_running`` calls raise, in order (e.g. RuntimeUnavailable)
+        self.fail_next: list[Exception] = []
+        #: every action taken, as (verb, server name): what a test can assert on
+        self.journal: list[tuple[str, str]] = []
+
+    # ------------------------------------------------------------------------------------- the contract
+
+    def ensure_running(self, account: Account, course: str, workspace: Path) -> Ensured:
+        """See :meth:`NotebookBackend.ensure_running`."""
+        name = container_name(account.user, course)
+        with self._lock:
+            if self.fail_next:
+                raise self.fail_next.pop(0)
+            record = self._records.get(name)
+            if record is not None and record.server.state is ServerState.RUNNING:
+                return Ensured(server=record.server, action=Action.REUSE)
+            if record is not None and record.server.state is ServerState.STOPPED \
+                    and record.server.image == self.image:
+                record.server = record.server.model_copy(
+                    update={"state": ServerState.RUNNING, "started_at": self._clock()})
+                record.workspace = workspace
+                self.journal.append(("start", name))
+                return Ensured(server=record.server, action=Action.START)
+            action = Action.CREATE if record is None else Action.REPLACE
+            if record is not None:
+                self.journal.append(("remove", name))
+            server = Server(name=name, course=course, student_id=account.student_id, user=account.user,
+                            uid=account.uid, key=new_key(), image=self.image, state=ServerState.RUNNING,
+                            started_at=self._clock())
+            self._records[name] = _Record(server=server, workspace=workspace)
+            self.journal.append(("create", name))
+            return Ensured(server=server, action=action)
+
+    def get(self, account: Account, course: str) -> Server | None:
+        """See :meth:`NotebookBackend.get`."""
+        record = self._records.get(container_name(account.user, course))
+        return None if record is None else record.server
+
+    def find(self, key: str) -> Server | None:
+        """See :meth:`NotebookBackend.find`."""
+        return next((r.server for r in list(self._records.values()) if r.server.key == key), None)
+
+    def is_ready(self, server: Server) -> bool:
+        """See :meth:`NotebookBackend.is_ready`: running, and started at least ``ready_after`` ago."""
+        current = self._current(server)
+        if current is None or current.state is not ServerState.RUNNING or current.started_at is None:
+            return False
+        return self._clock() - current.started_at >= self.ready_after
+
+    def activity(self, server: Server) -> ServerActivity | None:
+        """See :meth:`NotebookBackend.activity`; set it with :meth:`set_activity`."""
+        if not self.is_ready(server):
+            return None
+        record = self._records[server.name]
+        return record.activity or ServerActivity(last_activity=record.server.started_at)
+
+    def stop(self, server: Server) -> None:
+        """See :meth:`NotebookBackend.stop`."""
+        with self._lock:
+            record = self._records.get(server.name)
+            if record is None or record.server.state is not ServerState.RUNNING:
+                return
+            record.server = record.server.model_copy(update={"state": ServerState.STOPPED, "started_at": None})
+            record.activity = None
+            self.journal.append(("stop", server.name))
+
+    def remove(self, server: Server) -> None:
+        """See :meth:`NotebookBackend.remove`."""
+        with self._lock:
+            if self._records.pop(server.name, None) is not None:
+                self.journal.append(("remove", server.name))
+
+    def list_servers(self) -> list[Server]:
+        """See :meth:`NotebookBackend.list_servers`."""
+        return sorted((r.server for r in list(self._records.values())), key=lambda s: s.name)
+
+    def usage(self, server: Server) -> Usage:
+        """See :meth:`NotebookBackend.usage`; set it with :meth:`set_usage`."""
+        record = self._records.get(server.name)
+        return Usage() if record is None else record.usage
+
+    def logs(self, server: Server, tail: int = 50) -> str:
+        """See :meth:`NotebookBackend.logs`."""
+        record = self._records.get(server.name)
+        return "" if record is None else "\n".join(record.log[-tail:])
+
+    def reconcile(self) -> ReconcileReport:
+        """See :meth:`NotebookBackend.reconcile`: memory cannot go stale, there is nothing to repair."""
+        return ReconcileReport(checked=len(self._records))
+
+    # ------------------------------------------------------------------------------------ test knobs
+
+    def crash(self, name: str, output: str = "") -> None:
+        """Make server ``name`` die, as if its Jupyter exited (``output``: what it printed)."""
+        with self._lock:
+            record = self._records[name]
+            record.server = record.server.model_copy(update={"state": ServerState.STOPPED})
+            record.log.extend(output.splitlines())
+
+    def break_server(self, name: str) -> None:
+        """Put server ``name`` in a state the engine cannot use (it is replaced at the next launch)."""
+        with self._lock:
+            record = self._records[name]
+            record.server = record.server.model_copy(update={"state": ServerState.BROKEN, "started_at": None})
+
+    def set_activity(self, name: str, activity: ServerActivity) -> None:
+        """What Jupyter in server ``name`` reports from now on."""
+        self._records[name].activity = activity
+
+    def set_usage(self, name: str, usage: Usage) -> None:
+        """What server ``name`` uses from now on."""
+        self._records[name].usage = usage
+
+    def workspace_of(self, name: str) -> Path:
+        """The workspace server ``name`` was last started with."""
+        return self._records[name].workspace
+
+    def unavailable(self, times: int = 1) -> None:
+        """Make the next ``times`` launches fail as if the engine could not be reached."""
+        self.fail_next.extend(RuntimeUnavailable("The container engine cannot be reached.",
+                                                 log_detail="FakeBackend.unavailable()") for _ in range(times))
+
+    def _current(self, server: Server) -> Server | None:
+        record = self._records.get(server.name)
+        if record is None or record.server.key != server.key:
+            return None
+        return record.server
+
+
+class FakeAccounts:
+    """Students' accounts without Linux users: every student runs as the current process's uid.
+
+    Homes are made under ``homes`` (e.g. ``settings.students_dir``), so workspaces work for real, as any user.
+    """
+
+    def __init__(self, homes: Path, *, prefix: str = USER_PREFIX) -> None:
+        self._homes = homes
+        self._prefix = prefix
+        self._lock = threading.Lock()
+        self._accounts: dict[str, Account] = {}
+        #: every account created, in order
+        self.created: list[str] = []
+
+    def find(self, student_id: str) -> Account | None:
+        """See :meth:`AccountStore.find`."""
+        return self._accounts.get(student_id)
+
+    def ensure(self, student_id: str) -> Account:
+        """See :meth:`AccountStore.ensure`."""
+        with self._lock:
+            found = self._accounts.get(student_id)
+            if found is not None:
+                return found
+            user = user_name(student_id, self._prefix)
+            home = self._homes / user
+            home.mkdir(parents=True, exist_ok=True)
+            account = Account(student_id=student_id, user=user, uid=os.getuid(), gid=os.getgid(), home=home)
+            self._accounts[student_id] = account
+            self.created.append(student_id)
+            return account

@@ -1,0 +1,140 @@
+"""Each server's socket folder: where its Jupyter listens, and the one path root and Caddy ever dial.
+
+``RUN_DIR/jupyter/<key>/`` is a tiny tmpfs of its own (root's, mode 0711), so whatever a student writes there
+stops at ``socket_dir_size`` and never fills the host's /run. Inside it:
+
+* ``run/`` (the student's, 0700) is mounted into the container as ``/nbhosting/run``; Jupyter binds
+  ``run/jupyter.sock`` there. The student can put anything in it, symlinks included.
+* ``jupyter.sock`` (root's) is a hard link that root makes to Jupyter's socket once it has checked, through
+  a descriptor opened with ``O_NOFOLLOW``, that it is a socket owned by the student. Readiness probes and Caddy
+  dial only this link: a symlink planted in ``run/`` leads nowhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from ..naming import is_key
+from .mounts import is_mount_point, mount_tmpfs, mounts, unmount
+from .runner import CommandRunner
+from .tree import DIR_FLAGS
+
+SOCKET_NAME = "jupyter.sock"
+INNER = "run"
+_AT_EMPTY_PATH = 0x1000
+_AT_FDCWD = -100
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _link_fd(fd: int, target: Path) -> None:
+    """Hard-link the file open as ``fd`` to ``target`` (linkat with AT_EMPTY_PATH: no path is followed)."""
+    if _libc.linkat(fd, b"", _AT_FDCWD, os.fsencode(target), _AT_EMPTY_PATH) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(target))
+
+
+class SocketDirs:
+    """Prepares, links and clears the socket folders under ``RUN_DIR/jupyter``."""
+
+    def __init__(self, root: Path, runner: CommandRunner, *, size: int) -> None:
+        self.root = root
+        self._runner = runner
+        self._size = size
+
+    def folder(self, key: str) -> Path:
+        """``RUN_DIR/jupyter/<key>``: root's tmpfs."""
+        if not is_key(key):
+            raise ValueError(f"not a server key: {key[:60]!r}")
+        return self.root / key
+
+    def inner(self, key: str) -> Path:
+        """The student's folder, mounted into the container."""
+        return self.folder(key) / INNER
+
+    def link(self, key: str) -> Path:
+        """Root's link to Jupyter's socket: the only path that is dialed."""
+        return self.folder(key) / SOCKET_NAME
+
+    def prepare(self, key: str, uid: int, gid: int) -> Path:
+        """A fresh, empty socket folder for a server of ``uid``; returns the folder to mount in the container."""
+        folder = self.folder(key)
+        if is_mount_point(folder):
+            unmount(folder, self._runner)
+        folder.mkdir(mode=0o711, parents=True, exist_ok=True)
+        mount_tmpfs(folder, self._runner, size=self._size, inodes=64)
+        fd = os.open(folder, DIR_FLAGS)
+        try:
+            os.mkdir(INNER, 0o700, dir_fd=fd)
+            inner = os.open(INNER, DIR_FLAGS, dir_fd=fd)
+            try:
+                os.fchown(inner, uid, gid)
+                os.fchmod(inner, 0o700)
+            finally:
+                os.close(inner)
+        finally:
+            os.close(fd)
+        return self.inner(key)
+
+    def verify_and_link(self, key: str, uid: int) -> Path | None:
+        """Link Jupyter's socket for root and Caddy if it is a socket owned by ``uid``; the link, or None.
+
+        Cheap when nothing changed (the link already names the socket's inode).
+        """
+        folder = self.folder(key)
+        try:
+            dir_fd = os.open(folder / INNER, DIR_FLAGS)
+        except OSError:
+            return None
+        try:
+            try:
+                sock_fd = os.open(SOCKET_NAME, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            except OSError:
+                return None
+            try:
+                info = os.fstat(sock_fd)
+                if not stat.S_ISSOCK(info.st_mode) or info.st_uid != uid:
+                    return None
+                link = self.link(key)
+                with contextlib.suppress(FileNotFoundError):
+                    current = os.lstat(link)
+                    if current.st_ino == info.st_ino and current.st_dev == info.st_dev:
+                        return link
+                tmp = folder / f".{SOCKET_NAME}.{os.getpid()}"
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                try:
+                    _link_fd(sock_fd, tmp)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOENT, errno.EXDEV):
+                        return None
+                    raise
+                os.replace(tmp, link)
+                return link
+            finally:
+                os.close(sock_fd)
+        finally:
+            os.close(dir_fd)
+
+    def release(self, key: str) -> None:
+        """Unmount and remove the socket folder of ``key`` (absent is fine)."""
+        folder = self.folder(key)
+        if is_mount_point(folder):
+            unmount(folder, self._runner)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(folder)  # root's empty mount point once unmounted (never a student's files)
+
+    def keys(self) -> list[str]:
+        """Keys that have a socket folder."""
+        if not self.root.is_dir():
+            return []
+        return sorted(name for name in os.listdir(self.root) if is_key(name))
+
+    def mounted_keys(self) -> set[str]:
+        """Keys whose socket folder is mounted."""
+        return {m.target.name for m in mounts() if m.target.parent == self.root and is_key(m.target.name)}

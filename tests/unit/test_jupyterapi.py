@@ -1,0 +1,35 @@
+import json
+
+from nbhosting_core.clock import parse_time
+from nbhosting_core.jupyterapi import parse_activity
+
+STATUS = json.dumps({"connections": 1, "kernels": 2, "last_activity": "2026-11-25T10:00:00.000000Z",
+                     "started": "2026-11-25T09:00:00.000000Z"}).encode()
+
+
+def test_activity_is_the_latest_of_the_server_and_its_kernels_and_busy_kernels_are_counted():
+    kernels = json.dumps([
+        {"id": "1", "execution_state": "busy", "last_activity": "2026-11-25T10:05:00Z", "connections": 1},
+        {"id": "2", "execution_state": "idle", "last_activity": "2026-11-25T09:30:00Z", "connections": 0},
+    ]).encode()
+    activity = parse_activity(STATUS, kernels)
+    assert activity.last_activity == parse_time("2026-11-25T10:05:00Z")
+    assert (activity.kernels, activity.busy_kernels, activity.connections) == (2, 1, 1)
+
+
+def test_without_the_kernel_list_the_status_alone_is_used():
+    activity = parse_activity(STATUS, None)
+    assert activity.last_activity == parse_time("2026-11-25T10:00:00Z") and activity.busy_kernels == 0
+
+
+def test_garbage_is_no_activity_rather_than_an_error():
+    assert parse_activity(b"<html>", None) is None
+    assert parse_activity(b"[]", b"{}") is None
+    assert parse_activity(b'{"last_activity": 5}', b'["x", 3]').last_activity is None
+
+
+def test_times_parse_with_nanoseconds_and_zones_and_podmans_zero_time_is_none():
+    assert parse_time("2026-11-25T21:08:02.123456789Z") == parse_time("2026-11-25T21:08:02.123456+00:00")
+    assert parse_time("0001-01-01T00:00:00Z") is None
+    assert parse_time("2026-11-25T21:08:02") is None  # no zone: ambiguous
+    assert parse_time("nonsense") is None and parse_time(None) is None
