@@ -83,8 +83,9 @@ case "${1:-}" in
         install_venv test
         enable_egress
         build_image
-        say "lint (ruff) and types (mypy --strict)"
+        say "lint and format (ruff), types (mypy --strict)"
         "$VENV/bin/ruff" check nbhosting_core nbhosting_server tests bench
+        "$VENV/bin/ruff" format --check nbhosting_core nbhosting_server tests bench
         "$VENV/bin/mypy"
         say "tests: unit, server, integration (rootless podman), end to end (Caddy + chromium)"
         exec "$VENV/bin/python" -m pytest -p no:cacheprovider "${@:2}"

@@ -80,14 +80,18 @@ def main() -> None:
         print(f"nbhosting launch benchmark, {time.strftime('%Y-%m-%d %H:%M')}, rootfs {settings.image_rootfs}")
 
         cold = [timed_open(hub, f"bench-cold-{i}") for i in range(args.cold)]
-        line(f"cold open, median of {args.cold}", statistics.median(cold), "s", TARGETS["cold_median"],
-             PEER["cold_median"])
+        line(
+            f"cold open, median of {args.cold}",
+            statistics.median(cold),
+            "s",
+            TARGETS["cold_median"],
+            PEER["cold_median"],
+        )
         line(f"cold open, p95 of {args.cold}", pct(cold, 0.95), "s")
         line("cold open, max", max(cold), "s")
 
         warm = [timed_open(hub, "bench-cold-0") for _ in range(args.warm)]
-        line(f"warm open (same process), median of {args.warm}", statistics.median(warm), "s",
-             TARGETS["warm_median"])
+        line(f"warm open (same process), median of {args.warm}", statistics.median(warm), "s", TARGETS["warm_median"])
         line("warm open (same process), p95", pct(warm, 0.95), "s")
         fresh = [timed_open(Hub(settings), "bench-cold-0") for _ in range(10)]
         line("warm open (new process, run record in RUN_DIR)", statistics.median(fresh), "s")
@@ -117,8 +121,13 @@ def main() -> None:
         for t in threads:
             t.join()
         total = time.perf_counter() - start
-        line(f"{args.burst} new students at once: all ready", total, "s",
-             TARGETS["burst10"] if args.burst == 10 else None, PEER["burst10"] if args.burst == 10 else None)
+        line(
+            f"{args.burst} new students at once: all ready",
+            total,
+            "s",
+            TARGETS["burst10"] if args.burst == 10 else None,
+            PEER["burst10"] if args.burst == 10 else None,
+        )
         print(f"{'   failures':<38} {len(failures):8d}" + (f"   {failures[:3]}" if failures else ""))
 
         time.sleep(8)  # let the podman API services exit (podman_service_idle=5) and Jupyter settle
@@ -133,8 +142,13 @@ def main() -> None:
             assert account is not None
             per_container.append(pss_mib(account.uid))
         totals = [sum(m.values()) for m in per_container]
-        line("idle memory per container (PSS, all)", statistics.median(totals), "MiB", TARGETS["idle_pss_mib"],
-             PEER["idle_pss_mib"])
+        line(
+            "idle memory per container (PSS, all)",
+            statistics.median(totals),
+            "MiB",
+            TARGETS["idle_pss_mib"],
+            PEER["idle_pss_mib"],
+        )
         names = sorted({n for m in per_container for n in m})
         for name in names:
             line(f"   of which {name}", statistics.median([m.get(name, 0.0) for m in per_container]), "MiB")

@@ -27,7 +27,7 @@ def key_from_uri(uri: str, prefix: str) -> str | None:
     head = f"/{prefix}/"
     if not uri.startswith(head):
         return None
-    key = uri[len(head):].split("/", 1)[0].split("?", 1)[0]
+    key = uri[len(head) :].split("/", 1)[0].split("?", 1)[0]
     return key if is_key(key) else None
 
 
@@ -54,6 +54,7 @@ def decide(secret: bytes, prefix: str, uri: str, cookie_values: list[str], now: 
     for value in cookie_values:
         user = verify_access(secret, key, value, now)
         if user is not None:
-            return AccessDecision(True, 200, "ok", key=key, user=user,
-                                  authorization=f"token {jupyter_token(secret, key)}")
+            return AccessDecision(
+                True, 200, "ok", key=key, user=user, authorization=f"token {jupyter_token(secret, key)}"
+            )
     return AccessDecision(False, 403, "bad-cookie", key=key)

@@ -74,8 +74,7 @@ class Accounts:
                 return found
             started = time.monotonic()
             account = self._create(student_id)
-            log.info("account created: user=%s uid=%d in %.3fs", account.user, account.uid,
-                     time.monotonic() - started)
+            log.info("account created: user=%s uid=%d in %.3fs", account.user, account.uid, time.monotonic() - started)
             return account
 
     def _create(self, student_id: str) -> Account:
@@ -85,16 +84,34 @@ class Accounts:
         try:
             entry = pwd.getpwnam(user)
         except KeyError:
-            self._runner.run([
-                "useradd", "--no-create-home", "--home-dir", str(home), "--shell", NOLOGIN,
-                "--user-group", "--comment", "nbhosting student",
-                "-K", f"UID_MIN={s.uid_min}", "-K", f"UID_MAX={s.uid_max}",
-                "-K", f"GID_MIN={s.uid_min}", "-K", f"GID_MAX={s.uid_max}",
-                "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", user,
-            ])
+            self._runner.run(
+                [
+                    "useradd",
+                    "--no-create-home",
+                    "--home-dir",
+                    str(home),
+                    "--shell",
+                    NOLOGIN,
+                    "--user-group",
+                    "--comment",
+                    "nbhosting student",
+                    "-K",
+                    f"UID_MIN={s.uid_min}",
+                    "-K",
+                    f"UID_MAX={s.uid_max}",
+                    "-K",
+                    f"GID_MIN={s.uid_min}",
+                    "-K",
+                    f"GID_MAX={s.uid_max}",
+                    "-K",
+                    "SUB_UID_COUNT=0",
+                    "-K",
+                    "SUB_GID_COUNT=0",
+                    user,
+                ]
+            )
             entry = pwd.getpwnam(user)
-        first, count = subid_range(entry.pw_uid, uid_min=s.uid_min, subid_base=s.subid_base,
-                                   subid_count=s.subid_count)
+        first, count = subid_range(entry.pw_uid, uid_min=s.uid_min, subid_base=s.subid_base, subid_count=s.subid_count)
         if not _has_subid(Path("/etc/subuid"), user) or not _has_subid(Path("/etc/subgid"), user):
             span = f"{first}-{first + count - 1}"
             self._runner.run(["usermod", "--add-subuids", span, "--add-subgids", span, user])

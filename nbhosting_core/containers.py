@@ -66,16 +66,29 @@ def jupyter_options(settings: Settings, key: str) -> list[str]:
     return options
 
 
-def container_spec(settings: Settings, account: Account, course: str, key: str, token: str,
-                   workspace: Path, socket_dir: Path, rootfs: Path,
-                   resource_limits: dict[str, Any] | None = None) -> dict[str, Any]:
+def container_spec(
+    settings: Settings,
+    account: Account,
+    course: str,
+    key: str,
+    token: str,
+    workspace: Path,
+    socket_dir: Path,
+    rootfs: Path,
+    resource_limits: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The podman SpecGenerator of a student's notebook container (pure).
 
     ``resource_limits``: podman's ``resource_limits`` where the engine can enforce them itself (cgroups v2
     with delegation); elsewhere root enforces the limits from outside (:mod:`nbhosting_core.system.cgroups`).
     """
-    labels = {LABELS["course"]: course, LABELS["student_id"]: account.student_id, LABELS["user"]: account.user,
-              LABELS["key"]: key, LABELS["image"]: str(rootfs)}
+    labels = {
+        LABELS["course"]: course,
+        LABELS["student_id"]: account.student_id,
+        LABELS["user"]: account.user,
+        LABELS["key"]: key,
+        LABELS["image"]: str(rootfs),
+    }
     spec: dict[str, Any] = {
         "name": container_name(account.user, course),
         "rootfs": str(rootfs),
@@ -84,18 +97,28 @@ def container_spec(settings: Settings, account: Account, course: str, key: str, 
         "netns": {"nsmode": "slirp4netns" if settings.egress else "none"},
         "mounts": [
             {"destination": WORKDIR, "source": str(workspace), "type": "bind", "options": ["rbind", "rw"]},
-            {"destination": SOCKET_MOUNT, "source": str(socket_dir), "type": "bind",
-             "options": ["rbind", "rw"]},
+            {"destination": SOCKET_MOUNT, "source": str(socket_dir), "type": "bind", "options": ["rbind", "rw"]},
             # the rootfs is read-only: HOME=/tmp (Jupyter's runtime files) lives in memory, within the memory limit
-            {"destination": "/tmp", "source": "tmpfs", "type": "tmpfs",
-             "options": ["rw", "nosuid", "nodev", "size=256m", "mode=1777"]},
-            {"destination": "/var/tmp", "source": "tmpfs", "type": "tmpfs",
-             "options": ["rw", "nosuid", "nodev", "size=64m", "mode=1777"]},
-            {"destination": "/run", "source": "tmpfs", "type": "tmpfs",
-             "options": ["rw", "nosuid", "nodev", "size=16m", "mode=755"]},
+            {
+                "destination": "/tmp",
+                "source": "tmpfs",
+                "type": "tmpfs",
+                "options": ["rw", "nosuid", "nodev", "size=256m", "mode=1777"],
+            },
+            {
+                "destination": "/var/tmp",
+                "source": "tmpfs",
+                "type": "tmpfs",
+                "options": ["rw", "nosuid", "nodev", "size=64m", "mode=1777"],
+            },
+            {
+                "destination": "/run",
+                "source": "tmpfs",
+                "type": "tmpfs",
+                "options": ["rw", "nosuid", "nodev", "size=16m", "mode=755"],
+            },
         ],
-        "env": {"HOME": "/tmp", "USER": account.user, "JUPYTER_TOKEN": token,
-                "PATH": "/usr/local/bin:/usr/bin:/bin"},
+        "env": {"HOME": "/tmp", "USER": account.user, "JUPYTER_TOKEN": token, "PATH": "/usr/local/bin:/usr/bin:/bin"},
         "labels": labels,
         "work_dir": WORKDIR,
         "hostname": course[:63],
@@ -128,7 +151,9 @@ def server_from_inspect(data: dict[str, Any], uid: int) -> Server:
     labels = (data.get("Config") or {}).get("Labels") or {}
     status = state_of(str(state.get("Status", "")))
     return Server(
-        name=str(data.get("Name", "")).lstrip("/"), uid=uid, state=status,
+        name=str(data.get("Name", "")).lstrip("/"),
+        uid=uid,
+        state=status,
         started_at=parse_time(state.get("StartedAt")),
         **{field: str(labels.get(label, "")) for field, label in LABELS.items()},
     )

@@ -47,8 +47,9 @@ def last_seen(server: Server, proxied: float | None, activity: ServerActivity | 
     return max(known) if known else None
 
 
-def should_cull(server: Server, *, now: float, proxied: float | None, activity: ServerActivity | None,
-                policy: CullPolicy) -> CullDecision:
+def should_cull(
+    server: Server, *, now: float, proxied: float | None, activity: ServerActivity | None, policy: CullPolicy
+) -> CullDecision:
     """Decide whether to stop ``server`` now (pure).
 
     Args:

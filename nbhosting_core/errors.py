@@ -68,8 +68,7 @@ class CommandFailed(NbhostingError):
         self.returncode = returncode
         self.stderr = stderr
         tail = stderr.strip().splitlines()[-tail_lines:]
-        super().__init__(self.message_text,
-                         log_detail=f"{' '.join(self.argv)} exited {returncode}: {' | '.join(tail)}")
+        super().__init__(self.message_text, log_detail=f"{' '.join(self.argv)} exited {returncode}: {' | '.join(tail)}")
 
 
 class ImageBuildError(CommandFailed):

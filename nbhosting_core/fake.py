@@ -43,8 +43,9 @@ class FakeBackend:
         clock: seconds since the epoch; pass the same fake clock as the hub's.
     """
 
-    def __init__(self, *, image: str = "fake-image", ready_after: float = 0.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, image: str = "fake-image", ready_after: float = 0.0, clock: Callable[[], float] = time.time
+    ) -> None:
         self.image = image
         self.ready_after = ready_after
         self._clock = clock
@@ -66,19 +67,27 @@ class FakeBackend:
             record = self._records.get(name)
             if record is not None and record.server.state is ServerState.RUNNING:
                 return Ensured(server=record.server, action=Action.REUSE)
-            if record is not None and record.server.state is ServerState.STOPPED \
-                    and record.server.image == self.image:
+            if record is not None and record.server.state is ServerState.STOPPED and record.server.image == self.image:
                 record.server = record.server.model_copy(
-                    update={"state": ServerState.RUNNING, "started_at": self._clock()})
+                    update={"state": ServerState.RUNNING, "started_at": self._clock()}
+                )
                 record.workspace = workspace
                 self.journal.append(("start", name))
                 return Ensured(server=record.server, action=Action.START)
             action = Action.CREATE if record is None else Action.REPLACE
             if record is not None:
                 self.journal.append(("remove", name))
-            server = Server(name=name, course=course, student_id=account.student_id, user=account.user,
-                            uid=account.uid, key=new_key(), image=self.image, state=ServerState.RUNNING,
-                            started_at=self._clock())
+            server = Server(
+                name=name,
+                course=course,
+                student_id=account.student_id,
+                user=account.user,
+                uid=account.uid,
+                key=new_key(),
+                image=self.image,
+                state=ServerState.RUNNING,
+                started_at=self._clock(),
+            )
             self._records[name] = _Record(server=server, workspace=workspace)
             self.journal.append(("create", name))
             return Ensured(server=server, action=action)
@@ -169,8 +178,10 @@ class FakeBackend:
 
     def unavailable(self, times: int = 1) -> None:
         """Make the next ``times`` launches fail as if the engine could not be reached."""
-        self.fail_next.extend(RuntimeUnavailable("The container engine cannot be reached.",
-                                                 log_detail="FakeBackend.unavailable()") for _ in range(times))
+        self.fail_next.extend(
+            RuntimeUnavailable("The container engine cannot be reached.", log_detail="FakeBackend.unavailable()")
+            for _ in range(times)
+        )
 
     def _current(self, server: Server) -> Server | None:
         record = self._records.get(server.name)

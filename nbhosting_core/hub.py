@@ -51,9 +51,15 @@ class Hub:
         clock: seconds since the epoch; tests pass a fake.
     """
 
-    def __init__(self, settings: Settings, *, backend: NotebookBackend | None = None,
-                 accounts: AccountStore | None = None, runner: CommandRunner | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        backend: NotebookBackend | None = None,
+        accounts: AccountStore | None = None,
+        runner: CommandRunner | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.secret = load_or_create_secret(settings.secret_file)
         runner = runner or SubprocessRunner()
@@ -96,9 +102,17 @@ class Hub:
         ensured = self.backend.ensure_running(account, course, self.workspaces.workspace(account, course))
         server = ensured.server
         state = LaunchState.READY if self.backend.is_ready(server) else LaunchState.STARTING
-        log.info("open user=%s course=%s notebook=%s key=%s action=%s state=%s copied=%s in %.3fs",
-                 account.user, course, path, _short(server.key), ensured.action.value, state.value, copied,
-                 time.monotonic() - started)
+        log.info(
+            "open user=%s course=%s notebook=%s key=%s action=%s state=%s copied=%s in %.3fs",
+            account.user,
+            course,
+            path,
+            _short(server.key),
+            ensured.action.value,
+            state.value,
+            copied,
+            time.monotonic() - started,
+        )
         return self._launch(account, course, path, server, state, copied=copied, action=ensured.action)
 
     def launch_status(self, course: str, notebook: str, student_id: str) -> Launch:
@@ -128,13 +142,17 @@ class Hub:
                 raise NotFound("This notebook is not being started: open it again from your course.")
             output = self.backend.logs(server)
             self._discard(server, "died while starting")
-            raise StartFailed("Your notebook server stopped while starting; please retry.",
-                              log_detail=f"{server.name} is {server.state.value}; its last output: {output[-1500:]}")
+            raise StartFailed(
+                "Your notebook server stopped while starting; please retry.",
+                log_detail=f"{server.name} is {server.state.value}; its last output: {output[-1500:]}",
+            )
         elapsed = now - server.started_at if server.started_at else 0.0
         if elapsed > self.settings.start_timeout:
             self._discard(server, f"not answering after {elapsed:.0f}s")
-            raise StartTimeout(f"Your notebook server did not start within {self.settings.start_timeout:.0f} "
-                               "seconds; please retry.", log_detail=server.name)
+            raise StartTimeout(
+                f"Your notebook server did not start within {self.settings.start_timeout:.0f} seconds; please retry.",
+                log_detail=server.name,
+            )
         return self._launch(account, course, path, server, LaunchState.STARTING)
 
     def wait_ready(self, launch: Launch, timeout: float | None = None) -> Launch:
@@ -146,8 +164,9 @@ class Hub:
         deadline = time.monotonic() + (timeout if timeout is not None else self.settings.start_timeout + 5)
         while launch.state is not LaunchState.READY:
             if time.monotonic() > deadline:
-                raise StartTimeout("Your notebook server did not start in time; please retry.",
-                                   log_detail=launch.container)
+                raise StartTimeout(
+                    "Your notebook server did not start in time; please retry.", log_detail=launch.container
+                )
             time.sleep(self.settings.ready_poll_interval)
             status = self.launch_status(launch.course, launch.notebook, launch.student_id)
             launch = status.model_copy(update={"action": launch.action, "copied": launch.copied})
@@ -163,8 +182,12 @@ class Hub:
         """The cookie that lets this browser reach the server of ``launch`` (and no other)."""
         s = self.settings
         value = access.access_cookie_value(self.secret, launch.key, launch.user, self._clock(), s.cookie_max_age)
-        return AccessCookie(name=access.COOKIE_NAME, value=value, path=access.cookie_path(s.url_prefix, launch.key),
-                            max_age=s.cookie_max_age)
+        return AccessCookie(
+            name=access.COOKIE_NAME,
+            value=value,
+            path=access.cookie_path(s.url_prefix, launch.key),
+            max_age=s.cookie_max_age,
+        )
 
     def authorize(self, uri: str, cookie_values: list[str]) -> access.AccessDecision:
         """Caddy's forward_auth question: may a request for ``uri`` with these cookies go through?
@@ -208,8 +231,13 @@ class Hub:
         server = self._by_name(name)
         started = time.monotonic()
         self.backend.stop(server)
-        log.info("stop user=%s course=%s key=%s reason=admin in %.3fs", server.user, server.course,
-                 _short(server.key), time.monotonic() - started)
+        log.info(
+            "stop user=%s course=%s key=%s reason=admin in %.3fs",
+            server.user,
+            server.course,
+            _short(server.key),
+            time.monotonic() - started,
+        )
         return server
 
     def remove(self, name: str) -> Server:
@@ -226,8 +254,14 @@ class Hub:
         """Repair the backend's records after a crash or a reboot (see :meth:`NotebookBackend.reconcile`)."""
         started = time.monotonic()
         report = self.backend.reconcile()
-        log.info("reconcile: checked=%d adopted=%s removed=%s cleared=%d in %.3fs", report.checked,
-                 report.adopted, report.removed, len(report.cleared), time.monotonic() - started)
+        log.info(
+            "reconcile: checked=%d adopted=%s removed=%s cleared=%d in %.3fs",
+            report.checked,
+            report.adopted,
+            report.removed,
+            len(report.cleared),
+            time.monotonic() - started,
+        )
         return report
 
     def cull(self, *, dry_run: bool = False) -> list[CullDecision]:
@@ -240,15 +274,27 @@ class Hub:
         for server in self.backend.list_servers():
             if server.state is not ServerState.RUNNING:
                 continue
-            decision = should_cull(server, now=now, proxied=self.activity.last_seen(server.key),
-                                   activity=self.backend.activity(server), policy=self.policy)
+            decision = should_cull(
+                server,
+                now=now,
+                proxied=self.activity.last_seen(server.key),
+                activity=self.backend.activity(server),
+                policy=self.policy,
+            )
             decisions.append(decision)
             if decision.cull and not dry_run:
                 started = time.monotonic()
                 self.backend.stop(server)
-                log.info("cull user=%s course=%s key=%s reason=%s idle=%.0fs age=%.0fs in %.3fs", server.user,
-                         server.course, _short(server.key), decision.reason.value, decision.idle_seconds or 0,
-                         decision.age_seconds or 0, time.monotonic() - started)
+                log.info(
+                    "cull user=%s course=%s key=%s reason=%s idle=%.0fs age=%.0fs in %.3fs",
+                    server.user,
+                    server.course,
+                    _short(server.key),
+                    decision.reason.value,
+                    decision.idle_seconds or 0,
+                    decision.age_seconds or 0,
+                    time.monotonic() - started,
+                )
         return decisions
 
     # ------------------------------------------------------------------------------------ internals
@@ -265,26 +311,51 @@ class Hub:
         activity = self.backend.activity(server) if details and running else None
         seen = last_seen(server, self.activity.last_seen(server.key), activity)
         return ServerView(
-            server=server, last_seen=seen,
+            server=server,
+            last_seen=seen,
             idle_seconds=max(0.0, now - seen) if seen is not None and running else None,
             age_seconds=max(0.0, now - server.started_at) if running and server.started_at is not None else None,
-            activity=activity, usage=self.backend.usage(server) if details else None,
+            activity=activity,
+            usage=self.backend.usage(server) if details else None,
         )
 
     def _discard(self, server: Server, why: str) -> None:
         started = time.monotonic()
         self.backend.remove(server)
         self.activity.forget(server.key)
-        log.info("remove user=%s course=%s key=%s reason=%r in %.3fs", server.user, server.course,
-                 _short(server.key), why, time.monotonic() - started)
+        log.info(
+            "remove user=%s course=%s key=%s reason=%r in %.3fs",
+            server.user,
+            server.course,
+            _short(server.key),
+            why,
+            time.monotonic() - started,
+        )
 
-    def _launch(self, account: Account, course: str, notebook: PurePosixPath, server: Server, state: LaunchState,
-                *, action: Action = Action.REUSE, copied: bool = False) -> Launch:
+    def _launch(
+        self,
+        account: Account,
+        course: str,
+        notebook: PurePosixPath,
+        server: Server,
+        state: LaunchState,
+        *,
+        action: Action = Action.REUSE,
+        copied: bool = False,
+    ) -> Launch:
         return Launch(
-            course=course, notebook=str(notebook), student_id=account.student_id, user=account.user,
-            uid=account.uid, container=container_name(account.user, course), key=server.key,
-            url=self.notebook_url(server.key, notebook), state=state, started_at=server.started_at,
-            action=action, copied=copied,
+            course=course,
+            notebook=str(notebook),
+            student_id=account.student_id,
+            user=account.user,
+            uid=account.uid,
+            container=container_name(account.user, course),
+            key=server.key,
+            url=self.notebook_url(server.key, notebook),
+            state=state,
+            started_at=server.started_at,
+            action=action,
+            copied=copied,
         )
 
 

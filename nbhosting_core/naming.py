@@ -74,9 +74,7 @@ def validate_student_id(student_id: str) -> str:
     Raises:
         InvalidInput: saying what a student id may be.
     """
-    ok = 0 < len(student_id) <= MAX_STUDENT_ID and all(
-        33 <= ord(c) <= 126 and c not in "/\\" for c in student_id
-    )
+    ok = 0 < len(student_id) <= MAX_STUDENT_ID and all(33 <= ord(c) <= 126 and c not in "/\\" for c in student_id)
     if not ok:
         raise InvalidInput(
             f"Invalid student id {student_id[:40]!r}: use 1 to {MAX_STUDENT_ID} printable ASCII characters, "

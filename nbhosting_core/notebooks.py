@@ -23,9 +23,11 @@ def validated_notebook_bytes(raw: bytes, *, name: str) -> bytes:
         node = nbformat.reads(raw.decode("utf-8"), as_version=nbformat.NO_CONVERT)  # type: ignore[no-untyped-call]
         nbformat.validate(node)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidNotebook(f"The course notebook {name!r} is not a readable notebook file.",
-                              log_detail=str(exc)) from exc
+        raise InvalidNotebook(
+            f"The course notebook {name!r} is not a readable notebook file.", log_detail=str(exc)
+        ) from exc
     except (ValidationError, nbformat.reader.NotJSONError, KeyError, AttributeError) as exc:
-        raise InvalidNotebook(f"The course notebook {name!r} is not a valid Jupyter notebook.",
-                              log_detail=str(exc)[:300]) from exc
+        raise InvalidNotebook(
+            f"The course notebook {name!r} is not a valid Jupyter notebook.", log_detail=str(exc)[:300]
+        ) from exc
     return raw

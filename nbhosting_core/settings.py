@@ -47,73 +47,110 @@ class Settings(BaseSettings):
         "notebook", description="Which UI a launch opens: Notebook 7 (one document) or JupyterLab."
     )
     public_url: str = Field("https://localhost:8443", description="Where browsers reach Caddy.")
-    site_address: str = Field("localhost", pattern=r"^[A-Za-z0-9.-]+$",
-                              description="Caddy's site address (a domain for real TLS).")
+    site_address: str = Field(
+        "localhost", pattern=r"^[A-Za-z0-9.-]+$", description="Caddy's site address (a domain for real TLS)."
+    )
     https_port: int = Field(8443, ge=1, le=65535, description="Caddy's HTTPS port.")
     http_port: int = Field(8080, ge=1, le=65535, description="Caddy's HTTP port (ACME challenges, redirects).")
     tls_cert: Path | None = Field(None, description="A certificate file; default Caddy's internal CA.")
     tls_key: Path | None = Field(None, description="The key of tls_cert.")
     frame_ancestors: str = Field(
-        "*", pattern=r"^[A-Za-z0-9*'.:/ _-]+$",
+        "*",
+        pattern=r"^[A-Za-z0-9*'.:/ _-]+$",
         description="Who may embed notebooks in an iframe (CSP frame-ancestors): set it to your course "
         "platform's origin in production, e.g. \"'self' https://courses.example.org\".",
     )
-    app_host: str = Field("127.0.0.1", pattern=r"^[A-Za-z0-9.:-]+$",
-                          description="Where the Starlette app listens (Caddy's upstream).")
+    app_host: str = Field(
+        "127.0.0.1", pattern=r"^[A-Za-z0-9.:-]+$", description="Where the Starlette app listens (Caddy's upstream)."
+    )
     app_port: int = Field(8710, ge=1, le=65535, description="Port of the Starlette app.")
     start_timeout: float = Field(60.0, gt=0, description="Seconds a notebook server may take to answer.")
     ready_poll_interval: float = Field(
         0.05, gt=0, description="Seconds between readiness probes (fixed: no back-off to wait out)."
     )
-    egress: bool = Field(True, description="Give kernels outbound network (slirp4netns); HTTP to "
-                         "Jupyter always goes through its Unix socket.")
-    user_prefix: str = Field(USER_PREFIX, pattern=USER_PREFIX_RE.pattern,
-                             description="Prefix of students' Linux user names (then 24 hex digits).")
+    egress: bool = Field(
+        True,
+        description="Give kernels outbound network (slirp4netns); HTTP to Jupyter always goes through its Unix socket.",
+    )
+    user_prefix: str = Field(
+        USER_PREFIX,
+        pattern=USER_PREFIX_RE.pattern,
+        description="Prefix of students' Linux user names (then 24 hex digits).",
+    )
     uid_min: int = Field(1_000_000, description="First uid given to student accounts.")
     uid_max: int = Field(1_999_999, description="Last uid given to student accounts.")
     subid_base: int = Field(2**31, description="Start of the subuid/subgid space for students.")
-    subid_count: int = Field(1024, ge=1, description="Size of each student's subuid/subgid range; "
-                             "narrow so a host can hold millions of students.")
-    podman_service_idle: int = Field(
-        120, ge=1, description="Seconds a student's podman API service lingers when idle."
+    subid_count: int = Field(
+        1024,
+        ge=1,
+        description="Size of each student's subuid/subgid range; narrow so a host can hold millions of students.",
     )
+    podman_service_idle: int = Field(120, ge=1, description="Seconds a student's podman API service lingers when idle.")
     cookie_max_age: int = Field(12 * 3600, gt=0, description="Lifetime of a notebook access cookie.")
 
     # --- a term unattended: culling (see nbhosting_core.culling)
     idle_timeout: float = Field(
-        2 * 3600, gt=0, description="Seconds with no request through Caddy and no kernel activity after which a "
-        "server is stopped (the student's files stay; the next click starts it again).")
+        2 * 3600,
+        gt=0,
+        description="Seconds with no request through Caddy and no kernel activity after which a "
+        "server is stopped (the student's files stay; the next click starts it again).",
+    )
     max_age: float = Field(
-        24 * 3600, gt=0, description="Servers older than this are restarted at their next idle moment.")
+        24 * 3600, gt=0, description="Servers older than this are restarted at their next idle moment."
+    )
     max_age_idle: float = Field(
-        10 * 60, gt=0, description="Seconds of quiet that count as an idle moment for restarting an old server.")
+        10 * 60, gt=0, description="Seconds of quiet that count as an idle moment for restarting an old server."
+    )
     cull_interval: float = Field(60, gt=0, description="Seconds between two passes of the culler.")
     activity_flush: float = Field(
-        30, gt=0, description="Seconds between two records of one server's proxied activity (per app process): "
-        "activity is kept in memory and written to RUN_DIR/activity at most that often.")
+        30,
+        gt=0,
+        description="Seconds between two records of one server's proxied activity (per app process): "
+        "activity is kept in memory and written to RUN_DIR/activity at most that often.",
+    )
     kernel_idle_timeout: int = Field(
-        3600, ge=0, description="Jupyter's own culling, inside each server: kernels idle this long are shut down "
-        "(0: never).")
+        3600,
+        ge=0,
+        description="Jupyter's own culling, inside each server: kernels idle this long are shut down (0: never).",
+    )
 
     # --- limits: what one student may use (see nbhosting_core.system.cgroups)
-    memory_limit: int = Field(2 * 1024**3, ge=64 * 1024**2, description="Bytes of memory per server "
-                              "(Jupyter, kernels, and their /tmp).")
+    memory_limit: int = Field(
+        2 * 1024**3, ge=64 * 1024**2, description="Bytes of memory per server (Jupyter, kernels, and their /tmp)."
+    )
     pids_limit: int = Field(512, ge=16, description="Processes (and threads) per server.")
-    cpu_shares: int = Field(1024, ge=2, le=262144, description="Relative CPU weight of a server under "
-                            "contention (fair shares: every server gets the same by default).")
+    cpu_shares: int = Field(
+        1024,
+        ge=2,
+        le=262144,
+        description="Relative CPU weight of a server under "
+        "contention (fair shares: every server gets the same by default).",
+    )
     cpu_limit: float | None = Field(None, gt=0, description="Hard CPU cap per server, in cores (default none).")
     students_memory_fraction: float = Field(
-        0.85, gt=0, le=1, description="All students' servers together may use this fraction of the host's "
-        "memory: the host keeps the rest.")
+        0.85,
+        gt=0,
+        le=1,
+        description="All students' servers together may use this fraction of the host's "
+        "memory: the host keeps the rest.",
+    )
     log_size_max: int = Field(1024**2, ge=4096, description="Bytes of a server's container log kept on disk.")
-    socket_dir_size: int = Field(256 * 1024, ge=4096, description="Bytes a student may write into the "
-                                 "folder that holds their Jupyter socket (its own small tmpfs).")
-    workspace_quota: int = Field(2 * 1024**3, ge=16 * 1024**2, description="Bytes of files a student may keep "
-                                 "in their workspaces (all courses together).")
+    socket_dir_size: int = Field(
+        256 * 1024,
+        ge=4096,
+        description="Bytes a student may write into the folder that holds their Jupyter socket (its own small tmpfs).",
+    )
+    workspace_quota: int = Field(
+        2 * 1024**3,
+        ge=16 * 1024**2,
+        description="Bytes of files a student may keep in their workspaces (all courses together).",
+    )
     quota_mode: Literal["auto", "loop", "measured", "off"] = Field(
-        "auto", description="How the workspace quota holds: 'loop' (a hard cap: each student's files on their own "
+        "auto",
+        description="How the workspace quota holds: 'loop' (a hard cap: each student's files on their own "
         "loop-mounted ext4 image), 'measured' (usage is measured; a student over quota is stopped and told), "
-        "'off', or 'auto' (loop where the host can mount loop devices, else measured).")
+        "'off', or 'auto' (loop where the host can mount loop devices, else measured).",
+    )
 
     @field_validator("url_prefix")
     @classmethod

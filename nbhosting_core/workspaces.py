@@ -93,8 +93,7 @@ class Workspaces:
         finally:
             os.close(fd)
 
-    def ensure_copy(self, account: Account, course: str, notebook: PurePosixPath,
-                    content: bytes | None = None) -> bool:
+    def ensure_copy(self, account: Account, course: str, notebook: PurePosixPath, content: bytes | None = None) -> bool:
         """Give the student their own copy of ``notebook`` unless they have one; True if copied now.
 
         ``content``: the course notebook as :meth:`read_course_notebook` returned it, if already read.
@@ -148,8 +147,7 @@ def _exists(name: str, dir_fd: int) -> bool:
 def _write_new(dir_fd: int, name: str, data: bytes, account: Account) -> bool:
     """Write ``data`` as ``name`` atomically, never replacing what is there; True if written."""
     tmp = f".nbh-copy-{secrets.token_hex(6)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
-                 dir_fd=dir_fd)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)

@@ -32,8 +32,9 @@ POLL_PARAMS = ("status", "wait")
 
 
 def _is_poll(request: Request) -> bool:
-    return any(request.query_params.get(p) == "1" for p in POLL_PARAMS) \
-        or "application/json" in request.headers.get("accept", "")
+    return any(request.query_params.get(p) == "1" for p in POLL_PARAMS) or "application/json" in request.headers.get(
+        "accept", ""
+    )
 
 
 def _set_access_cookie(response: Response, hub: Hub, launch: Launch) -> None:
@@ -85,14 +86,16 @@ class Endpoints:
         except NbhostingError as exc:
             return self._error(request, exc, poll)
         if poll:
-            response: Response = JSONResponse({"state": launch.state.value, "url": launch.url,
-                                               "user": launch.user, "container": launch.container},
-                                              headers={"Cache-Control": "no-store"})
+            response: Response = JSONResponse(
+                {"state": launch.state.value, "url": launch.url, "user": launch.user, "container": launch.container},
+                headers={"Cache-Control": "no-store"},
+            )
         elif launch.state is LaunchState.READY:
             response = RedirectResponse(launch.url, status_code=302, headers={"Cache-Control": "no-store"})
         else:
-            response = pages.progress_page(_raw_path(request), launch.notebook, launch.course,
-                                           self.hub.settings.start_timeout)
+            response = pages.progress_page(
+                _raw_path(request), launch.notebook, launch.course, self.hub.settings.start_timeout
+            )
         _set_access_cookie(response, self.hub, launch)
         return response
 
@@ -108,10 +111,8 @@ class Endpoints:
         level = logging.ERROR if status >= 500 else logging.INFO
         log.log(level, "launch %s failed: %s [%s]", request.url.path, exc, exc.reason)
         if as_json:
-            return JSONResponse({"state": "failed", "reason": exc.reason, "message": exc.message},
-                                status_code=status)
-        return pages.error_page(status, title, exc.message,
-                                retry_url=_raw_path(request) if retryable(status) else None)
+            return JSONResponse({"state": "failed", "reason": exc.reason, "message": exc.message}, status_code=status)
+        return pages.error_page(status, title, exc.message, retry_url=_raw_path(request) if retryable(status) else None)
 
     async def auth(self, request: Request) -> Response:
         """GET /_nbh/auth: Caddy's forward_auth; 200 + the Jupyter Authorization header, or a refusal.
@@ -133,23 +134,32 @@ class Endpoints:
             return Response(status_code=200, headers={"Authorization": decision.authorization})
         log.info("refused %s %s: %s", method, uri[:200], decision.reason)
         messages = {
-            "no-cookie": ("Open this notebook from your course",
-                          "This browser has no access to this notebook server. Open the notebook again "
-                          "from your course page."),
-            "bad-cookie": ("Not your notebook", "This notebook server belongs to someone else, or your "
-                           "access has expired. Open the notebook again from your course page."),
-            "gone": ("This notebook session has ended", "Your notebook server was stopped (after a while "
-                     "without use, or by the staff). Open the notebook again from your course page to start "
-                     "it again; your work is kept."),
+            "no-cookie": (
+                "Open this notebook from your course",
+                "This browser has no access to this notebook server. Open the notebook again from your course page.",
+            ),
+            "bad-cookie": (
+                "Not your notebook",
+                "This notebook server belongs to someone else, or your "
+                "access has expired. Open the notebook again from your course page.",
+            ),
+            "gone": (
+                "This notebook session has ended",
+                "Your notebook server was stopped (after a while "
+                "without use, or by the staff). Open the notebook again from your course page to start "
+                "it again; your work is kept.",
+            ),
         }
         title, message = messages.get(decision.reason, ("Not found", "There is nothing here."))
         return pages.error_page(decision.status, title, message)
 
     async def unavailable(self, request: Request) -> Response:
         """/_nbh/unavailable: what Caddy shows when a notebook server does not answer (502/503/504)."""
-        return pages.error_page(502, "Your notebook server is not answering",
-                                "It may have been stopped. Open the notebook again from your course page: "
-                                "your work is kept.")
+        return pages.error_page(
+            502,
+            "Your notebook server is not answering",
+            "It may have been stopped. Open the notebook again from your course page: your work is kept.",
+        )
 
     async def health(self, request: Request) -> Response:
         """GET /_nbh/health: liveness of the app."""
@@ -166,8 +176,12 @@ async def _not_found(request: Request, exc: Any) -> Response:
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s", request.url.path, exc_info=exc)
-    return pages.error_page(500, "Something went wrong on the server",
-                            "This is our fault, not yours. Please try again in a moment.", retry_url=_raw_path(request))
+    return pages.error_page(
+        500,
+        "Something went wrong on the server",
+        "This is our fault, not yours. Please try again in a moment.",
+        retry_url=_raw_path(request),
+    )
 
 
 def create_app(settings: Settings | None = None, hub: Hub | None = None, *, cull: bool = False) -> Starlette:
@@ -179,17 +193,21 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None, *, cull
     if hub is None:
         hub = Hub(settings or Settings())
     e = Endpoints(hub)
-    routes = [Route("/", e.front), Route("/_nbh/auth", e.auth), Route("/_nbh/health", e.health),
-              Route("/_nbh/unavailable", e.unavailable, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"])]
-    routes += [Route(f"/{prefix}/{{course}}/{{notebook:path}}/{{student}}", e.launch)
-               for prefix in LAUNCH_PREFIXES]
+    routes = [
+        Route("/", e.front),
+        Route("/_nbh/auth", e.auth),
+        Route("/_nbh/health", e.health),
+        Route("/_nbh/unavailable", e.unavailable, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
+    ]
+    routes += [Route(f"/{prefix}/{{course}}/{{notebook:path}}/{{student}}", e.launch) for prefix in LAUNCH_PREFIXES]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         culler = None
         if cull:
-            culler = Culler(hub.cull, lock_path=hub.settings.locks_dir / "culler.lock",
-                            interval=hub.settings.cull_interval)
+            culler = Culler(
+                hub.cull, lock_path=hub.settings.locks_dir / "culler.lock", interval=hub.settings.cull_interval
+            )
             culler.start()
         try:
             yield

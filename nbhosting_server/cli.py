@@ -63,8 +63,18 @@ def _table(views: list[ServerView]) -> str:
     for v in views:
         kernels = "-" if v.activity is None else f"{v.activity.kernels}/{v.activity.busy_kernels} busy"
         memory = _mib(v.usage.memory_bytes) if v.usage is not None else "-"
-        rows.append((v.server.name, v.server.course, v.server.state.value, _duration(v.idle_seconds),
-                     _duration(v.age_seconds), memory, kernels, v.server.key[:8]))
+        rows.append(
+            (
+                v.server.name,
+                v.server.course,
+                v.server.state.value,
+                _duration(v.idle_seconds),
+                _duration(v.age_seconds),
+                memory,
+                kernels,
+                v.server.key[:8],
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
@@ -106,9 +116,11 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
         print(_table([view]))
         if view.usage is not None:
             u = view.usage
-            print(f"memory {_mib(u.memory_bytes)} of {_mib(u.memory_limit)}, processes {u.pids}/{u.pids_limit}, "
-                  f"cpu {u.cpu_seconds if u.cpu_seconds is None else round(u.cpu_seconds, 1)} s, "
-                  f"disk {_mib(u.disk_bytes)} of {_mib(u.disk_limit)}")
+            print(
+                f"memory {_mib(u.memory_bytes)} of {_mib(u.memory_limit)}, processes {u.pids}/{u.pids_limit}, "
+                f"cpu {u.cpu_seconds if u.cpu_seconds is None else round(u.cpu_seconds, 1)} s, "
+                f"disk {_mib(u.disk_bytes)} of {_mib(u.disk_limit)}"
+            )
     return 0
 
 
@@ -134,8 +146,10 @@ def cmd_cull(settings: Settings, args: argparse.Namespace) -> int:
     else:
         for d in decisions:
             verb = ("would stop" if args.dry_run else "stopped") if d.cull else "kept"
-            print(f"{verb:<10} {d.name}  ({d.reason.value}, idle {_duration(d.idle_seconds)}, "
-                  f"age {_duration(d.age_seconds)})")
+            print(
+                f"{verb:<10} {d.name}  ({d.reason.value}, idle {_duration(d.idle_seconds)}, "
+                f"age {_duration(d.age_seconds)})"
+            )
         if not decisions:
             print("no running server")
     return 0
@@ -147,8 +161,10 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report.model_dump(mode="json"))
     else:
-        print(f"checked {report.checked} servers; adopted {report.adopted or 'none'}; removed "
-              f"{report.removed or 'none'}; cleared {len(report.cleared)} stale runtime files")
+        print(
+            f"checked {report.checked} servers; adopted {report.adopted or 'none'}; removed "
+            f"{report.removed or 'none'}; cleared {len(report.cleared)} stale runtime files"
+        )
     return 0
 
 
@@ -172,7 +188,8 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
         from nbhosting_core.system.images import DEFAULT_CONTEXT_DIR, rootfs_path
 
         settings = settings.model_copy(
-            update={"image_rootfs": rootfs_path(DEFAULT_CONTEXT_DIR, settings.effective_images_dir)})
+            update={"image_rootfs": rootfs_path(DEFAULT_CONTEXT_DIR, settings.effective_images_dir)}
+        )
     failed = False
     for check in diagnose(settings):
         mark = ("ok  " if check.ok else "FAIL") if check.required else ("info" if check.ok else "warn")
@@ -207,7 +224,8 @@ def parser() -> argparse.ArgumentParser:
     add("stop", cmd_stop, "stop a server (the student's next click starts it again)").add_argument("name")
     add("rm", cmd_rm, "remove a server (the student's files are kept)").add_argument("name")
     add("cull", cmd_cull, "one pass of the idle culler", as_json=True).add_argument(
-        "--dry-run", action="store_true", help="only say what would be stopped")
+        "--dry-run", action="store_true", help="only say what would be stopped"
+    )
     add("reconcile", cmd_reconcile, "repair records after a crash or a reboot", as_json=True)
     add("image", cmd_image, "build (or find in cache) the notebook image; prints its rootfs")
     add("demo", cmd_demo, "install the demo course")

@@ -20,9 +20,11 @@ def page(title: str, body: str, *, status: int = 200, kind: str = "", head: str 
 
 def error_page(status: int, title: str, message: str, *, retry_url: str | None = None) -> HTMLResponse:
     """A friendly error: what happened, and what the student can do about it."""
-    retry = (f'<p><a class="button" href="{html.escape(retry_url)}">Try again</a></p>' if retry_url else "")
-    body = (f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>{retry}"
-            f'<p class="muted">Error {status}. If this persists, tell your course staff.</p>')
+    retry = f'<p><a class="button" href="{html.escape(retry_url)}">Try again</a></p>' if retry_url else ""
+    body = (
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>{retry}"
+        f'<p class="muted">Error {status}. If this persists, tell your course staff.</p>'
+    )
     return page(title, body, status=status, kind="error")
 
 
@@ -74,20 +76,24 @@ def progress_page(launch_url: str, notebook: str, course: str, timeout: float) -
 
     ``launch_url``: the launch's path as the browser sent it (percent-encoded), which the page polls.
     """
-    head = ('<noscript><meta http-equiv="refresh" content="2"></noscript>'
-            + _PROGRESS_SCRIPT.substitute(launch=script_literal(launch_url),
-                                          timeout_ms=int((timeout + 5) * 1000)))
-    body = (f"<h1>Starting your notebook…</h1>"
-            f'<div id="status"><p><span class="spinner"></span>Preparing <code>{html.escape(notebook)}</code> '
-            f"for course <code>{html.escape(course)}</code> in your own Jupyter server "
-            f'(<span id="elapsed">0 s</span>).</p>'
-            f'<p class="muted">This usually takes a couple of seconds; the notebook opens by itself.</p></div>')
+    head = '<noscript><meta http-equiv="refresh" content="2"></noscript>' + _PROGRESS_SCRIPT.substitute(
+        launch=script_literal(launch_url), timeout_ms=int((timeout + 5) * 1000)
+    )
+    body = (
+        f"<h1>Starting your notebook…</h1>"
+        f'<div id="status"><p><span class="spinner"></span>Preparing <code>{html.escape(notebook)}</code> '
+        f"for course <code>{html.escape(course)}</code> in your own Jupyter server "
+        f'(<span id="elapsed">0 s</span>).</p>'
+        f'<p class="muted">This usually takes a couple of seconds; the notebook opens by itself.</p></div>'
+    )
     return page("Starting your notebook…", body, head=head)
 
 
 def front_page() -> HTMLResponse:
     """What a person sees at the root of the site."""
-    body = ("<h1>nbhosting</h1><p>This server hosts the Jupyter notebooks of online courses: each student "
-            "gets a private copy of each notebook, in a notebook server of their own.</p>"
-            "<p>Open notebooks from your course's pages.</p>")
+    body = (
+        "<h1>nbhosting</h1><p>This server hosts the Jupyter notebooks of online courses: each student "
+        "gets a private copy of each notebook, in a notebook server of their own.</p>"
+        "<p>Open notebooks from your course's pages.</p>"
+    )
     return page("nbhosting", body)

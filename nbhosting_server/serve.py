@@ -30,11 +30,17 @@ def caddy_environment(settings: Settings) -> dict[str, str]:
     caddy_home = settings.data_root / "caddy"
     bind = "127.0.0.1" if settings.site_address in ("localhost", "127.0.0.1") else "0.0.0.0"  # noqa: S104
     return {
-        "NBH_HTTP_PORT": str(settings.http_port), "NBH_HTTPS_PORT": str(settings.https_port),
-        "NBH_SITE_ADDRESS": settings.site_address, "NBH_BIND": bind, "NBH_TLS": tls,
-        "NBH_PREFIX": settings.url_prefix, "NBH_APP": f"{settings.app_host}:{settings.app_port}",
-        "NBH_SOCKETS_DIR": str(settings.jupyter_sockets_dir), "NBH_FRAME_ANCESTORS": settings.frame_ancestors,
-        "XDG_DATA_HOME": str(caddy_home / "data"), "XDG_CONFIG_HOME": str(caddy_home / "config"),
+        "NBH_HTTP_PORT": str(settings.http_port),
+        "NBH_HTTPS_PORT": str(settings.https_port),
+        "NBH_SITE_ADDRESS": settings.site_address,
+        "NBH_BIND": bind,
+        "NBH_TLS": tls,
+        "NBH_PREFIX": settings.url_prefix,
+        "NBH_APP": f"{settings.app_host}:{settings.app_port}",
+        "NBH_SOCKETS_DIR": str(settings.jupyter_sockets_dir),
+        "NBH_FRAME_ANCESTORS": settings.frame_ancestors,
+        "XDG_DATA_HOME": str(caddy_home / "data"),
+        "XDG_CONFIG_HOME": str(caddy_home / "config"),
     }
 
 
@@ -54,14 +60,24 @@ def caddy_root_cert(settings: Settings) -> Path:
 def prepare(settings: Settings, *, demo: bool, log: bool = True) -> Settings:
     """Folders, image, demo course, reconcile: everything before the processes start; the settings to serve."""
     ensure_layout(settings)
-    settings = settings.model_copy(update={"image_rootfs": ensure_default_rootfs(
-        settings, log=(lambda m: print(f"[image] {m}", file=sys.stderr, flush=True)) if log else (lambda m: None))})
+    settings = settings.model_copy(
+        update={
+            "image_rootfs": ensure_default_rootfs(
+                settings,
+                log=(lambda m: print(f"[image] {m}", file=sys.stderr, flush=True)) if log else (lambda m: None),
+            )
+        }
+    )
     if demo:
         ensure_demo_course(settings.courses_dir)
     report = Hub(settings).reconcile()
     if report.adopted or report.removed or report.cleared:
-        print(f"nbh: reconciled: {len(report.adopted)} running servers adopted, {len(report.removed)} removed, "
-              f"{len(report.cleared)} stale runtime files cleared", file=sys.stderr, flush=True)
+        print(
+            f"nbh: reconciled: {len(report.adopted)} running servers adopted, {len(report.removed)} removed, "
+            f"{len(report.cleared)} stale runtime files cleared",
+            file=sys.stderr,
+            flush=True,
+        )
     return settings
 
 
@@ -102,12 +118,28 @@ def serve(settings: Settings, *, demo: bool, workers: int) -> int:
         return 2
     settings = prepare(settings, demo=demo)
     env = {**os.environ, **settings_environment(settings)}
-    app_cmd = [sys.executable, "-m", "uvicorn", "nbhosting_server.app:app_from_env", "--factory",
-               "--host", settings.app_host, "--port", str(settings.app_port), "--workers", str(workers),
-               "--no-server-header", "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
+    app_cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "nbhosting_server.app:app_from_env",
+        "--factory",
+        "--host",
+        settings.app_host,
+        "--port",
+        str(settings.app_port),
+        "--workers",
+        str(workers),
+        "--no-server-header",
+        "--proxy-headers",
+        "--forwarded-allow-ips",
+        "127.0.0.1",
+    ]
     caddy_cmd = [caddy, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"]
-    children = {"uvicorn": subprocess.Popen(app_cmd, env=env),
-                "caddy": subprocess.Popen(caddy_cmd, env={**env, **caddy_environment(settings)})}
+    children = {
+        "uvicorn": subprocess.Popen(app_cmd, env=env),
+        "caddy": subprocess.Popen(caddy_cmd, env={**env, **caddy_environment(settings)}),
+    }
     stop = {"signal": 0}
 
     def on_signal(signum: int, _frame: object) -> None:

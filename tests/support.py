@@ -38,9 +38,17 @@ def built_rootfs() -> Path:
 
 def settings_for(root: Path, rootfs: Path | None, **overrides: object) -> Settings:
     values: dict[str, object] = dict(
-        data_root=root / "data", run_dir=root / "run", image_rootfs=rootfs, images_dir=IMAGES_DIR,
-        user_prefix=TEST_PREFIX, uid_min=TEST_UID_MIN, uid_max=TEST_UID_MAX, subid_base=TEST_SUBID_BASE,
-        egress=False, podman_service_idle=30, start_timeout=60,
+        data_root=root / "data",
+        run_dir=root / "run",
+        image_rootfs=rootfs,
+        images_dir=IMAGES_DIR,
+        user_prefix=TEST_PREFIX,
+        uid_min=TEST_UID_MIN,
+        uid_max=TEST_UID_MAX,
+        subid_base=TEST_SUBID_BASE,
+        egress=False,
+        podman_service_idle=30,
+        start_timeout=60,
     )
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -84,8 +92,11 @@ def unmount_below(root: Path) -> None:
     """Unmount everything mounted at or below ``root`` (socket folders' tmpfs, the shared bind), deepest first."""
     from nbhosting_core.system.mounts import mounts
 
-    for mount in sorted((m for m in mounts() if m.target == root or root in m.target.parents),
-                        key=lambda m: len(m.target.parts), reverse=True):
+    for mount in sorted(
+        (m for m in mounts() if m.target == root or root in m.target.parents),
+        key=lambda m: len(m.target.parts),
+        reverse=True,
+    ):
         subprocess.run(["umount", "--lazy", str(mount.target)], check=False, capture_output=True)
 
 

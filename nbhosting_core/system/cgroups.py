@@ -207,10 +207,13 @@ class CgroupV1Limiter(_Groups):
         """Memory, processes and CPU time from the server's groups."""
         memory, pids = self._dir("memory", name), self._dir("pids", name)
         cpu_ns = _read_int(self._dir("cpuacct", name) / "cpuacct.usage")
-        return Usage(memory_bytes=_read_int(memory / "memory.usage_in_bytes"),
-                     memory_limit=_read_int(memory / "memory.limit_in_bytes"),
-                     pids=_read_int(pids / "pids.current"), pids_limit=_read_int(pids / "pids.max"),
-                     cpu_seconds=cpu_ns / 1e9 if cpu_ns is not None else None)
+        return Usage(
+            memory_bytes=_read_int(memory / "memory.usage_in_bytes"),
+            memory_limit=_read_int(memory / "memory.limit_in_bytes"),
+            pids=_read_int(pids / "pids.current"),
+            pids_limit=_read_int(pids / "pids.max"),
+            cpu_seconds=cpu_ns / 1e9 if cpu_ns is not None else None,
+        )
 
 
 class CgroupV2Limiter(_Groups):
@@ -277,9 +280,13 @@ class CgroupV2Limiter(_Groups):
             for line in (folder / "cpu.stat").read_text().splitlines():
                 if line.startswith("usage_usec"):
                     cpu_us = int(line.split()[1])
-        return Usage(memory_bytes=_read_int(folder / "memory.current"), memory_limit=_read_int(folder / "memory.max"),
-                     pids=_read_int(folder / "pids.current"), pids_limit=_read_int(folder / "pids.max"),
-                     cpu_seconds=cpu_us / 1e6 if cpu_us is not None else None)
+        return Usage(
+            memory_bytes=_read_int(folder / "memory.current"),
+            memory_limit=_read_int(folder / "memory.max"),
+            pids=_read_int(folder / "pids.current"),
+            pids_limit=_read_int(folder / "pids.max"),
+            cpu_seconds=cpu_us / 1e6 if cpu_us is not None else None,
+        )
 
 
 def cpu_weight(shares: int) -> int:

@@ -37,8 +37,11 @@ def _version(runner: CommandRunner, argv: list[str]) -> str | None:
 
 def subid_overlaps(entries: list[tuple[str, int, int]], first: int, last: int, prefix: str) -> list[str]:
     """Names of /etc/subuid entries, other than nbhosting's own (``prefix``), overlapping [first, last]."""
-    return [name for name, start, count in entries
-            if not name.startswith(prefix) and start <= last and start + count - 1 >= first]
+    return [
+        name
+        for name, start, count in entries
+        if not name.startswith(prefix) and start <= last and start + count - 1 >= first
+    ]
 
 
 def parse_subids(text: str) -> list[tuple[str, int, int]]:
@@ -63,47 +66,112 @@ def diagnose(settings: Settings, runner: CommandRunner | None = None) -> list[Ch
     runner = runner or SubprocessRunner()
     checks = []
     podman = _version(runner, ["podman", "--version"]) if shutil.which("podman") else None
-    checks.append(Check("podman", podman is not None and tuple(map(int, podman.split(".")[:2])) >= (4, 3),
-                        f"podman {podman}" if podman else "podman is missing (apt-get install podman)"))
-    for tool, package in (("runc", "runc"), ("newuidmap", "uidmap"), ("caddy", "caddy"), ("useradd", "passwd"),
-                          ("setpriv", "util-linux")):
+    checks.append(
+        Check(
+            "podman",
+            podman is not None and tuple(map(int, podman.split(".")[:2])) >= (4, 3),
+            f"podman {podman}" if podman else "podman is missing (apt-get install podman)",
+        )
+    )
+    for tool, package in (
+        ("runc", "runc"),
+        ("newuidmap", "uidmap"),
+        ("caddy", "caddy"),
+        ("useradd", "passwd"),
+        ("setpriv", "util-linux"),
+    ):
         found = shutil.which(tool)
         checks.append(Check(tool, found is not None, found or f"{tool} is missing (apt-get install {package})"))
     unified = Path("/sys/fs/cgroup/cgroup.controllers").exists()
-    checks.append(Check("cgroups", True, "v2 (unified)" if unified else "v1/hybrid (rootless podman cannot limit; "
-                        "root does)", required=False))
+    checks.append(
+        Check(
+            "cgroups",
+            True,
+            "v2 (unified)" if unified else "v1/hybrid (rootless podman cannot limit; root does)",
+            required=False,
+        )
+    )
     limiter = limiter_for(settings)
-    checks.append(Check("limits", "not enforced" not in limiter.description,
-                        f"{limiter.description}: {settings.memory_limit // 2**20} MiB, {settings.pids_limit} "
-                        f"processes, cpu shares {settings.cpu_shares} per server", required=False))
-    checks.append(Check("systemd", True, "PID 1 is systemd" if Path("/run/systemd/system").exists()
-                        else "no systemd: cgroupfs manager, file events (nbhosting's containers.conf)",
-                        required=False))
+    checks.append(
+        Check(
+            "limits",
+            "not enforced" not in limiter.description,
+            f"{limiter.description}: {settings.memory_limit // 2**20} MiB, {settings.pids_limit} "
+            f"processes, cpu shares {settings.cpu_shares} per server",
+            required=False,
+        )
+    )
+    checks.append(
+        Check(
+            "systemd",
+            True,
+            "PID 1 is systemd"
+            if Path("/run/systemd/system").exists()
+            else "no systemd: cgroupfs manager, file events (nbhosting's containers.conf)",
+            required=False,
+        )
+    )
     table = mounts()
     here = containing_mount(settings.jupyter_sockets_dir, table)
-    checks.append(Check("socket folders", here is not None and here.shared,
-                        f"{settings.jupyter_sockets_dir} is a shared mount: each server's socket folder is a "
-                        f"{settings.socket_dir_size // 1024} KiB tmpfs" if here is not None and here.shared else
-                        f"{settings.jupyter_sockets_dir} is not a shared mount yet (nbh serve makes it one)",
-                        required=False))
+    checks.append(
+        Check(
+            "socket folders",
+            here is not None and here.shared,
+            f"{settings.jupyter_sockets_dir} is a shared mount: each server's socket folder is a "
+            f"{settings.socket_dir_size // 1024} KiB tmpfs"
+            if here is not None and here.shared
+            else f"{settings.jupyter_sockets_dir} is not a shared mount yet (nbh serve makes it one)",
+            required=False,
+        )
+    )
     tun = Path("/dev/net/tun")
     tun_ok = tun.exists() and bool(tun.stat().st_mode & stat.S_IROTH and tun.stat().st_mode & stat.S_IWOTH)
-    checks.append(Check("egress", tun_ok or not settings.egress,
-                        "kernels can reach the network (slirp4netns)" if tun_ok else
-                        "/dev/net/tun is not usable by students: chmod 0666 /dev/net/tun, or set NBH_EGRESS=false",
-                        required=settings.egress))
+    checks.append(
+        Check(
+            "egress",
+            tun_ok or not settings.egress,
+            "kernels can reach the network (slirp4netns)"
+            if tun_ok
+            else "/dev/net/tun is not usable by students: chmod 0666 /dev/net/tun, or set NBH_EGRESS=false",
+            required=settings.egress,
+        )
+    )
     first = settings.subid_base
     last = first + (settings.uid_max - settings.uid_min + 1) * settings.subid_count - 1
     clash = subid_overlaps(_subid_entries(Path("/etc/subuid")), first, last, settings.user_prefix)
-    checks.append(Check("subuid space", last < 2**32 and not clash,
-                        f"{settings.uid_max - settings.uid_min + 1} students x {settings.subid_count} ids "
-                        f"from {first}" + (f"; overlaps {', '.join(clash[:5])}" if clash else "")))
+    checks.append(
+        Check(
+            "subuid space",
+            last < 2**32 and not clash,
+            f"{settings.uid_max - settings.uid_min + 1} students x {settings.subid_count} ids "
+            f"from {first}" + (f"; overlaps {', '.join(clash[:5])}" if clash else ""),
+        )
+    )
     rootfs = settings.image_rootfs
-    checks.append(Check("image", rootfs is not None and (rootfs / "usr/local/bin/nbhosting-jupyter").exists(),
-                        str(rootfs) if rootfs else "no image built yet (nbh image)"))
-    checks.append(Check("culling", True, f"servers idle {settings.idle_timeout / 3600:g} h are stopped, older than "
-                        f"{settings.max_age / 3600:g} h restarted when idle; kernels idle "
-                        f"{settings.kernel_idle_timeout / 60:g} min shut down", required=False))
-    checks.append(Check("root", os.geteuid() == 0, "running as root" if os.geteuid() == 0 else
-                        "nbhosting must run as root (it creates users and runs their podman)"))
+    checks.append(
+        Check(
+            "image",
+            rootfs is not None and (rootfs / "usr/local/bin/nbhosting-jupyter").exists(),
+            str(rootfs) if rootfs else "no image built yet (nbh image)",
+        )
+    )
+    checks.append(
+        Check(
+            "culling",
+            True,
+            f"servers idle {settings.idle_timeout / 3600:g} h are stopped, older than "
+            f"{settings.max_age / 3600:g} h restarted when idle; kernels idle "
+            f"{settings.kernel_idle_timeout / 60:g} min shut down",
+            required=False,
+        )
+    )
+    checks.append(
+        Check(
+            "root",
+            os.geteuid() == 0,
+            "running as root"
+            if os.geteuid() == 0
+            else "nbhosting must run as root (it creates users and runs their podman)",
+        )
+    )
     return checks

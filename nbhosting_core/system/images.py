@@ -97,8 +97,14 @@ def _podman_env(containers_conf: Path) -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(containers_conf)}
 
 
-def _run(runner: CommandRunner, cmd: list[str], *, env: dict[str, str] | None = None, log: Log | None = None,
-         timeout: float = 1800) -> str:
+def _run(
+    runner: CommandRunner,
+    cmd: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    log: Log | None = None,
+    timeout: float = 1800,
+) -> str:
     """Run a build step; a failure is an :class:`ImageBuildError` with the end of the step's output."""
     if log is not None:
         return runner.stream(cmd, on_line=log, env=env, timeout=timeout, failure=ImageBuildError)
@@ -266,13 +272,24 @@ def fix_rootfs(rootfs: Path, runner: CommandRunner) -> None:
             (rootfs / name).chmod(0o640)
 
 
-def _build_rootfs(*, context_dir: Path, final: Path, base_image: str, containers_conf: Path, images_dir: Path,
-                  runner: CommandRunner, log: Log) -> None:
+def _build_rootfs(
+    *,
+    context_dir: Path,
+    final: Path,
+    base_image: str,
+    containers_conf: Path,
+    images_dir: Path,
+    runner: CommandRunner,
+    log: Log,
+) -> None:
     """Build the image and explode it into ``final`` (``final/rootfs``), atomically."""
     env = _podman_env(containers_conf)
     requirements = context_dir / "requirements.txt"
-    wheels = (ensure_wheels(requirements, images_dir=images_dir, runner=runner, log=log)
-              if _has_requirements(requirements) else None)
+    wheels = (
+        ensure_wheels(requirements, images_dir=images_dir, runner=runner, log=log)
+        if _has_requirements(requirements)
+        else None
+    )
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=images_dir))
     try:
         context = _prepare_context(context_dir, wheels, tmp / "context")
@@ -293,8 +310,15 @@ def _build_rootfs(*, context_dir: Path, final: Path, base_image: str, containers
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ensure_rootfs(*, context_dir: Path, images_dir: Path, containers_conf: Path, base_image: str | None = None,
-                  runner: CommandRunner | None = None, log: Log = print) -> Path:
+def ensure_rootfs(
+    *,
+    context_dir: Path,
+    images_dir: Path,
+    containers_conf: Path,
+    base_image: str | None = None,
+    runner: CommandRunner | None = None,
+    log: Log = print,
+) -> Path:
     """Return the directory of a root filesystem ready for ``podman run --rootfs DIR --read-only``.
 
     ``context_dir``: the build context (``Containerfile``, ``requirements.txt``, scripts).
@@ -323,13 +347,21 @@ def ensure_rootfs(*, context_dir: Path, images_dir: Path, containers_conf: Path,
         log(f"building the notebook image {final.name} (context {context_dir}, base {base})")
         if base_image is None:
             ensure_local_base(images_dir=images_dir, containers_conf=containers_conf, runner=runner, log=log)
-        _build_rootfs(context_dir=context_dir, final=final, base_image=base, containers_conf=containers_conf,
-                      images_dir=images_dir, runner=runner, log=log)
+        _build_rootfs(
+            context_dir=context_dir,
+            final=final,
+            base_image=base,
+            containers_conf=containers_conf,
+            images_dir=images_dir,
+            runner=runner,
+            log=log,
+        )
     return final / "rootfs"
 
 
-def ensure_default_rootfs(settings: Settings, *, runner: CommandRunner | None = None,
-                          log: Log = lambda line: None) -> Path:
+def ensure_default_rootfs(
+    settings: Settings, *, runner: CommandRunner | None = None, log: Log = lambda line: None
+) -> Path:
     """The default image's rootfs for ``settings`` (``settings.image_rootfs`` if set), built if needed.
 
     Raises:
@@ -337,5 +369,10 @@ def ensure_default_rootfs(settings: Settings, *, runner: CommandRunner | None = 
     """
     if settings.image_rootfs is not None:
         return settings.image_rootfs
-    return ensure_rootfs(context_dir=DEFAULT_CONTEXT_DIR, images_dir=settings.effective_images_dir,
-                         containers_conf=settings.containers_conf, runner=runner, log=log)
+    return ensure_rootfs(
+        context_dir=DEFAULT_CONTEXT_DIR,
+        images_dir=settings.effective_images_dir,
+        containers_conf=settings.containers_conf,
+        runner=runner,
+        log=log,
+    )

@@ -30,11 +30,21 @@ def ensure_layout(settings: Settings, runner: CommandRunner | None = None) -> No
     """
     s = settings
     uid, gid = os.geteuid(), os.getegid()  # root's in production; a plain user's in tests with fakes
-    for path, mode in ((s.data_root, 0o755), (s.courses_dir, 0o755), (s.students_dir, 0o711),
-                       (s.podman_dir, 0o711), (s.servers_dir, 0o700), (s.run_dir, 0o755),
-                       (s.users_run_dir, 0o711), (s.jupyter_sockets_dir, 0o711), (s.locks_dir, 0o700),
-                       (s.activity_dir, 0o700), (s.running_dir, 0o700), (s.run_dir / "podman", 0o700),
-                       (s.run_dir / "logs", 0o700)):
+    for path, mode in (
+        (s.data_root, 0o755),
+        (s.courses_dir, 0o755),
+        (s.students_dir, 0o711),
+        (s.podman_dir, 0o711),
+        (s.servers_dir, 0o700),
+        (s.run_dir, 0o755),
+        (s.users_run_dir, 0o711),
+        (s.jupyter_sockets_dir, 0o711),
+        (s.locks_dir, 0o700),
+        (s.activity_dir, 0o700),
+        (s.running_dir, 0o700),
+        (s.run_dir / "podman", 0o700),
+        (s.run_dir / "logs", 0o700),
+    ):
         ensure_dir(path, uid, gid, mode)
     if uid == 0:
         ensure_shared(s.jupyter_sockets_dir, runner or SubprocessRunner())

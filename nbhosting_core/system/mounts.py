@@ -29,8 +29,8 @@ def _unescape(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \\ooo
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
             i += 4
         else:
             out.append(field[i])
@@ -47,8 +47,13 @@ def parse_mountinfo(text: str) -> list[Mount]:
         if not sep or len(fields) < 6:
             continue
         optional = fields[6:]
-        mounts.append(Mount(target=Path(_unescape(fields[4])), fstype=tail.split()[0] if tail else "",
-                            shared=any(f.startswith("shared:") for f in optional)))
+        mounts.append(
+            Mount(
+                target=Path(_unescape(fields[4])),
+                fstype=tail.split()[0] if tail else "",
+                shared=any(f.startswith("shared:") for f in optional),
+            )
+        )
     return mounts
 
 

@@ -44,8 +44,9 @@ class PodmanBackend:
         limiter: enforces memory/processes/CPU limits; default the one this host supports.
     """
 
-    def __init__(self, settings: Settings, *, secret: bytes, runner: CommandRunner | None = None,
-                 limiter: Limiter | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, secret: bytes, runner: CommandRunner | None = None, limiter: Limiter | None = None
+    ) -> None:
         self._settings = settings
         self._secret = secret
         self._runner = runner or SubprocessRunner()
@@ -59,8 +60,10 @@ class PodmanBackend:
         """See :meth:`NotebookBackend.ensure_running`."""
         rootfs = self._settings.image_rootfs
         if rootfs is None:
-            raise StartFailed("Notebooks are not available: no notebook image is configured.",
-                              log_detail="settings.image_rootfs is not set")
+            raise StartFailed(
+                "Notebooks are not available: no notebook image is configured.",
+                log_detail="settings.image_rootfs is not set",
+            )
         name = container_name(account.user, course)
         running = self._running(self._records.server(name))
         if running is not None:  # the warm path: no lock, no podman call
@@ -175,8 +178,11 @@ class PodmanBackend:
                 adopted.append(record.name)
             elif outcome == "removed":
                 removed.append(record.name)
-        live = {r.key for r in self._records.servers()
-                if (run := self._records.run(r.key)) is not None and self._records.alive(run, r.uid)}
+        live = {
+            r.key
+            for r in self._records.servers()
+            if (run := self._records.run(r.key)) is not None and self._records.alive(run, r.uid)
+        }
         for run in self._records.runs():
             if run.key not in live:
                 self._records.drop_run(run.key)
@@ -249,19 +255,38 @@ class PodmanBackend:
 
     def _create(self, engine: UserPodman, account: Account, course: str, workspace: Path, rootfs: Path) -> Server:
         key = new_key()
-        record = ServerRecord(name=container_name(account.user, course), course=course,
-                              student_id=account.student_id, user=account.user, uid=account.uid, gid=account.gid,
-                              key=key, image=str(rootfs), phase="creating")
+        record = ServerRecord(
+            name=container_name(account.user, course),
+            course=course,
+            student_id=account.student_id,
+            user=account.user,
+            uid=account.uid,
+            gid=account.gid,
+            key=key,
+            image=str(rootfs),
+            phase="creating",
+        )
         self._records.put_server(record)  # first: a crash from here on is found by reconcile()
         socket_dir = self._sockets.prepare(key, account.uid, account.gid)
-        spec = container_spec(self._settings, account, course, key, jupyter_token(self._secret, key), workspace,
-                              socket_dir, rootfs, self._limiter.spec_limits())
+        spec = container_spec(
+            self._settings,
+            account,
+            course,
+            key,
+            jupyter_token(self._secret, key),
+            workspace,
+            socket_dir,
+            rootfs,
+            self._limiter.spec_limits(),
+        )
         engine.create(spec)
         engine.start(record.name)
         data = engine.inspect(record.name)
         if data is None:
-            raise StartFailed("Your notebook server could not be created.",
-                              log_detail=f"{record.name} vanished right after its creation")
+            raise StartFailed(
+                "Your notebook server could not be created.",
+                log_detail=f"{record.name} vanished right after its creation",
+            )
         server = server_from_inspect(data, account.uid)
         self._records.put_server(record.model_copy(update={"phase": "created"}))
         return self._adopt(account, server, data)
@@ -282,8 +307,9 @@ class PodmanBackend:
         if not isinstance(pid, int) or pid_start is None:
             return server  # it exited meanwhile: the next launch or poll sees it stopped
         started_at = server.started_at or time.time()
-        self._records.put_run(RunRecord(key=server.key, name=server.name, pid=pid, pid_start=pid_start,
-                                        started_at=started_at))
+        self._records.put_run(
+            RunRecord(key=server.key, name=server.name, pid=pid, pid_start=pid_start, started_at=started_at)
+        )
         self._limiter.apply(server.name, pid, account.uid)
         return server.model_copy(update={"started_at": started_at})
 
@@ -305,23 +331,49 @@ class PodmanBackend:
         link = self._sockets.verify_and_link(server.key, server.uid)
         if link is None:
             return None
-        answer = get(link, f"/{self._settings.url_prefix}/{server.key}/{path}",
-                     {"Authorization": f"token {jupyter_token(self._secret, server.key)}"}, deadline=PROBE_DEADLINE)
+        answer = get(
+            link,
+            f"/{self._settings.url_prefix}/{server.key}/{path}",
+            {"Authorization": f"token {jupyter_token(self._secret, server.key)}"},
+            deadline=PROBE_DEADLINE,
+        )
         return None if answer is None else (answer.status, answer.body)
 
     def _account(self, server: Server) -> Account:
         record = self._records.server(server.name)
         gid = record.gid if record is not None else server.uid
-        return Account(student_id=server.student_id, user=server.user, uid=server.uid, gid=gid,
-                       home=self._settings.students_dir / server.user)
+        return Account(
+            student_id=server.student_id,
+            user=server.user,
+            uid=server.uid,
+            gid=gid,
+            home=self._settings.students_dir / server.user,
+        )
 
 
 def _server(record: ServerRecord, state: ServerState, started_at: float | None) -> Server:
-    return Server(name=record.name, course=record.course, student_id=record.student_id, user=record.user,
-                  uid=record.uid, key=record.key, image=record.image, state=state, started_at=started_at)
+    return Server(
+        name=record.name,
+        course=record.course,
+        student_id=record.student_id,
+        user=record.user,
+        uid=record.uid,
+        key=record.key,
+        image=record.image,
+        state=state,
+        started_at=started_at,
+    )
 
 
 def _record_of(server: Server, gid: int) -> ServerRecord:
-    return ServerRecord(name=server.name, course=server.course, student_id=server.student_id, user=server.user,
-                        uid=server.uid, gid=gid, key=server.key, image=server.image, phase="created")
-
+    return ServerRecord(
+        name=server.name,
+        course=server.course,
+        student_id=server.student_id,
+        user=server.user,
+        uid=server.uid,
+        gid=gid,
+        key=server.key,
+        image=server.image,
+        phase="created",
+    )

@@ -28,8 +28,15 @@ class CommandRunner(Protocol):
         """Run ``argv`` (never through a shell) and return its standard output."""
         ...
 
-    def stream(self, argv: Sequence[str], *, on_line: Callable[[str], None], env: Mapping[str, str] | None = None,
-               timeout: float = 3600, failure: Failure = CommandFailed) -> str:
+    def stream(
+        self,
+        argv: Sequence[str],
+        *,
+        on_line: Callable[[str], None],
+        env: Mapping[str, str] | None = None,
+        timeout: float = 3600,
+        failure: Failure = CommandFailed,
+    ) -> str:
         """Run ``argv``, passing each line it prints (stdout and stderr) to ``on_line``; return all of it."""
         ...
 
@@ -41,8 +48,13 @@ class SubprocessRunner:
         """See :meth:`CommandRunner.run`."""
         try:
             done = subprocess.run(
-                list(argv), env=dict(env) if env is not None else None, capture_output=True,
-                text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+                list(argv),
+                env=dict(env) if env is not None else None,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise CommandFailed(argv, -1, str(exc)) from exc
@@ -50,14 +62,28 @@ class SubprocessRunner:
             raise CommandFailed(argv, done.returncode, done.stderr or done.stdout)
         return done.stdout
 
-    def stream(self, argv: Sequence[str], *, on_line: Callable[[str], None], env: Mapping[str, str] | None = None,
-               timeout: float = 3600, failure: Failure = CommandFailed) -> str:
+    def stream(
+        self,
+        argv: Sequence[str],
+        *,
+        on_line: Callable[[str], None],
+        env: Mapping[str, str] | None = None,
+        timeout: float = 3600,
+        failure: Failure = CommandFailed,
+    ) -> str:
         """See :meth:`CommandRunner.stream`: output is read as it comes (a full pipe never blocks the command)."""
         started = time.monotonic()
         lines: list[str] = []
         try:
-            proc = subprocess.Popen(list(argv), env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+            proc = subprocess.Popen(
+                list(argv),
+                env=dict(env) if env is not None else None,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            )
         except OSError as exc:
             raise failure(argv, -1, str(exc)) from exc
         timer = threading.Timer(timeout, proc.kill)

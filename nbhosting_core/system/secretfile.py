@@ -45,8 +45,10 @@ def _read_checked(path: Path) -> bytes:
     except FileNotFoundError:
         raise
     except OSError as exc:  # ELOOP: a symlink
-        raise NbhostingError("nbhosting's signing secret is not safe to use.",
-                             log_detail=f"{path}: {exc.strerror}; it must be a plain file") from exc
+        raise NbhostingError(
+            "nbhosting's signing secret is not safe to use.",
+            log_detail=f"{path}: {exc.strerror}; it must be a plain file",
+        ) from exc
     try:
         info = os.fstat(fd)
         problem = ""
@@ -62,6 +64,8 @@ def _read_checked(path: Path) -> bytes:
     finally:
         os.close(fd)
     if problem:
-        raise NbhostingError("nbhosting's signing secret is not safe to use.",
-                             log_detail=f"{path}: {problem}; fix it, or remove it to make a new one")
+        raise NbhostingError(
+            "nbhosting's signing secret is not safe to use.",
+            log_detail=f"{path}: {problem}; fix it, or remove it to make a new one",
+        )
     return data

@@ -24,8 +24,9 @@ class Answer:
     body: bytes
 
 
-def get(path: Path, url: str, headers: dict[str, str], *, deadline: float = 2.0,
-        max_bytes: int = MAX_BYTES) -> Answer | None:
+def get(
+    path: Path, url: str, headers: dict[str, str], *, deadline: float = 2.0, max_bytes: int = MAX_BYTES
+) -> Answer | None:
     """GET ``url`` on the Unix socket ``path`` within ``deadline`` seconds overall, reading at most
     ``max_bytes``; None if nothing answers properly in time.
 

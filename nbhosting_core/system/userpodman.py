@@ -37,11 +37,14 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CLIENT_TIMEOUT = 30
 LISTEN_FD = 3  # sd_listen_fds(3): passed sockets start at 3
 
+
 def _reap_when_done(pid: int) -> None:
     """Collect the service's exit status when it ends (no zombie; a thread blocked in waitpid costs nothing)."""
+
     def wait() -> None:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
+
     threading.Thread(target=wait, name=f"reap-{pid}", daemon=True).start()
 
 
@@ -70,9 +73,13 @@ class UserPodman:
         """The environment every podman of this student runs with."""
         a = self.account
         return {
-            "PATH": PATH, "HOME": str(a.home), "USER": a.user, "LOGNAME": a.user,
+            "PATH": PATH,
+            "HOME": str(a.home),
+            "USER": a.user,
+            "LOGNAME": a.user,
             "XDG_RUNTIME_DIR": str(self.runtime_dir),
-            "XDG_DATA_HOME": str(self.storage_dir / "data"), "XDG_CONFIG_HOME": str(self.storage_dir / "config"),
+            "XDG_DATA_HOME": str(self.storage_dir / "data"),
+            "XDG_CONFIG_HOME": str(self.storage_dir / "config"),
             "CONTAINERS_CONF": str(self.settings.containers_conf),
         }
 
@@ -104,26 +111,29 @@ class UserPodman:
         try:
             listener.bind(str(self.socket_path))
             listener.listen(64)
-            log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o600)
+            log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             pid = self._exec_service(listener.fileno(), log_fd)
         except OSError as exc:
-            raise RuntimeUnavailable("The container engine is not available.",
-                                     log_detail=f"starting the podman service of {a.user}: {exc}") from exc
+            raise RuntimeUnavailable(
+                "The container engine is not available.", log_detail=f"starting the podman service of {a.user}: {exc}"
+            ) from exc
         finally:
             listener.close()  # the service holds it now: when the service exits, connects are refused
             if log_fd >= 0:
                 os.close(log_fd)
         _reap_when_done(pid)
-        log.info("podman service started for user=%s pid=%d (exits after %ds idle)", a.user, pid,
-                 self.settings.podman_service_idle)
+        log.info(
+            "podman service started for user=%s pid=%d (exits after %ds idle)",
+            a.user,
+            pid,
+            self.settings.podman_service_idle,
+        )
 
     def _exec_service(self, listen_fd: int, log_fd: int) -> int:
         a = self.account
         env = {**self.environment(), "LISTEN_FDS": "1"}
-        script = f'LISTEN_PID=$$ exec podman system service --time={self.settings.podman_service_idle}'
-        argv = ["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--clear-groups", "--",
-                "sh", "-c", script]
+        script = f"LISTEN_PID=$$ exec podman system service --time={self.settings.podman_service_idle}"
+        argv = ["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--clear-groups", "--", "sh", "-c", script]
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, log_fd, 1),
@@ -144,18 +154,21 @@ class UserPodman:
                     return action(c)
             except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 if attempt == 2:
-                    raise RuntimeUnavailable("The container engine cannot be reached.",
-                                             log_detail=f"{self.account.user}: {exc}") from exc
+                    raise RuntimeUnavailable(
+                        "The container engine cannot be reached.", log_detail=f"{self.account.user}: {exc}"
+                    ) from exc
                 log.info("podman service of user=%s went away (%s); starting it again", self.account.user, exc)
             except podman.errors.APIError as exc:
-                raise RuntimeUnavailable("The container engine refused a request.",
-                                         log_detail=f"{self.account.user}: {exc}") from exc
+                raise RuntimeUnavailable(
+                    "The container engine refused a request.", log_detail=f"{self.account.user}: {exc}"
+                ) from exc
         raise AssertionError("unreachable")
 
     # --------------------------------------------------------------------------------- container verbs
 
     def inspect(self, name: str) -> dict[str, Any] | None:
         """``podman inspect`` of container ``name``, or None if there is none."""
+
         def inspect(client: podman.PodmanClient) -> dict[str, Any] | None:
             try:
                 container: Container = client.containers.get(name)
@@ -163,21 +176,27 @@ class UserPodman:
                 return None
             attrs: dict[str, Any] = container.attrs
             return attrs
+
         return self.call(inspect)
 
     def list(self, label: str) -> list[dict[str, Any]]:
         """Every container of this student carrying ``label`` (as ``podman ps --all`` lists them)."""
+
         def listing(client: podman.PodmanClient) -> list[dict[str, Any]]:
             return [c.attrs for c in client.containers.list(all=True, filters={"label": [label]})]
+
         return self.call(listing)
 
     def create(self, spec: dict[str, Any]) -> None:
         """Create a container from a podman SpecGenerator ``spec`` (see :func:`containers.container_spec`)."""
+
         def create(client: podman.PodmanClient) -> None:
             # the raw SpecGenerator: containers.create(**kwargs) would hide the spec behind its own mapping
-            response = client.api.post("/containers/create", data=json.dumps(spec),
-                                       headers={"content-type": "application/json"})
+            response = client.api.post(
+                "/containers/create", data=json.dumps(spec), headers={"content-type": "application/json"}
+            )
             response.raise_for_status()
+
         self.call(create)
 
     def start(self, name: str) -> None:
@@ -186,20 +205,25 @@ class UserPodman:
 
     def stop(self, name: str, timeout: int = 5) -> None:
         """Stop container ``name`` (SIGTERM, then SIGKILL after ``timeout`` s); absent or stopped is fine."""
+
         def stop(client: podman.PodmanClient) -> None:
             with contextlib.suppress(podman.errors.NotFound):
                 client.containers.get(name).stop(timeout=timeout)
+
         self.call(stop)
 
     def remove(self, name: str) -> None:
         """Remove container ``name``, stopping it if it runs; absent is fine."""
+
         def remove(client: podman.PodmanClient) -> None:
             with contextlib.suppress(podman.errors.NotFound):
                 client.containers.get(name).remove(force=True, v=True)
+
         self.call(remove)
 
     def logs(self, name: str, tail: int = 50) -> str:
         """The last ``tail`` lines container ``name`` printed ("" if there is no such container)."""
+
         def logs(client: podman.PodmanClient) -> str:
             try:
                 frames = client.containers.get(name).logs(stdout=True, stderr=True, tail=tail)
@@ -207,4 +231,5 @@ class UserPodman:
                 return ""
             data = frames if isinstance(frames, bytes) else b"".join(frames)
             return data.decode("utf-8", "replace")
+
         return self.call(logs)

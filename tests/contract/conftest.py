@@ -56,8 +56,14 @@ def fake_env(tmp_root: Path) -> Env:
     def set_image(tag: str) -> None:
         backend.image = f"fake-{tag}"
 
-    return Env(backend=backend, accounts=FakeAccounts(tmp_root / "students"), workspaces=tmp_root,
-               kill=lambda server: backend.crash(server.name), set_image=set_image, ready_timeout=1)
+    return Env(
+        backend=backend,
+        accounts=FakeAccounts(tmp_root / "students"),
+        workspaces=tmp_root,
+        kill=lambda server: backend.crash(server.name),
+        set_image=set_image,
+        ready_timeout=1,
+    )
 
 
 def podman_env(settings) -> Env:  # type: ignore[no-untyped-def]
@@ -83,8 +89,14 @@ def podman_env(settings) -> Env:  # type: ignore[no-untyped-def]
     def kill(server: Server) -> None:
         subprocess.run(["pkill", "-KILL", "-U", str(server.uid), "-f", "jupyter-server"], check=True)
 
-    return Env(backend=Switching(), accounts=Accounts(settings, runner),  # type: ignore[arg-type]
-               workspaces=settings.students_dir, kill=kill, set_image=set_image, ready_timeout=60)
+    return Env(
+        backend=Switching(),
+        accounts=Accounts(settings, runner),  # type: ignore[arg-type]
+        workspaces=settings.students_dir,
+        kill=kill,
+        set_image=set_image,
+        ready_timeout=60,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,12 @@ def test_a_first_ensure_creates_a_running_server_that_becomes_ready(env):
     server = ensured.server
     assert ensured.action is Action.CREATE
     assert server.state is ServerState.RUNNING and is_key(server.key) and server.started_at is not None
-    assert (server.course, server.student_id, server.user, server.uid) == \
-        ("c1", account.student_id, account.user, account.uid)
+    assert (server.course, server.student_id, server.user, server.uid) == (
+        "c1",
+        account.student_id,
+        account.user,
+        account.uid,
+    )
     env.wait_ready(server)
     activity = env.backend.activity(server)
     assert activity is not None and activity.last_activity is not None and activity.busy_kernels == 0

@@ -59,8 +59,10 @@ def require(condition: bool, reason: str) -> None:
 
 def require_browser() -> None:
     require(CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (apt-get install chromium)")
-    require(CHROMEDRIVER.is_file() and os.access(CHROMEDRIVER, os.X_OK),
-            f"{CHROMEDRIVER} is missing (apt-get install chromium-driver)")
+    require(
+        CHROMEDRIVER.is_file() and os.access(CHROMEDRIVER, os.X_OK),
+        f"{CHROMEDRIVER} is missing (apt-get install chromium-driver)",
+    )
 
 
 def require_stack() -> None:
@@ -96,12 +98,12 @@ class Served:
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    def launch_path(self, notebook: str, student: str, prefix: str = "notebookLazyCopy",
-                    course: str = "demo") -> str:
+    def launch_path(self, notebook: str, student: str, prefix: str = "notebookLazyCopy", course: str = "demo") -> str:
         return f"/{prefix}/{course}/{notebook}/{student}"
 
-    def request(self, path: str, headers: dict[str, str] | None = None,
-                timeout: float = 90.0) -> tuple[int, dict[str, str], list[str], bytes]:
+    def request(
+        self, path: str, headers: dict[str, str] | None = None, timeout: float = 90.0
+    ) -> tuple[int, dict[str, str], list[str], bytes]:
         """GET ``path`` over HTTPS (Caddy's CA trusted), without following redirects.
 
         Returns (status, headers lower-cased, every Set-Cookie header, body).
@@ -110,11 +112,19 @@ class Served:
         opener = urllib.request.build_opener(_NoRedirect(), urllib.request.HTTPSHandler(context=self.ssl_context))
         try:
             with opener.open(req, timeout=timeout) as resp:
-                return (resp.status, {k.lower(): v for k, v in resp.headers.items()},
-                        resp.headers.get_all("set-cookie") or [], resp.read())
+                return (
+                    resp.status,
+                    {k.lower(): v for k, v in resp.headers.items()},
+                    resp.headers.get_all("set-cookie") or [],
+                    resp.read(),
+                )
         except urllib.error.HTTPError as err:
-            return (err.code, {k.lower(): v for k, v in err.headers.items()},
-                    err.headers.get_all("set-cookie") or [], err.read())
+            return (
+                err.code,
+                {k.lower(): v for k, v in err.headers.items()},
+                err.headers.get_all("set-cookie") or [],
+                err.read(),
+            )
 
     def launch_json(self, notebook: str, student: str, timeout: float = 90.0) -> tuple[dict[str, Any], list[str]]:
         """What the progress page's script does: poll the launch URL with ?status=1 until the server is ready.
@@ -124,8 +134,9 @@ class Served:
         deadline = time.monotonic() + timeout
         cookies: list[str] = []
         while True:
-            status, _, set_cookies, body = self.request(self.launch_path(notebook, student) + "?status=1",
-                                                        {"Accept": "application/json"}, timeout=10)
+            status, _, set_cookies, body = self.request(
+                self.launch_path(notebook, student) + "?status=1", {"Accept": "application/json"}, timeout=10
+            )
             assert status == 200, f"launch of {notebook} for {student} answered {status}: {body[:500]!r}"
             cookies += set_cookies
             answer = json.loads(body)
@@ -151,8 +162,10 @@ def _wait_healthy(process: subprocess.Popen[bytes], log_path: Path, timeout: flo
     last = "no answer yet"
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"`nbh serve` exited with {process.returncode} while starting; its log:\n"
-                                 + log_path.read_text(errors="replace")[-5000:])
+            raise AssertionError(
+                f"`nbh serve` exited with {process.returncode} while starting; its log:\n"
+                + log_path.read_text(errors="replace")[-5000:]
+            )
         try:
             with urllib.request.urlopen(BASE_URL + "/_nbh/health", timeout=2, context=insecure) as resp:
                 if resp.status == 200:
@@ -163,8 +176,10 @@ def _wait_healthy(process: subprocess.Popen[bytes], log_path: Path, timeout: flo
         except OSError as exc:
             last = repr(exc)
         time.sleep(0.2)
-    raise AssertionError(f"`nbh serve` not healthy after {timeout:.0f} s ({last}); its log:\n"
-                         + log_path.read_text(errors="replace")[-5000:])
+    raise AssertionError(
+        f"`nbh serve` not healthy after {timeout:.0f} s ({last}); its log:\n"
+        + log_path.read_text(errors="replace")[-5000:]
+    )
 
 
 def _ports_free() -> list[int]:
@@ -208,23 +223,26 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
     assert not busy, f"ports {busy} are already in use: another e2e run (or something else) holds them"
     rootfs = rootfs_with_retries()
     failed_before = request.session.testsfailed
-    with installation(rootfs, https_port=HTTPS_PORT, http_port=HTTP_PORT, app_port=APP_PORT,
-                      public_url=BASE_URL) as settings:
+    with installation(
+        rootfs, https_port=HTTPS_PORT, http_port=HTTP_PORT, app_port=APP_PORT, public_url=BASE_URL
+    ) as settings:
         root = settings.data_root.parent
         log_path = root / "serve.log"
         env = {**os.environ, **settings_environment(settings)}
         cmd = [sys.executable, "-m", "nbhosting_server.cli", "serve", "--demo", "--workers", "2"]
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       cwd=str(Path(__file__).resolve().parents[2]))
+            process = subprocess.Popen(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(Path(__file__).resolve().parents[2])
+            )
         served = None
         try:
             _wait_healthy(process, log_path, START_TIMEOUT)
             cert = caddy_root_cert(settings)
             assert cert.is_file(), f"Caddy's root certificate is not at {cert}"
             context = ssl.create_default_context(cafile=str(cert))
-            served = Served(settings=settings, base_url=BASE_URL, log_path=log_path, process=process,
-                            ssl_context=context, state={})
+            served = Served(
+                settings=settings, base_url=BASE_URL, log_path=log_path, process=process, ssl_context=context, state={}
+            )
             yield served
         finally:
             if process.poll() is None:
@@ -249,10 +267,20 @@ def browser(served: Served) -> Iterator[Any]:
     profile = tempfile.mkdtemp(prefix="nbh-e2e-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1280,900",
-                 f"--user-data-dir={profile}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--ignore-certificate-errors",
+        "--window-size=1280,900",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(90)

@@ -41,8 +41,7 @@ def wait(browser: Any, timeout: float = UI_TIMEOUT) -> Any:
     return WebDriverWait(browser, timeout, poll_frequency=0.1)
 
 
-def until(browser: Any, condition: Callable[[Any], Any], what: Callable[[], str],
-          timeout: float = UI_TIMEOUT) -> None:
+def until(browser: Any, condition: Callable[[Any], Any], what: Callable[[], str], timeout: float = UI_TIMEOUT) -> None:
     """Wait for ``condition``; on time-out fail with ``what()``, computed then (the page as it is at the end)."""
     from selenium.common.exceptions import TimeoutException
 
@@ -93,8 +92,14 @@ def open_notebook_ui(served: Served, browser: Any, launch_path: str, notebook: s
         idle = css(b, ".jp-Notebook-ExecutionIndicator[data-status='idle']")
         return bool(idle) and any("Python" in name for name in names)
 
-    until(browser, ui_ready, lambda: f"no Notebook 7 with an idle kernel for {launch_path}: "
-          f"{describe_page(browser)}\nbrowser console: {console(browser)}")
+    until(
+        browser,
+        ui_ready,
+        lambda: (
+            f"no Notebook 7 with an idle kernel for {launch_path}: "
+            f"{describe_page(browser)}\nbrowser console: {console(browser)}"
+        ),
+    )
     match = pattern.match(browser.current_url)
     assert match is not None, f"the launch of {launch_path} failed: {describe_page(browser)}"
     return match.group(1)
@@ -102,8 +107,11 @@ def open_notebook_ui(served: Served, browser: Any, launch_path: str, notebook: s
 
 def console(browser: Any) -> list[str]:
     try:
-        return [f"{e['level']} {e['message'][:300]}" for e in browser.get_log("browser")
-                if e["level"] in ("SEVERE", "WARNING")][-15:]
+        return [
+            f"{e['level']} {e['message'][:300]}"
+            for e in browser.get_log("browser")
+            if e["level"] in ("SEVERE", "WARNING")
+        ][-15:]
     except Exception as exc:  # noqa: BLE001 - diagnostics only
         return [f"(no console log: {exc!r})"]
 
@@ -140,8 +148,11 @@ def saved_cell(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None  # not there yet, or caught mid-write
     for cell in notebook.get("cells", []):
-        if cell.get("cell_type") == "code" and cell_text(cell).strip() == SOURCE \
-                and any(text.strip() == "42" for text in output_texts(cell)):
+        if (
+            cell.get("cell_type") == "code"
+            and cell_text(cell).strip() == SOURCE
+            and any(text.strip() == "42" for text in output_texts(cell))
+        ):
             return cell
     return None
 
@@ -183,16 +194,26 @@ def test_student_runs_a_cell_and_saves(served: Served, browser: Any) -> None:
     editor = cell.find_element("css selector", ".cm-content")
     editor.click()
     ActionChains(browser).key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL).send_keys(SOURCE).perform()
-    until(browser, lambda _: editor.text.strip() == SOURCE,
-          lambda: f"the cell's source is {editor.text!r}, not {SOURCE!r}", timeout=10)
+    until(
+        browser,
+        lambda _: editor.text.strip() == SOURCE,
+        lambda: f"the cell's source is {editor.text!r}, not {SOURCE!r}",
+        timeout=10,
+    )
     ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
 
     def has_42(_: Any) -> bool:
         outputs = cell.find_elements("css selector", ".jp-OutputArea-output")
         return any(o.text.strip() == "42" for o in outputs)
 
-    until(browser, has_42, lambda: f"no output 42 after running {SOURCE!r} (does the kernel's websocket get "
-          f"through Caddy?): {describe_page(browser)}\nbrowser console: {console(browser)}")
+    until(
+        browser,
+        has_42,
+        lambda: (
+            f"no output 42 after running {SOURCE!r} (does the kernel's websocket get "
+            f"through Caddy?): {describe_page(browser)}\nbrowser console: {console(browser)}"
+        ),
+    )
     prompt = cell.find_element("css selector", ".jp-InputPrompt").text
     assert re.fullmatch(r"\[\d+\]:", prompt.strip()), f"the cell was not executed by a kernel: prompt {prompt!r}"
     browser.save_screenshot(str(SCREENSHOT))
@@ -200,8 +221,12 @@ def test_student_runs_a_cell_and_saves(served: Served, browser: Any) -> None:
 
     # save (Accel-S, in command mode after Shift-Enter) and wait for the file on disk
     ActionChains(browser).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()
-    until(browser, lambda _: saved_cell(copy) is not None,
-          lambda: f"{copy} never got the cell {SOURCE!r} with its output 42 after Ctrl-S", timeout=20)
+    until(
+        browser,
+        lambda _: saved_cell(copy) is not None,
+        lambda: f"{copy} never got the cell {SOURCE!r} with its output 42 after Ctrl-S",
+        timeout=20,
+    )
 
     data = copy.read_bytes()
     assert data != before
@@ -223,8 +248,12 @@ def test_reopening_keeps_the_students_version(served: Served, browser: Any) -> N
         pytest.fail("needs test_student_runs_a_cell_and_saves to have run first (in this module)")
     again = open_notebook_ui(served, browser, served.launch_path(WELCOME, ALICE), WELCOME)
     assert again == key, "reopening started another notebook server"
-    until(browser, lambda b: SOURCE in [s.strip() for s in code_cell_sources(b)],
-          lambda: f"the reopened notebook lost the student's {SOURCE!r}: {code_cell_sources(browser)}", timeout=20)
+    until(
+        browser,
+        lambda b: SOURCE in [s.strip() for s in code_cell_sources(b)],
+        lambda: f"the reopened notebook lost the student's {SOURCE!r}: {code_cell_sources(browser)}",
+        timeout=20,
+    )
     assert saved_cell(student_copy(served, ALICE, WELCOME)) is not None, "alice's copy was overwritten"
 
 
@@ -247,12 +276,17 @@ def test_other_students_key_is_refused(served: Served, browser: Any) -> None:
     # alice's browser on bob's server: an nbhosting refusal, not Jupyter
     for path in (f"/{prefix}/{bob_key}/notebooks/{WELCOME}", f"/{prefix}/{bob_key}/api/contents"):
         browser.get(served.url(path))
-        until(browser, lambda b: b.title in (NO_COOKIE_TITLE, BAD_COOKIE_TITLE),
-              lambda path=path: f"no refusal page for {path}: {describe_page(browser)}", timeout=20)
+        until(
+            browser,
+            lambda b: b.title in (NO_COOKIE_TITLE, BAD_COOKIE_TITLE),
+            lambda path=path: f"no refusal page for {path}: {describe_page(browser)}",
+            timeout=20,
+        )
         text = browser.find_element("tag name", "body").text
         assert re.search(r"Error 40[13]\.", text), text
-        assert WELCOME not in text and LOOPS not in text and '"content"' not in text, \
+        assert WELCOME not in text and LOOPS not in text and '"content"' not in text, (
             f"Jupyter content leaked at {path}: {text[:500]!r}"
+        )
         assert not css(browser, "[class*='jp-']"), f"Jupyter UI at {path}"
         assert css(browser, "main.error h1"), f"not nbhosting's error page at {path}"
         status, _, _, body = served.request(path)  # the same, without cookie, as a status code
@@ -293,8 +327,10 @@ def test_a_notebook_embedded_in_a_course_page_iframe_works(served: Served, brows
     import threading
 
     launch = served.url(served.launch_path(LOOPS, "e2e-dave"))
-    page = (f'<!doctype html><title>Course</title><h1>Week 1</h1>'
-            f'<iframe id="nb" src="{launch}" width="1200" height="800"></iframe>').encode()
+    page = (
+        f"<!doctype html><title>Course</title><h1>Week 1</h1>"
+        f'<iframe id="nb" src="{launch}" width="1200" height="800"></iframe>'
+    ).encode()
 
     class CoursePage(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
@@ -319,8 +355,11 @@ def test_a_notebook_embedded_in_a_course_page_iframe_works(served: Served, brows
             url = b.execute_script("return location.href")
             if css(b, "main.error"):
                 return True
-            return bool(pattern.match(url)) and bool(css(b, ".jp-Notebook-ExecutionIndicator[data-status='idle']")) \
+            return (
+                bool(pattern.match(url))
+                and bool(css(b, ".jp-Notebook-ExecutionIndicator[data-status='idle']"))
                 and any("Python" in e.text for e in css(b, ".jp-KernelName"))
+            )
 
         until(browser, embedded_ready, lambda: f"no notebook in the iframe: {describe_page(browser)}")
         assert not css(browser, "main.error"), describe_page(browser)

@@ -41,9 +41,11 @@ def jupyter(hub: Hub, key: str, method: str, path: str, body: dict | None = None
     sock.settimeout(20)
     sock.connect(str(hub.settings.jupyter_sockets_dir / key / "jupyter.sock"))
     data = json.dumps(body).encode() if body is not None else b""
-    head = (f"{method} /{hub.settings.url_prefix}/{key}{path} HTTP/1.0\r\nHost: localhost\r\n"
-            f"Authorization: token {jupyter_token(hub.secret, key)}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n").encode()
+    head = (
+        f"{method} /{hub.settings.url_prefix}/{key}{path} HTTP/1.0\r\nHost: localhost\r\n"
+        f"Authorization: token {jupyter_token(hub.secret, key)}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
     sock.sendall(head + data)
     raw = b""
     while chunk := sock.recv(65536):
@@ -68,8 +70,9 @@ def test_first_open_creates_account_copy_and_container_running_as_the_student(hu
     assert copy.read_bytes() == (settings.courses_dir / "demo" / "01-welcome.ipynb").read_bytes()
     # Jupyter itself runs as the student's uid on the host, not root, not a subuid
     assert subprocess.run(["pgrep", "-U", str(launch.uid), "-f", "jupyter"], capture_output=True).returncode == 0
-    assert subprocess.run(["pgrep", "-U", "0", "-f", f"base_url=/nb/{launch.key}/"],
-                          capture_output=True).returncode == 1
+    assert (
+        subprocess.run(["pgrep", "-U", "0", "-f", f"base_url=/nb/{launch.key}/"], capture_output=True).returncode == 1
+    )
 
 
 def test_podman_keeps_its_state_outside_the_students_home_behind_a_socket_root_owns(hub, settings):
@@ -84,8 +87,13 @@ def test_podman_keeps_its_state_outside_the_students_home_behind_a_socket_root_o
 
 def test_files_written_through_jupyter_belong_to_the_student(hub, settings):
     launch = opened(hub, student("files"))
-    status, _ = jupyter(hub, launch.key, "PUT", "/api/contents/made-in-jupyter.txt",
-                        {"type": "file", "format": "text", "content": "hello"})
+    status, _ = jupyter(
+        hub,
+        launch.key,
+        "PUT",
+        "/api/contents/made-in-jupyter.txt",
+        {"type": "file", "format": "text", "content": "hello"},
+    )
     assert status in (200, 201)
     made = settings.students_dir / launch.user / "demo" / "made-in-jupyter.txt"
     assert made.read_text() == "hello" and made.stat().st_uid == launch.uid
@@ -116,10 +124,22 @@ def test_a_symlink_planted_in_the_socket_folder_leads_nowhere(hub, settings):
     folder = settings.jupyter_sockets_dir / launch.key
     # the student (their uid) replaces Jupyter's socket with a link to a socket of root's
     target = settings.run_dir / "podman" / f"{launch.user}.sock"
-    subprocess.run(["runuser", "-u", launch.user, "--", "ln", "-sf", str(target), str(folder / "run" / "x")],
-                   check=True)
-    subprocess.run(["runuser", "-u", launch.user, "--", "mv", "-f", str(folder / "run" / "x"),
-                    str(folder / "run" / "jupyter.sock")], check=True)
+    subprocess.run(
+        ["runuser", "-u", launch.user, "--", "ln", "-sf", str(target), str(folder / "run" / "x")], check=True
+    )
+    subprocess.run(
+        [
+            "runuser",
+            "-u",
+            launch.user,
+            "--",
+            "mv",
+            "-f",
+            str(folder / "run" / "x"),
+            str(folder / "run" / "jupyter.sock"),
+        ],
+        check=True,
+    )
     (folder / "jupyter.sock").unlink()  # as if root had never linked it yet
     server = hub.backend.find(launch.key)
     assert server is not None
@@ -141,8 +161,13 @@ def test_the_students_modified_notebook_survives_reopening(hub, settings):
     status, model = jupyter(hub, launch.key, "GET", "/api/contents/02-loops.ipynb")
     assert status == 200
     model["content"]["cells"][0]["source"] = "my own notes"
-    status, _ = jupyter(hub, launch.key, "PUT", "/api/contents/02-loops.ipynb",
-                        {"type": "notebook", "format": "json", "content": model["content"]})
+    status, _ = jupyter(
+        hub,
+        launch.key,
+        "PUT",
+        "/api/contents/02-loops.ipynb",
+        {"type": "notebook", "format": "json", "content": model["content"]},
+    )
     assert status == 200
     hub.remove(launch.container)  # even a new container: the copy is the student's
     again = opened(hub, sid, "02-loops.ipynb")
@@ -155,8 +180,9 @@ def test_concurrent_opens_from_separate_processes_give_one_container(settings):
     sid = student("procs")
     env = {**os.environ, **settings_environment(settings)}
     argv = [sys.executable, "-m", "nbhosting_server.cli", "open", "demo", "01-welcome.ipynb", sid]
-    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)
+    ]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     launches = [json.loads(out) for out, _ in outputs]
@@ -170,8 +196,7 @@ def test_a_second_student_cannot_reach_the_first_ones_socket_or_files(hub):
     alice = opened(hub, student("alice"))
     bob = opened(hub, student("bob"))
     assert bob.user != alice.user and bob.uid != alice.uid and bob.key != alice.key
-    for path in (hub.settings.jupyter_sockets_dir / alice.key / "run",
-                 hub.settings.students_dir / alice.user):
+    for path in (hub.settings.jupyter_sockets_dir / alice.key / "run", hub.settings.students_dir / alice.user):
         probe = subprocess.run(["runuser", "-u", bob.user, "--", "ls", str(path)], capture_output=True, text=True)
         assert probe.returncode != 0 and "Permission denied" in probe.stderr
 
@@ -204,8 +229,9 @@ def test_the_admin_cli_lists_shows_stops_and_removes_servers(settings):
     env = {**os.environ, **settings_environment(settings)}
 
     def nbh(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "nbhosting_server.cli", *args], env=env, capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "nbhosting_server.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        )
 
     listed = json.loads(nbh("ls", "--json").stdout)
     mine = next(v for v in listed if v["server"]["name"] == launch.container)
@@ -225,8 +251,12 @@ def test_the_admin_cli_lists_shows_stops_and_removes_servers(settings):
 
 
 def test_doctor_passes_on_a_host_set_up_by_setup_sh(settings):
-    done = subprocess.run([sys.executable, "-m", "nbhosting_server.cli", "doctor"], capture_output=True, text=True,
-                          env={**os.environ, **settings_environment(settings)})
+    done = subprocess.run(
+        [sys.executable, "-m", "nbhosting_server.cli", "doctor"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **settings_environment(settings)},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok    podman" in done.stdout and "FAIL" not in done.stdout
     assert "enforced by root" in done.stdout

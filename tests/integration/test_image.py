@@ -28,8 +28,9 @@ CONTAINERS_CONF = Settings().containers_conf
 
 def test_second_call_is_a_cache_hit(rootfs: Path) -> None:
     logs: list[str] = []
-    again = images.ensure_rootfs(context_dir=images.DEFAULT_CONTEXT_DIR, images_dir=IMAGES_DIR,
-                                 containers_conf=CONTAINERS_CONF, log=logs.append)
+    again = images.ensure_rootfs(
+        context_dir=images.DEFAULT_CONTEXT_DIR, images_dir=IMAGES_DIR, containers_conf=CONTAINERS_CONF, log=logs.append
+    )
     assert again == rootfs and logs == []  # nothing built, nothing said
     assert rootfs.parent.name == f"default-{images.context_hash(images.DEFAULT_CONTEXT_DIR, images.LOCAL_BASE_IMAGE)}"
 
@@ -92,8 +93,11 @@ def test_concurrent_builds_build_once(tmp_path: Path) -> None:
     results: list[Path] = []
 
     def build() -> None:
-        results.append(images.ensure_rootfs(context_dir=context, images_dir=images_dir,
-                                            containers_conf=CONTAINERS_CONF, log=logs.append))
+        results.append(
+            images.ensure_rootfs(
+                context_dir=context, images_dir=images_dir, containers_conf=CONTAINERS_CONF, log=logs.append
+            )
+        )
 
     threads = [threading.Thread(target=build) for _ in range(2)]
     try:
@@ -117,8 +121,9 @@ def test_a_failed_build_is_an_image_build_error_with_the_steps_output(tmp_path: 
     context.mkdir()
     (context / "Containerfile").write_text("ARG BASE_IMAGE\nFROM $BASE_IMAGE\nRUN echo 'step output here' && false\n")
     with pytest.raises(images.ImageBuildError) as failed:
-        images.ensure_rootfs(context_dir=context, images_dir=tmp_path / "images", containers_conf=CONTAINERS_CONF,
-                             log=lambda line: None)
+        images.ensure_rootfs(
+            context_dir=context, images_dir=tmp_path / "images", containers_conf=CONTAINERS_CONF, log=lambda line: None
+        )
     assert "step output here" in failed.value.log_detail and failed.value.reason == "image-build-failed"
     assert not [p for p in (tmp_path / "images").iterdir() if not p.name.startswith(".")]  # nothing half-made
 
@@ -137,8 +142,12 @@ def test_both_uis_render_and_a_kernel_runs_code_in_a_server_of_the_real_spec(set
         answer = get(sock, f"{base}/{page}", auth, deadline=20)
         assert answer is not None and answer.status == 200, page
     kernel = _post(sock, f"{base}/api/kernels", auth, {"name": "python3"})
-    with unix_connect(str(sock), uri=f"ws://localhost{base}/api/kernels/{kernel['id']}/channels",
-                      additional_headers=auth, open_timeout=20) as ws:
+    with unix_connect(
+        str(sock),
+        uri=f"ws://localhost{base}/api/kernels/{kernel['id']}/channels",
+        additional_headers=auth,
+        open_timeout=20,
+    ) as ws:
         ws.send(json.dumps(_execute_request("print(6 * 7)")))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -172,9 +181,24 @@ def _post(sock: Path, url: str, headers: dict[str, str], body: dict[str, object]
 def _execute_request(code: str) -> dict[str, object]:
     msg_id = uuid.uuid4().hex
     return {
-        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": msg_id,
-                   "date": "", "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True},
+        "header": {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "username": "test",
+            "session": msg_id,
+            "date": "",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "channel": "shell",
+        "buffers": [],
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
     }

@@ -157,8 +157,9 @@ def test_forward_auth_refuses_strangers_forgers_and_gone_servers(setup):
 def test_a_non_ascii_cookie_is_refused_not_a_server_error(setup):
     client = setup[2]
     key, _ = launched(setup)
-    response = client.get("/_nbh/auth", headers={"X-Forwarded-Uri": f"/nb/{key}/",
-                                                 "Cookie": f"{COOKIE_NAME}=é.1.x".encode()})
+    response = client.get(
+        "/_nbh/auth", headers={"X-Forwarded-Uri": f"/nb/{key}/", "Cookie": f"{COOKIE_NAME}=é.1.x".encode()}
+    )
     assert response.status_code in (401, 403)
 
 
@@ -170,8 +171,9 @@ def test_forward_auth_refuses_cross_site_writes_but_not_reads(setup):
     assert forged.status_code == 403 and "authorization" not in forged.headers
     own = client.get("/_nbh/auth", headers={**headers, "X-Forwarded-Method": "PUT", "Sec-Fetch-Site": "same-origin"})
     assert own.status_code == 200
-    embedded_read = client.get("/_nbh/auth", headers={**headers, "X-Forwarded-Method": "GET",
-                                                      "Sec-Fetch-Site": "cross-site"})
+    embedded_read = client.get(
+        "/_nbh/auth", headers={**headers, "X-Forwarded-Method": "GET", "Sec-Fetch-Site": "cross-site"}
+    )
     assert embedded_read.status_code == 200
 
 

@@ -14,8 +14,14 @@ from nbhosting_core.system.cgroups import CgroupV1Limiter, CgroupV2Limiter, NoLi
 
 @pytest.fixture
 def child():
-    proc = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                             "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)"])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; "
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)",
+        ]
+    )
     try:
         yield proc.pid
     finally:

@@ -65,11 +65,20 @@ def test_jupyter_culls_its_own_idle_kernels_unless_disabled():
 
 def test_labels_written_at_creation_are_read_back():
     s = spec()
-    data = {"Name": "nbh-u-c1", "State": {"Status": "running", "StartedAt": "2026-11-25T21:08:02.123456789Z"},
-            "Config": {"Labels": s["labels"]}}
+    data = {
+        "Name": "nbh-u-c1",
+        "State": {"Status": "running", "StartedAt": "2026-11-25T21:08:02.123456789Z"},
+        "Config": {"Labels": s["labels"]},
+    }
     read = server_from_inspect(data, uid=1000001)
-    assert (read.name, read.course, read.student_id, read.user, read.key, read.image) == \
-        ("nbh-u-c1", "c1", "st", "nbh-u", KEY, "/rootfs")
+    assert (read.name, read.course, read.student_id, read.user, read.key, read.image) == (
+        "nbh-u-c1",
+        "c1",
+        "st",
+        "nbh-u",
+        KEY,
+        "/rootfs",
+    )
     assert read.state is ServerState.RUNNING and read.uid == 1000001
     assert abs(read.started_at - 1795640882.123456) < 1e-3
     assert set(s["labels"]) == set(LABELS.values())

@@ -11,15 +11,27 @@ NOW = 1_000_000.0
 
 
 def server(started_ago: float, state=ServerState.RUNNING):
-    return Server(name="s", course="c", student_id="x", user="u", uid=1, key="k" * 40, image="i", state=state,
-                  started_at=NOW - started_ago)
+    return Server(
+        name="s",
+        course="c",
+        student_id="x",
+        user="u",
+        uid=1,
+        key="k" * 40,
+        image="i",
+        state=state,
+        started_at=NOW - started_ago,
+    )
 
 
 def decide(started_ago, *, proxied_ago=None, jupyter_ago=None, busy=0):
     activity = None
     if jupyter_ago is not None or busy:
-        activity = ServerActivity(last_activity=NOW - jupyter_ago if jupyter_ago is not None else None,
-                                  kernels=max(busy, 1), busy_kernels=busy)
+        activity = ServerActivity(
+            last_activity=NOW - jupyter_ago if jupyter_ago is not None else None,
+            kernels=max(busy, 1),
+            busy_kernels=busy,
+        )
     proxied = NOW - proxied_ago if proxied_ago is not None else None
     return should_cull(server(started_ago), now=NOW, proxied=proxied, activity=activity, policy=POLICY)
 
@@ -57,8 +69,7 @@ def test_even_an_old_server_is_kept_while_a_kernel_computes():
 
 
 def test_a_server_that_is_not_running_is_left_alone():
-    decision = should_cull(server(10 * HOUR, ServerState.STOPPED), now=NOW, proxied=None, activity=None,
-                           policy=POLICY)
+    decision = should_cull(server(10 * HOUR, ServerState.STOPPED), now=NOW, proxied=None, activity=None, policy=POLICY)
     assert not decision.cull and decision.reason is CullReason.NOT_RUNNING
 
 
@@ -79,8 +90,10 @@ def test_policy_comes_from_the_settings():
 @pytest.mark.parametrize("workers", [2, 5])
 def test_exactly_one_culler_leads_whatever_the_number_of_workers(tmp_path, workers):
     passes = []
-    cullers = [Culler(lambda i=i: passes.append(i) or [], lock_path=tmp_path / "culler.lock", interval=60)
-               for i in range(workers)]
+    cullers = [
+        Culler(lambda i=i: passes.append(i) or [], lock_path=tmp_path / "culler.lock", interval=60)
+        for i in range(workers)
+    ]
     try:
         for culler in cullers:
             culler.run_once()

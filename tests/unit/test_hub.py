@@ -118,8 +118,10 @@ def test_two_students_get_two_servers(hub):
 
 def test_concurrent_opens_of_one_student_give_one_server(hub, backend):
     launches = []
-    threads = [threading.Thread(target=lambda: launches.append(hub.open_notebook("python", "loops.ipynb", "zoe")))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: launches.append(hub.open_notebook("python", "loops.ipynb", "zoe")))
+        for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -129,14 +131,17 @@ def test_concurrent_opens_of_one_student_give_one_server(hub, backend):
     assert [verb for verb, _ in backend.journal] == ["create"]
 
 
-@pytest.mark.parametrize(("course", "notebook", "student", "error"), [
-    ("bad..course", "loops.ipynb", "alice", InvalidInput),
-    ("python", "../etc/passwd.ipynb", "alice", InvalidInput),
-    ("python", "loops.ipynb", "bad id", InvalidInput),
-    ("nope", "loops.ipynb", "alice", NotFound),
-    ("python", "missing.ipynb", "alice", NotFound),
-    ("python", "broken.ipynb", "alice", InvalidNotebook),
-])
+@pytest.mark.parametrize(
+    ("course", "notebook", "student", "error"),
+    [
+        ("bad..course", "loops.ipynb", "alice", InvalidInput),
+        ("python", "../etc/passwd.ipynb", "alice", InvalidInput),
+        ("python", "loops.ipynb", "bad id", InvalidInput),
+        ("nope", "loops.ipynb", "alice", NotFound),
+        ("python", "missing.ipynb", "alice", NotFound),
+        ("python", "broken.ipynb", "alice", InvalidNotebook),
+    ],
+)
 def test_bad_launches_create_nothing(hub, backend, accounts, course, notebook, student, error):
     with pytest.raises(error):
         hub.open_notebook(course, notebook, student)
@@ -282,14 +287,18 @@ def test_cull_stops_only_idle_servers_and_says_why(hub, backend, clock):
     computing = hub.open_notebook("python", "loops.ipynb", "computing-student")
     clock.advance(3 * 3600)
     hub.authorize(f"/nb/{reading.key}/api/contents", cookie_of(hub, reading))
-    backend.set_activity(computing.container, ServerActivity(last_activity=clock.now - 3 * 3600, kernels=1,
-                                                             busy_kernels=1))
+    backend.set_activity(
+        computing.container, ServerActivity(last_activity=clock.now - 3 * 3600, kernels=1, busy_kernels=1)
+    )
     decisions = {d.name: d for d in hub.cull()}
     assert decisions[idle.container].cull and decisions[idle.container].reason.value == "idle"
     assert not decisions[reading.container].cull and not decisions[computing.container].cull
     states = {s.name: s.state for s in backend.list_servers()}
-    assert states == {idle.container: ServerState.STOPPED, reading.container: ServerState.RUNNING,
-                      computing.container: ServerState.RUNNING}
+    assert states == {
+        idle.container: ServerState.STOPPED,
+        reading.container: ServerState.RUNNING,
+        computing.container: ServerState.RUNNING,
+    }
     again = hub.open_notebook("python", "loops.ipynb", "idle-student")  # the next click: same key, work intact
     assert again.action is Action.START and again.key == idle.key
 

@@ -3,15 +3,23 @@ import json
 from nbhosting_core.clock import parse_time
 from nbhosting_core.jupyterapi import parse_activity
 
-STATUS = json.dumps({"connections": 1, "kernels": 2, "last_activity": "2026-11-25T10:00:00.000000Z",
-                     "started": "2026-11-25T09:00:00.000000Z"}).encode()
+STATUS = json.dumps(
+    {
+        "connections": 1,
+        "kernels": 2,
+        "last_activity": "2026-11-25T10:00:00.000000Z",
+        "started": "2026-11-25T09:00:00.000000Z",
+    }
+).encode()
 
 
 def test_activity_is_the_latest_of_the_server_and_its_kernels_and_busy_kernels_are_counted():
-    kernels = json.dumps([
-        {"id": "1", "execution_state": "busy", "last_activity": "2026-11-25T10:05:00Z", "connections": 1},
-        {"id": "2", "execution_state": "idle", "last_activity": "2026-11-25T09:30:00Z", "connections": 0},
-    ]).encode()
+    kernels = json.dumps(
+        [
+            {"id": "1", "execution_state": "busy", "last_activity": "2026-11-25T10:05:00Z", "connections": 1},
+            {"id": "2", "execution_state": "idle", "last_activity": "2026-11-25T09:30:00Z", "connections": 0},
+        ]
+    ).encode()
     activity = parse_activity(STATUS, kernels)
     assert activity.last_activity == parse_time("2026-11-25T10:05:00Z")
     assert (activity.kernels, activity.busy_kernels, activity.connections) == (2, 1, 1)

@@ -15,8 +15,13 @@ def test_a_valid_notebook_is_returned_byte_for_byte():
 
 @pytest.mark.parametrize(
     "raw",
-    [b"not json", b"\xff\xfe", json.dumps({"cells": "nope"}).encode(), json.dumps([1, 2]).encode(),
-     json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "bogus"}]}).encode()],
+    [
+        b"not json",
+        b"\xff\xfe",
+        json.dumps({"cells": "nope"}).encode(),
+        json.dumps([1, 2]).encode(),
+        json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "bogus"}]}).encode(),
+    ],
 )
 def test_invalid_notebooks_are_refused_with_their_name(raw):
     with pytest.raises(InvalidNotebook, match="w1/x.ipynb"):

@@ -12,8 +12,10 @@ def test_the_library_imports_no_web_framework():
     import subprocess
     import sys
 
-    code = "import sys, nbhosting_core; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
-           "('starlette', 'uvicorn', 'fastapi')))"
+    code = (
+        "import sys, nbhosting_core; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('starlette', 'uvicorn', 'fastapi')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -8,8 +8,17 @@ KEY = "b" * 40
 
 
 def record(name="nbh-x-c", key=KEY, phase="created"):
-    return ServerRecord(name=name, course="c", student_id="x", user="nbh-x", uid=os.getuid(), gid=os.getgid(),
-                        key=key, image="/r", phase=phase)
+    return ServerRecord(
+        name=name,
+        course="c",
+        student_id="x",
+        user="nbh-x",
+        uid=os.getuid(),
+        gid=os.getgid(),
+        key=key,
+        image="/r",
+        phase=phase,
+    )
 
 
 def test_server_records_are_written_read_listed_and_dropped(tmp_path):

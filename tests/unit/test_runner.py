@@ -29,8 +29,11 @@ def test_stream_passes_every_line_as_it_comes_and_fails_with_the_callers_error()
     assert runner.stream([sys.executable, "-c", code], on_line=lines.append) == "0\n1\n2\nerr\n"
     assert lines == ["0", "1", "2", "err"]
     with pytest.raises(ImageBuildError) as failed:
-        runner.stream([sys.executable, "-c", "print('step 3 failed'); raise SystemExit(1)"], on_line=lines.append,
-                      failure=ImageBuildError)
+        runner.stream(
+            [sys.executable, "-c", "print('step 3 failed'); raise SystemExit(1)"],
+            on_line=lines.append,
+            failure=ImageBuildError,
+        )
     assert "step 3 failed" in failed.value.log_detail and failed.value.reason == "image-build-failed"
 
 

@@ -20,9 +20,17 @@ def test_settings_come_from_nbh_environment_variables(monkeypatch):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("url_prefix", "../x"), ("url_prefix", "NB"), ("site_address", "x.org { respond 1 }"),
-     ("frame_ancestors", "x; script-src *"), ("user_prefix", "root"), ("https_port", 70000),
-     ("subid_count", 0), ("ui", "classic"), ("start_timeout", 0)],
+    [
+        ("url_prefix", "../x"),
+        ("url_prefix", "NB"),
+        ("site_address", "x.org { respond 1 }"),
+        ("frame_ancestors", "x; script-src *"),
+        ("user_prefix", "root"),
+        ("https_port", 70000),
+        ("subid_count", 0),
+        ("ui", "classic"),
+        ("start_timeout", 0),
+    ],
 )
 def test_bad_settings_are_refused_with_the_field_named(field, value):
     with pytest.raises(ValidationError, match=field):

@@ -42,6 +42,7 @@ def answer(body: bytes):
         conn.recv(65536)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + body)
         conn.close()
+
     return handler
 
 
