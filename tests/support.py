@@ -121,3 +121,131 @@ def installation(rootfs: Path | None, **overrides: object) -> Iterator[Settings]
         unmount_below(root)
         remove_test_cgroups()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ talking to a student's Jupyter
+
+
+def jupyter_call(
+    settings: Settings, secret: bytes, key: str, method: str, path: str, body: object | None = None, timeout: float = 30
+) -> tuple[int, bytes]:
+    """An HTTP request to the Jupyter of server ``key`` through root's socket link (what Caddy dials)."""
+    import http.client
+    import json
+    import socket
+
+    from nbhosting_core.tokens import jupyter_token
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.settimeout(timeout)
+            self.sock.connect(str(settings.jupyter_sockets_dir / key / "jupyter.sock"))
+
+    conn = Conn("localhost")
+    headers = {"Authorization": f"token {jupyter_token(secret, key)}", "Content-Type": "application/json"}
+    conn.request(
+        method,
+        f"/{settings.url_prefix}/{key}/{path.lstrip('/')}",
+        body=json.dumps(body) if body is not None else None,
+        headers=headers,
+    )
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, data
+
+
+def execute_request(code: str) -> dict[str, object]:
+    """A Jupyter messaging-protocol execute_request for ``code``."""
+    import uuid
+
+    msg_id = uuid.uuid4().hex
+    return {
+        "header": {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "username": "test",
+            "session": msg_id,
+            "date": "",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "channel": "shell",
+        "buffers": [],
+        "content": {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+    }
+
+
+class Kernel:
+    """A python3 kernel in a student's server, driven over its websocket (through root's socket link)."""
+
+    def __init__(self, settings: Settings, secret: bytes, key: str, kernel_id: str | None = None) -> None:
+        import json
+
+        self.settings, self.secret, self.key = settings, secret, key
+        if kernel_id is None:
+            status, data = jupyter_call(settings, secret, key, "POST", "api/kernels", {"name": "python3"})
+            assert status == 201, data
+            kernel_id = json.loads(data)["id"]
+        self.id = kernel_id
+
+    def run(self, code: str, timeout: float = 60) -> dict[str, object]:
+        """Run ``code``; returns {"stdout": ..., "error": ename or None, "status": ..., "died": bool}.
+
+        ``died``: the kernel went away while running it (e.g. killed by the memory limit).
+        """
+        import json
+
+        from websockets.exceptions import ConnectionClosed
+        from websockets.sync.client import unix_connect
+
+        from nbhosting_core.tokens import jupyter_token
+
+        sock = self.settings.jupyter_sockets_dir / self.key / "jupyter.sock"
+        uri = f"ws://localhost/{self.settings.url_prefix}/{self.key}/api/kernels/{self.id}/channels"
+        result: dict[str, object] = {"stdout": "", "error": None, "status": None, "died": False}
+        request = execute_request(code)
+        deadline = time.monotonic() + timeout
+        with unix_connect(
+            str(sock),
+            uri=uri,
+            open_timeout=30,
+            additional_headers={"Authorization": f"token {jupyter_token(self.secret, self.key)}"},
+        ) as ws:
+            ws.send(json.dumps(request))
+            msg_id = request["header"]["msg_id"]  # type: ignore[index]
+            while time.monotonic() < deadline:
+                try:
+                    message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+                except (TimeoutError, ConnectionClosed):
+                    break
+                if message.get("parent_header", {}).get("msg_id") != msg_id:
+                    if message.get("msg_type") == "status" and message.get("content", {}).get("execution_state") in (
+                        "restarting",
+                        "dead",
+                    ):
+                        result["died"] = True
+                        return result
+                    continue
+                kind, content = message.get("msg_type"), message.get("content", {})
+                if kind == "stream" and content.get("name") == "stdout":
+                    result["stdout"] = str(result["stdout"]) + content.get("text", "")
+                elif kind == "error":
+                    result["error"] = content.get("ename")
+                elif kind == "status" and content.get("execution_state") in ("restarting", "dead"):
+                    result["died"] = True
+                    return result
+                elif kind == "execute_reply":
+                    result["status"] = content.get("status")
+                    return result
+        result["died"] = result["status"] is None
+        return result

@@ -11,7 +11,6 @@ import os
 import shutil
 import stat
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -19,8 +18,7 @@ import pytest
 
 from nbhosting_core import Hub, Settings, SubprocessRunner
 from nbhosting_core.system import images
-from nbhosting_core.tokens import jupyter_token
-from tests.support import IMAGES_DIR
+from tests.support import IMAGES_DIR, Kernel, jupyter_call
 
 pytestmark = pytest.mark.podman
 CONTAINERS_CONF = Settings().containers_conf
@@ -129,76 +127,10 @@ def test_a_failed_build_is_an_image_build_error_with_the_steps_output(tmp_path: 
 
 
 def test_both_uis_render_and_a_kernel_runs_code_in_a_server_of_the_real_spec(settings: Settings) -> None:
-    from websockets.sync.client import unix_connect
-
     hub = Hub(settings)
     launch = hub.wait_ready(hub.open_notebook("demo", "01-welcome.ipynb", f"img-{uuid.uuid4().hex[:6]}"))
-    sock = settings.jupyter_sockets_dir / launch.key / "jupyter.sock"
-    auth = {"Authorization": f"token {jupyter_token(hub.secret, launch.key)}"}
-    base = f"/nb/{launch.key}"
-    from nbhosting_core.system.unixhttp import get
-
     for page in ("lab/tree/01-welcome.ipynb", "notebooks/01-welcome.ipynb"):
-        answer = get(sock, f"{base}/{page}", auth, deadline=20)
-        assert answer is not None and answer.status == 200, page
-    kernel = _post(sock, f"{base}/api/kernels", auth, {"name": "python3"})
-    with unix_connect(
-        str(sock),
-        uri=f"ws://localhost{base}/api/kernels/{kernel['id']}/channels",
-        additional_headers=auth,
-        open_timeout=20,
-    ) as ws:
-        ws.send(json.dumps(_execute_request("print(6 * 7)")))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            message = json.loads(ws.recv(timeout=30))
-            if message.get("msg_type") == "stream":
-                assert message["content"]["text"] == "42\n"
-                return
-    raise AssertionError("no output from the kernel after 30 s")
-
-
-def _post(sock: Path, url: str, headers: dict[str, str], body: dict[str, object]) -> dict[str, object]:
-    import http.client
-    import socket as socketlib
-
-    class Conn(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.sock = socketlib.socket(socketlib.AF_UNIX)
-            self.sock.settimeout(30)
-            self.sock.connect(str(sock))
-
-    conn = Conn("localhost")
-    conn.request("POST", url, body=json.dumps(body), headers={**headers, "Content-Type": "application/json"})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    assert response.status == 201, data
-    result: dict[str, object] = json.loads(data)
-    return result
-
-
-def _execute_request(code: str) -> dict[str, object]:
-    msg_id = uuid.uuid4().hex
-    return {
-        "header": {
-            "msg_id": msg_id,
-            "msg_type": "execute_request",
-            "username": "test",
-            "session": msg_id,
-            "date": "",
-            "version": "5.3",
-        },
-        "parent_header": {},
-        "metadata": {},
-        "channel": "shell",
-        "buffers": [],
-        "content": {
-            "code": code,
-            "silent": False,
-            "store_history": False,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        },
-    }
+        status, body = jupyter_call(settings, hub.secret, launch.key, "GET", page)
+        assert status == 200, (page, body[:300])
+    result = Kernel(settings, hub.secret, launch.key).run("print(6 * 7)", timeout=60)
+    assert result["stdout"] == "42\n" and result["status"] == "ok", result
