@@ -11,6 +11,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import PurePosixPath
 
 from . import access
@@ -24,6 +25,7 @@ from .models import (
     Account,
     Action,
     CullDecision,
+    CullReason,
     Launch,
     LaunchState,
     ReconcileReport,
@@ -33,6 +35,8 @@ from .models import (
 )
 from .naming import container_name, validate_course, validate_notebook_path, validate_student_id
 from .settings import Settings
+from .system.locks import file_lock
+from .system.quota import NoQuota, Quota, quota_for
 from .system.runner import CommandRunner, SubprocessRunner
 from .system.secretfile import load_or_create_secret
 from .workspaces import Workspaces
@@ -47,6 +51,8 @@ class Hub:
         settings: all paths and knobs.
         backend: what runs the servers; default rootless podman (:class:`~nbhosting_core.system.podman.PodmanBackend`).
         accounts: students' accounts; default Linux users (:class:`~nbhosting_core.accounts.Accounts`).
+        quota: keeps students within ``workspace_quota``; default, with the default backend, what
+            ``quota_mode`` says (:mod:`nbhosting_core.system.quota`); with another backend, none.
         runner: runs host commands (useradd, mount, ...); default the real one.
         clock: seconds since the epoch; tests pass a fake.
     """
@@ -57,6 +63,7 @@ class Hub:
         *,
         backend: NotebookBackend | None = None,
         accounts: AccountStore | None = None,
+        quota: Quota | None = None,
         runner: CommandRunner | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -67,7 +74,9 @@ class Hub:
             from .system.podman import PodmanBackend
 
             backend = PodmanBackend(settings, secret=self.secret, runner=runner)
+            quota = quota or quota_for(settings, runner)
         self.backend: NotebookBackend = backend
+        self.quota: Quota = quota or NoQuota(settings)
         self.accounts: AccountStore = accounts or Accounts(settings, runner)
         self.workspaces = Workspaces(settings)
         self.activity = ActivityLog(settings.activity_dir, flush=settings.activity_flush, clock=clock)
@@ -86,6 +95,7 @@ class Hub:
 
         Raises:
             InvalidInput, NotFound, InvalidNotebook: bad request; nothing was created.
+            OverQuota: the student's workspace is full (or over quota where usage is measured).
             RuntimeUnavailable, StartFailed: the server could not be started.
         """
         started = time.monotonic()
@@ -95,11 +105,14 @@ class Hub:
         self.workspaces.course_notebook(course, path)  # NotFound before any account exists
         account = self.accounts.find(student_id)
         content = None
-        if account is None or not self.workspaces.has_copy(account, course, path):
+        if account is None:
             content = self.workspaces.read_course_notebook(course, path)  # InvalidNotebook before creating
-        account = account or self.accounts.ensure(student_id)
-        copied = self.workspaces.ensure_copy(account, course, path, content)
-        ensured = self.backend.ensure_running(account, course, self.workspaces.workspace(account, course))
+            account = self.accounts.ensure(student_id)
+        with self._student_lock(account.user):
+            self.quota.prepare(account)
+            self.quota.check(account)
+            copied = self.workspaces.ensure_copy(account, course, path, content)
+            ensured = self.backend.ensure_running(account, course, self.workspaces.workspace(account, course))
         server = ensured.server
         state = LaunchState.READY if self.backend.is_ready(server) else LaunchState.STARTING
         log.info(
@@ -230,7 +243,9 @@ class Hub:
         """
         server = self._by_name(name)
         started = time.monotonic()
-        self.backend.stop(server)
+        with self._student_lock(server.user):
+            self.backend.stop(server)
+            self._release_if_idle(server.user)
         log.info(
             "stop user=%s course=%s key=%s reason=admin in %.3fs",
             server.user,
@@ -251,9 +266,20 @@ class Hub:
         return server
 
     def reconcile(self) -> ReconcileReport:
-        """Repair the backend's records after a crash or a reboot (see :meth:`NotebookBackend.reconcile`)."""
+        """Repair the backend's records after a crash or a reboot (see :meth:`NotebookBackend.reconcile`).
+
+        Students' storage held for no running server (a mounted workspace) is released too.
+        """
         started = time.monotonic()
         report = self.backend.reconcile()
+        running = {s.user for s in self.backend.list_servers() if s.state is ServerState.RUNNING}
+        released = []
+        for user in self.quota.held():
+            if user not in running:
+                with self._student_lock(user):
+                    self._release_if_idle(user)
+                released.append(f"workspace of {user}")
+        report = report.model_copy(update={"cleared": [*report.cleared, *released]})
         log.info(
             "reconcile: checked=%d adopted=%s removed=%s cleared=%d in %.3fs",
             report.checked,
@@ -281,10 +307,16 @@ class Hub:
                 activity=self.backend.activity(server),
                 policy=self.policy,
             )
+            if not decision.cull and not self.quota.hard:
+                used, limit = self.quota.usage(server.user)
+                if used is not None and used > limit:
+                    decision = decision.model_copy(update={"cull": True, "reason": CullReason.OVER_QUOTA})
             decisions.append(decision)
             if decision.cull and not dry_run:
                 started = time.monotonic()
-                self.backend.stop(server)
+                with self._student_lock(server.user):
+                    self.backend.stop(server)
+                    self._release_if_idle(server.user)
                 log.info(
                     "cull user=%s course=%s key=%s reason=%s idle=%.0fs age=%.0fs in %.3fs",
                     server.user,
@@ -319,9 +351,20 @@ class Hub:
             usage=self.backend.usage(server) if details else None,
         )
 
+    def _student_lock(self, user: str) -> AbstractContextManager[None]:
+        """Held while a student's storage is prepared or released and their servers start or stop."""
+        return file_lock(self.settings.locks_dir / f"student-{user}.lock")
+
+    def _release_if_idle(self, user: str) -> None:
+        """Release the student's storage if none of their servers runs (call under their lock)."""
+        if not any(s.user == user and s.state is ServerState.RUNNING for s in self.backend.list_servers()):
+            self.quota.release(user)
+
     def _discard(self, server: Server, why: str) -> None:
         started = time.monotonic()
-        self.backend.remove(server)
+        with self._student_lock(server.user):
+            self.backend.remove(server)
+            self._release_if_idle(server.user)
         self.activity.forget(server.key)
         log.info(
             "remove user=%s course=%s key=%s reason=%r in %.3fs",

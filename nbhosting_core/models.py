@@ -102,6 +102,7 @@ class CullReason(str, Enum):
 
     IDLE = "idle"  # no request and no kernel activity for idle_timeout
     MAX_AGE = "max-age"  # older than max_age, restarted at an idle moment
+    OVER_QUOTA = "over-quota"  # uses more disk than workspace_quota (where usage is measured, not capped)
     BUSY = "busy"  # a kernel is executing: kept
     ACTIVE = "active"  # seen recently: kept
     NOT_RUNNING = "not-running"  # nothing to stop

@@ -8,12 +8,13 @@ parent with O_NOFOLLOW: a symlink planted by a student can never make root write
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput, NotFound, OverQuota
 from .models import Account
 from .notebooks import validated_notebook_bytes
 from .settings import Settings
@@ -123,6 +124,8 @@ def _opened_dirs(account: Account, parts: tuple[str, ...]) -> Iterator[int]:
                 os.chown(part, account.uid, account.gid, dir_fd=fd, follow_symlinks=False)
             except FileExistsError:
                 pass
+            except OSError as exc:
+                raise _full(exc, account) from exc
             try:
                 child = os.open(part, DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
@@ -147,7 +150,10 @@ def _exists(name: str, dir_fd: int) -> bool:
 def _write_new(dir_fd: int, name: str, data: bytes, account: Account) -> bool:
     """Write ``data`` as ``name`` atomically, never replacing what is there; True if written."""
     tmp = f".nbh-copy-{secrets.token_hex(6)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    except OSError as exc:
+        raise _full(exc, account) from exc
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -157,5 +163,18 @@ def _write_new(dir_fd: int, name: str, data: bytes, account: Account) -> bool:
         except FileExistsError:
             return False  # the student (or a concurrent launch) got there first: keep theirs
         return True
+    except OSError as exc:
+        raise _full(exc, account) from exc
     finally:
-        os.unlink(tmp, dir_fd=dir_fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+
+
+def _full(exc: OSError, account: Account) -> Exception:
+    """A workspace that is full (its quota reached) says so; any other error stays what it is."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OverQuota(
+            "Your workspace is full: remove some files from your notebook server to make room (your work is kept).",
+            log_detail=f"{account.user}: {exc}",
+        )
+    return exc

@@ -13,6 +13,7 @@ from ..errors import CommandFailed
 from ..settings import Settings
 from .cgroups import limiter_for
 from .mounts import containing_mount, mounts
+from .quota import quota_for
 from .runner import CommandRunner, SubprocessRunner
 
 
@@ -121,6 +122,15 @@ def diagnose(settings: Settings, runner: CommandRunner | None = None) -> list[Ch
             f"{settings.socket_dir_size // 1024} KiB tmpfs"
             if here is not None and here.shared
             else f"{settings.jupyter_sockets_dir} is not a shared mount yet (nbh serve makes it one)",
+            required=False,
+        )
+    )
+    quota = quota_for(settings, runner)
+    checks.append(
+        Check(
+            "disk quota",
+            quota.hard,
+            f"{settings.workspace_quota // 2**20} MiB per student, {quota.description}",
             required=False,
         )
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from . import quota
 from .mounts import ensure_shared
 from .runner import CommandRunner, SubprocessRunner
 from .tree import ensure_dir
@@ -26,6 +27,7 @@ def ensure_layout(settings: Settings, runner: CommandRunner | None = None) -> No
     servers/, RUN_DIR/locks ...  0700  root's records
     RUN_DIR/jupyter              0711  socket folders (a shared mount: each server's is a tmpfs in it)
     RUN_DIR/users                0711  each student's XDG_RUNTIME_DIR (0700, theirs)
+    quota/                       0700  students' workspace images (quota mode "loop": students/ is shared)
     ==========================  =====  ==================================================================
     """
     s = settings
@@ -47,4 +49,6 @@ def ensure_layout(settings: Settings, runner: CommandRunner | None = None) -> No
     ):
         ensure_dir(path, uid, gid, mode)
     if uid == 0:
-        ensure_shared(s.jupyter_sockets_dir, runner or SubprocessRunner())
+        runner = runner or SubprocessRunner()
+        ensure_shared(s.jupyter_sockets_dir, runner)
+        quota.prepare_host(s, runner)

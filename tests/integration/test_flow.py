@@ -247,6 +247,8 @@ def test_the_admin_cli_lists_shows_stops_and_removes_servers(settings):
     assert nbh("rm", launch.container).returncode == 0
     missing = nbh("show", launch.container)
     assert missing.returncode == 1 and "no server named" in missing.stderr and "Traceback" not in missing.stderr
+    again = opened(Hub(settings), sid)  # the student's files were kept: their copy is not made again
+    assert again.created and not again.copied
     assert (settings.students_dir / launch.user / "demo" / "01-welcome.ipynb").exists()
 
 
