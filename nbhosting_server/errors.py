@@ -8,6 +8,7 @@ STATUS: list[tuple[type[errors.NbhostingError], int, str]] = [
     (errors.InvalidInput, 400, "This link is not valid"),
     (errors.NotFound, 404, "Notebook not found"),
     (errors.InvalidNotebook, 422, "This notebook cannot be opened"),
+    (errors.OverQuota, 507, "Your workspace is full"),
     (errors.StartTimeout, 504, "Your notebook server is taking too long"),
     (errors.StartFailed, 503, "Your notebook server could not start"),
     (errors.RuntimeUnavailable, 503, "Notebooks are unavailable right now"),
@@ -25,5 +26,5 @@ def http_status(exc: errors.NbhostingError) -> tuple[int, str]:
 
 
 def retryable(status: int) -> bool:
-    """Whether trying again may help (server-side trouble, not a bad link)."""
-    return status >= 500
+    """Whether trying again may help (server-side trouble, not a bad link nor a full workspace)."""
+    return status >= 500 and status != 507

@@ -196,3 +196,20 @@ def test_the_app_runs_one_culler_for_the_host(setup):
     hub = setup[1]
     with TestClient(create_app(hub=hub, cull=True)), TestClient(create_app(hub=hub, cull=True)):
         pass  # both start and stop cleanly; leadership itself is tested in tests/unit/test_culling.py
+
+
+def test_a_full_workspace_gets_its_own_page_without_a_retry_button(tmp_path):
+    from nbhosting_core import OverQuota
+    from nbhosting_core.system.quota import NoQuota
+
+    class FullQuota(NoQuota):
+        def check(self, account):
+            raise OverQuota("Your workspace is full: remove some files.", log_detail=account.user)
+
+    settings = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run")
+    (settings.courses_dir / "demo").mkdir(parents=True)
+    nbformat.write(new_notebook(), str(settings.courses_dir / "demo" / "a.ipynb"))
+    hub = Hub(settings, backend=FakeBackend(), accounts=FakeAccounts(settings.students_dir), quota=FullQuota(settings))
+    response = TestClient(create_app(hub=hub), base_url="https://testserver").get("/notebookLazyCopy/demo/a.ipynb/al")
+    assert response.status_code == 507 and "Your workspace is full" in response.text
+    assert "Try again" not in response.text  # retrying cannot help until files are removed
