@@ -218,6 +218,7 @@ class Kernel:
         result: dict[str, object] = {"stdout": "", "error": None, "status": None, "died": False}
         request = execute_request(code)
         deadline = time.monotonic() + timeout
+        idle = False
         with unix_connect(
             str(sock),
             uri=uri,
@@ -247,8 +248,13 @@ class Kernel:
                 elif kind == "status" and content.get("execution_state") in ("restarting", "dead"):
                     result["died"] = True
                     return result
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    idle = True  # on iopub, after all of the run's output
                 elif kind == "execute_reply":
                     result["status"] = content.get("status")
+                    deadline = min(deadline, time.monotonic() + 10)  # the output is due, not a new run
+                # the reply (shell) may overtake the output (iopub): done once both are in
+                if idle and result["status"] is not None:
                     return result
         result["died"] = result["status"] is None
         return result
