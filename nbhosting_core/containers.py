@@ -29,6 +29,11 @@ LABELS = {
 }
 #: the label every nbhosting container has (how the backend lists them)
 MARKER = LABELS["key"]
+#: in-memory folders of every container (the rootfs is read-only): path -> (bytes, mode). Their files are
+#: memory: they count in the server's memory limit. /run is the container's root's (the student cannot write).
+TMPFS = {"/tmp": (256 * 2**20, "1777"), "/var/tmp": (64 * 2**20, "1777"), "/run": (16 * 2**20, "755")}
+#: /dev/shm (POSIX shared memory), also in memory: podman's default size, made explicit
+SHM_SIZE = 64 * 2**20
 
 
 def plan(server: Server | None, image: str) -> Action:
@@ -99,25 +104,17 @@ def container_spec(
             {"destination": WORKDIR, "source": str(workspace), "type": "bind", "options": ["rbind", "rw"]},
             {"destination": SOCKET_MOUNT, "source": str(socket_dir), "type": "bind", "options": ["rbind", "rw"]},
             # the rootfs is read-only: HOME=/tmp (Jupyter's runtime files) lives in memory, within the memory limit
-            {
-                "destination": "/tmp",
-                "source": "tmpfs",
-                "type": "tmpfs",
-                "options": ["rw", "nosuid", "nodev", "size=256m", "mode=1777"],
-            },
-            {
-                "destination": "/var/tmp",
-                "source": "tmpfs",
-                "type": "tmpfs",
-                "options": ["rw", "nosuid", "nodev", "size=64m", "mode=1777"],
-            },
-            {
-                "destination": "/run",
-                "source": "tmpfs",
-                "type": "tmpfs",
-                "options": ["rw", "nosuid", "nodev", "size=16m", "mode=755"],
-            },
+            *(
+                {
+                    "destination": path,
+                    "source": "tmpfs",
+                    "type": "tmpfs",
+                    "options": ["rw", "nosuid", "nodev", f"size={size}", f"mode={mode}"],
+                }
+                for path, (size, mode) in TMPFS.items()
+            ),
         ],
+        "shm_size": SHM_SIZE,
         "env": {"HOME": "/tmp", "USER": account.user, "JUPYTER_TOKEN": token, "PATH": "/usr/local/bin:/usr/bin:/bin"},
         "labels": labels,
         "work_dir": WORKDIR,

@@ -11,7 +11,8 @@
     │   └── ImageBuildError        ... while building a notebook image
     ├── RuntimeUnavailable         the container engine cannot be reached or used
     └── StartFailed                a notebook server did not come up
-        └── StartTimeout           ... within the configured time
+        ├── StartTimeout           ... within the configured time
+        └── LimitsNotApplied       ... under its resource limits (it was stopped)
 
 Each error carries ``message``, a sentence safe to show to a student, and ``reason``, a short slug for
 logs and metrics. Details for the admin (argv, stderr) stay in the exception's attributes and ``str()``.
@@ -97,3 +98,9 @@ class StartTimeout(StartFailed):
     """A notebook server did not answer within the configured time."""
 
     reason = "start-timeout"
+
+
+class LimitsNotApplied(StartFailed):
+    """A notebook server could not be put under its memory/process/CPU limits, so it was not let run."""
+
+    reason = "limits-not-applied"

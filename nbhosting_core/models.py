@@ -79,9 +79,11 @@ class Usage(_Frozen):
 
     memory_bytes: int | None = None
     memory_limit: int | None = None
+    oom_kills: int | None = None  # processes the OOM killer took in the server's memory group since it was made
     pids: int | None = None
     pids_limit: int | None = None
     cpu_seconds: float | None = None
+    cpu_limit: float | None = None  # cores; None: no cap (or unknown)
     disk_bytes: int | None = None
     disk_limit: int | None = None
 

@@ -134,6 +134,19 @@ class Settings(BaseSettings):
         description="All students' servers together may use this fraction of the host's "
         "memory: the host keeps the rest.",
     )
+    students_pids_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="All students' servers together may hold this fraction of the host's pid_max "
+        "(processes and threads): the host keeps the rest, whatever the number of servers.",
+    )
+    cgroup_parent: str = Field(
+        "nbhosting",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="The cgroup, in each controller, that holds every server's group and caps all students "
+        "together; one per installation on a host.",
+    )
     log_size_max: int = Field(1024**2, ge=4096, description="Bytes of a server's container log kept on disk.")
     socket_dir_size: int = Field(
         256 * 1024,

@@ -49,6 +49,7 @@ def settings_for(root: Path, rootfs: Path | None, **overrides: object) -> Settin
         egress=False,
         podman_service_idle=30,
         start_timeout=60,
+        cgroup_parent=root.name,  # its own parent group: test runs never share a students' total
     )
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -100,14 +101,16 @@ def unmount_below(root: Path) -> None:
         subprocess.run(["umount", "--lazy", str(mount.target)], check=False, capture_output=True)
 
 
-def remove_test_cgroups() -> None:
-    """Remove the (empty) limit groups of test students' servers."""
-    for group in Path("/sys/fs/cgroup").glob(f"*/nbhosting/{TEST_PREFIX}*"):
-        with suppress(OSError):
-            group.rmdir()
-    for group in Path("/sys/fs/cgroup/nbhosting").glob(f"{TEST_PREFIX}*"):
-        with suppress(OSError):
-            group.rmdir()
+def remove_test_cgroups(parent: str = "nbhosting") -> None:
+    """Remove the (empty) limit groups of test students' servers under ``parent``; a test parent goes too."""
+    base = Path("/sys/fs/cgroup")
+    for folder in [*base.glob(f"*/{parent}"), *base.glob(parent)]:  # v1 hierarchies, then v2
+        for group in folder.glob(f"{TEST_PREFIX}*"):
+            with suppress(OSError):
+                group.rmdir()
+        if parent.startswith("nbh-test-"):
+            with suppress(OSError):
+                folder.rmdir()
 
 
 @contextmanager
@@ -119,7 +122,7 @@ def installation(rootfs: Path | None, **overrides: object) -> Iterator[Settings]
     finally:
         remove_test_users(root)
         unmount_below(root)
-        remove_test_cgroups()
+        remove_test_cgroups(root.name)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -215,6 +218,7 @@ class Kernel:
         result: dict[str, object] = {"stdout": "", "error": None, "status": None, "died": False}
         request = execute_request(code)
         deadline = time.monotonic() + timeout
+        idle = False
         with unix_connect(
             str(sock),
             uri=uri,
@@ -244,8 +248,13 @@ class Kernel:
                 elif kind == "status" and content.get("execution_state") in ("restarting", "dead"):
                     result["died"] = True
                     return result
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    idle = True  # on iopub, after all of the run's output
                 elif kind == "execute_reply":
                     result["status"] = content.get("status")
+                    deadline = min(deadline, time.monotonic() + 10)  # the output is due, not a new run
+                # the reply (shell) may overtake the output (iopub): done once both are in
+                if idle and result["status"] is not None:
                     return result
         result["died"] = result["status"] is None
         return result

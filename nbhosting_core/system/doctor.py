@@ -9,12 +9,16 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..containers import SHM_SIZE, TMPFS
 from ..errors import CommandFailed
 from ..settings import Settings
 from .cgroups import limiter_for
 from .mounts import containing_mount, mounts
 from .quota import quota_for
 from .runner import CommandRunner, SubprocessRunner
+
+#: the image's wrapper that makes kernels and terminals the OOM killer's first choice (containerfiles/default)
+EXPENDABLE = "/usr/local/bin/nbhosting-expendable"
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,47 @@ def _subid_entries(path: Path) -> list[tuple[str, int, int]]:
         return []
 
 
+def limit_checks(settings: Settings) -> list[Check]:
+    """What one student's server may use on this host, limit by limit, and what is NOT enforced."""
+    limiter = limiter_for(settings)
+    checks = [Check("limits", "not enforced" not in limiter.description, limiter.description, required=False)]
+    checks += [Check(item.name, item.enforced, item.detail, required=False) for item in limiter.enforcement()]
+    rootfs = settings.image_rootfs
+    expendable = rootfs is not None and (rootfs / EXPENDABLE.lstrip("/")).exists()
+    checks.append(
+        Check(
+            "oom order",
+            expendable,
+            "a full server loses a kernel (or a terminal's process), not its Jupyter server: the image starts "
+            "them through nbhosting-expendable"
+            if expendable
+            else f"the image has no {EXPENDABLE}: a full server may lose its Jupyter server before a kernel",
+            required=False,
+        )
+    )
+    memory = ", ".join(f"{path} {size // 2**20} MiB" for path, (size, _) in TMPFS.items())
+    checks.append(
+        Check(
+            "container tmp",
+            True,
+            f"{memory}, /dev/shm {SHM_SIZE // 2**20} MiB: memory, within the server's limit; also writable: "
+            f"/nbhosting/run ({settings.socket_dir_size // 1024} KiB), /dev/mqueue (RLIMIT_MSGQUEUE), "
+            "/home/student (the workspace); /, /run (the container's root's) and the rest are read-only",
+            required=False,
+        )
+    )
+    checks.append(
+        Check(
+            "container log",
+            True,
+            f"{settings.log_size_max // 1024} KiB per server (conmon empties the log when it is full: "
+            "older lines are lost)",
+            required=False,
+        )
+    )
+    return checks
+
+
 def diagnose(settings: Settings, runner: CommandRunner | None = None) -> list[Check]:
     """Every check, in the order an admin would fix them."""
     runner = runner or SubprocessRunner()
@@ -92,16 +137,7 @@ def diagnose(settings: Settings, runner: CommandRunner | None = None) -> list[Ch
             required=False,
         )
     )
-    limiter = limiter_for(settings)
-    checks.append(
-        Check(
-            "limits",
-            "not enforced" not in limiter.description,
-            f"{limiter.description}: {settings.memory_limit // 2**20} MiB, {settings.pids_limit} "
-            f"processes, cpu shares {settings.cpu_shares} per server",
-            required=False,
-        )
-    )
+    checks += limit_checks(settings)
     checks.append(
         Check(
             "systemd",

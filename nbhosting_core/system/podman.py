@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..containers import container_spec, plan, server_from_inspect
-from ..errors import CommandFailed, RuntimeUnavailable, StartFailed
+from ..errors import CommandFailed, LimitsNotApplied, RuntimeUnavailable, StartFailed
 from ..jupyterapi import KERNELS_PATH, STATUS_PATH, parse_activity
 from ..models import Account, Action, Ensured, ReconcileReport, Server, ServerActivity, ServerState, Usage
 from ..naming import container_name, is_key
@@ -191,6 +191,10 @@ class PodmanBackend:
             if key not in live:
                 self._sockets.release(key)
                 cleared.append(f"socket folder {key[:8]}")
+        for name in sorted(self._limiter.groups()):  # a server that stopped by itself left its groups
+            with file_lock(self._settings.locks_dir / f"container-{name}.lock"):
+                if self._running(self._records.server(name)) is None and self._limiter.release(name):
+                    cleared.append(f"limit groups {name}")
         return ReconcileReport(adopted=adopted, removed=removed, cleared=cleared, checked=len(records))
 
     # ------------------------------------------------------------------------------------ internals
@@ -310,7 +314,13 @@ class PodmanBackend:
         self._records.put_run(
             RunRecord(key=server.key, name=server.name, pid=pid, pid_start=pid_start, started_at=started_at)
         )
-        self._limiter.apply(server.name, pid, account.uid)
+        try:
+            self._limiter.apply(server.name, pid, account.uid)
+        except LimitsNotApplied as exc:
+            log.error("stopping %s: it could not be put under its limits: %s", server.name, exc.log_detail)
+            UserPodman(self._settings, account).stop(server.name)
+            self._after_stop(server.name, server.key)
+            raise
         return server.model_copy(update={"started_at": started_at})
 
     def _remove(self, engine: UserPodman, server: Server) -> None:

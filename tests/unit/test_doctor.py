@@ -1,4 +1,4 @@
-from nbhosting_core.system.doctor import subid_overlaps
+from nbhosting_core.system.doctor import Check, subid_overlaps
 
 ENTRIES = [("admin", 100000, 65536), ("nbh-abc", 2**31, 1024), ("other", 2**31 + 5000, 10)]
 
@@ -11,3 +11,26 @@ def test_nbhostings_own_ranges_and_disjoint_ones_are_fine():
     assert subid_overlaps(ENTRIES, 2**31, 2**31 + 4999, "nbh-") == []
     assert subid_overlaps(ENTRIES, 165536, 200000, "nbh-") == []
     assert subid_overlaps(ENTRIES, 165535, 200000, "nbh-") == ["admin"]
+
+
+def test_doctor_warns_when_the_image_does_not_make_kernels_the_oom_killers_first_choice(tmp_path):
+    from nbhosting_core import Settings
+    from nbhosting_core.system.doctor import EXPENDABLE, limit_checks
+
+    def oom_order() -> Check:
+        return next(c for c in limit_checks(Settings(image_rootfs=tmp_path)) if c.name == "oom order")
+
+    assert not oom_order().ok and not oom_order().required
+    wrapper = tmp_path / EXPENDABLE.lstrip("/")
+    wrapper.parent.mkdir(parents=True)
+    wrapper.write_text("#!/bin/sh\n")
+    assert oom_order().ok and "not its Jupyter server" in oom_order().detail
+
+
+def test_doctor_names_every_limit_and_the_container_caps():
+    from nbhosting_core import Settings
+    from nbhosting_core.system.doctor import limit_checks
+
+    names = [c.name for c in limit_checks(Settings())]
+    for name in ("limits", "memory", "processes", "cpu share", "oom order", "container tmp", "container log"):
+        assert name in names
