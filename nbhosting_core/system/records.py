@@ -61,14 +61,20 @@ def process_start(pid: int) -> int | None:
 
 
 def process_uid(pid: int) -> int | None:
-    """The real uid of process ``pid``, or None."""
+    """The real uid of process ``pid``; None if there is no such process or it has exited (a zombie).
+
+    A zombie runs nothing and /proc shows it in no group: it is no one's process any more.
+    """
+    uid = None
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("State:") and line.split()[1] in ("Z", "X"):
+                return None
             if line.startswith("Uid:"):
-                return int(line.split()[1])
+                uid = int(line.split()[1])
     except (OSError, ValueError, IndexError):
         return None
-    return None
+    return uid
 
 
 def running_conmons(uid_min: int, uid_max: int) -> list[tuple[int, str]]:

@@ -24,7 +24,7 @@ import pytest
 from nbhosting_core import Hub, Launch, Settings
 from nbhosting_core.containers import SHM_SIZE, TMPFS
 from nbhosting_core.system.cgroups import descendants, limiter_for
-from nbhosting_core.system.records import Records
+from nbhosting_core.system.records import Records, process_uid
 from nbhosting_server.serve import settings_environment
 from tests.support import Kernel, jupyter_call
 
@@ -122,8 +122,19 @@ def kill_marked(procs: Path, marker: str, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
+def _where(pid: int) -> str:
+    """What /proc says of ``pid``: its state and groups (for failure messages)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        return f"state {state}: " + " ".join(Path(f"/proc/{pid}/cgroup").read_text().split())
+    except OSError:
+        return "exited"
+
+
 def in_groups(settings: Settings, launch: Launch, pid: int) -> bool | None:
-    """True if ``pid`` is in the server's memory, pids and cpu groups; None if it exited."""
+    """True if ``pid`` is in the server's memory, pids and cpu groups; None if it exited (zombies too)."""
+    if process_uid(pid) is None:
+        return None
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
@@ -264,8 +275,8 @@ def test_processes_forking_while_they_are_moved_all_end_in_the_servers_groups(se
 
         limiter_for(settings).apply(launch.container, run.pid, launch.uid)
 
-        states = [in_groups(settings, launch, p) for p in descendants(run.pid)]
-        assert False not in states, states
+        outside = {p: _where(p) for p in descendants(run.pid) if in_groups(settings, launch, p) is False}
+        assert not outside, outside
     finally:
         kill_marked(procs["pids"], "nbh-test-forker")
 

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from nbhosting_core.system.records import Records, RunRecord, ServerRecord, process_start, process_uid
 
@@ -55,3 +56,17 @@ def test_a_run_is_alive_only_while_its_very_process_runs(tmp_path):
 def test_process_facts_come_from_proc():
     assert process_start(os.getpid()) is not None and process_uid(os.getpid()) == os.getuid()
     assert process_start(2**22 + 1) is None and process_uid(2**22 + 1) is None
+
+
+def test_a_zombie_is_no_ones_process():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    import time
+
+    for _ in range(200):  # until it has exited (and, not yet reaped, is a zombie)
+        if Path(f"/proc/{child.pid}/status").read_text().find("State:\tZ") >= 0:
+            break
+        time.sleep(0.01)
+    try:
+        assert process_uid(child.pid) is None
+    finally:
+        child.wait()
