@@ -227,7 +227,11 @@ class PodmanBackend:
         return "stopped"
 
     def _orphans(self) -> list[ServerRecord]:
-        """Running nbhosting containers with no record (made before records existed, or records lost)."""
+        """Running nbhosting containers with no record (made before records existed, or records lost).
+
+        Only this installation's students are asked (their home is in ``students_dir``): asking another's
+        would start a podman service for them here, with the wrong storage.
+        """
         found = []
         known = {r.name for r in self._records.servers()}
         s = self._settings
@@ -238,6 +242,8 @@ class PodmanBackend:
                 entry = pwd.getpwuid(uid)
             except KeyError:
                 continue
+            if Path(entry.pw_dir) != s.students_dir / entry.pw_name:
+                continue  # another installation's student (same uid range): its podman is not ours to ask
             account = Account(student_id="", user=entry.pw_name, uid=uid, gid=entry.pw_gid, home=Path(entry.pw_dir))
             data = UserPodman(s, account).inspect(name)
             server = server_from_inspect(data, uid) if data is not None else None
