@@ -306,7 +306,15 @@ class PodmanBackend:
         return self._adopt(account, server_from_inspect(data, account.uid), data)
 
     def _adopt(self, account: Account, server: Server, data: dict[str, object]) -> Server:
-        """Record the processes of a running ``server`` and put them under its limits."""
+        """Record a running ``server`` (and its processes) and put them under its limits.
+
+        Its server record is written again if it is missing: a container found without one (podman finished a
+        creation after a crash and a reconcile) would otherwise run unlisted, and refused at the proxy.
+        """
+        record = self._records.server(server.name)
+        if record is None or record.key != server.key or record.phase != "created":
+            self._records.put_server(_record_of(server, account.gid))
+            log.info("%s runs without its record; recorded again", server.name)
         state = data.get("State")
         pid = state.get("Pid") if isinstance(state, dict) else None
         pid_start = process_start(pid) if isinstance(pid, int) and pid > 0 else None

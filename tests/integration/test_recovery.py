@@ -37,3 +37,19 @@ def test_reconcile_never_touches_the_students_of_another_installation_on_the_hos
         assert not list(other.servers_dir.iterdir())
     server = hub.backend.find(launch.key)
     assert server is not None and server.state is ServerState.RUNNING and hub.backend.is_ready(server)
+
+
+@pytest.mark.parametrize("state", ["running", "stopped"])
+def test_a_server_found_without_its_record_is_recorded_again_when_launched(settings, state):
+    # what a crash leaves when podman finishes a creation after reconcile dropped its "creating" record
+    hub = Hub(settings)
+    launch = hub.wait_ready(hub.open_notebook("demo", NOTEBOOK, student(f"norec-{state}")), timeout=LAUNCH_DEADLINE)
+    if state == "stopped":
+        hub.stop(launch.container)
+    (settings.servers_dir / f"{launch.container}.json").unlink()
+    (settings.running_dir / f"{launch.key}.json").unlink(missing_ok=True)
+    again = hub.wait_ready(hub.open_notebook("demo", NOTEBOOK, launch.student_id), timeout=LAUNCH_DEADLINE)
+    assert again.key == launch.key and again.action.value == ("reuse" if state == "running" else "start")
+    assert [s.state for s in hub.backend.list_servers() if s.name == launch.container] == [ServerState.RUNNING]
+    cookie = hub.access_cookie(again)
+    assert hub.authorize(f"/{settings.url_prefix}/{again.key}/api/status", [cookie.value]).allowed
