@@ -7,6 +7,7 @@ as they were, and no stale record, socket folder or mount. Each test has its own
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -53,3 +54,13 @@ def test_a_server_found_without_its_record_is_recorded_again_when_launched(setti
     assert [s.state for s in hub.backend.list_servers() if s.name == launch.container] == [ServerState.RUNNING]
     cookie = hub.access_cookie(again)
     assert hub.authorize(f"/{settings.url_prefix}/{again.key}/api/status", [cookie.value]).allowed
+
+
+def test_an_account_cut_before_its_home_was_handed_over_is_finished_at_the_next_click(settings):
+    hub = Hub(settings)
+    sid = student("home")
+    account = hub.accounts.ensure(sid)
+    os.chown(account.home, 0, 0)  # a crash between making the home (as root) and giving it to the student
+    launch = hub.wait_ready(hub.open_notebook("demo", NOTEBOOK, sid), timeout=LAUNCH_DEADLINE)
+    assert launch.state.value == "ready" and launch.uid == account.uid
+    assert account.home.stat().st_uid == account.uid
