@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from nbhosting_core import Hub, ServerState, ensure_layout
-from tests.support import installation
+from tests.support import installation, jupyter_call
 
 pytestmark = pytest.mark.podman
 
@@ -64,3 +64,14 @@ def test_an_account_cut_before_its_home_was_handed_over_is_finished_at_the_next_
     launch = hub.wait_ready(hub.open_notebook("demo", NOTEBOOK, sid), timeout=LAUNCH_DEADLINE)
     assert launch.state.value == "ready" and launch.uid == account.uid
     assert account.home.stat().st_uid == account.uid
+
+
+def test_a_course_folder_cut_before_it_was_handed_over_is_the_students_at_the_next_click(settings):
+    hub = Hub(settings)
+    sid = student("folder")
+    account = hub.accounts.ensure(sid)
+    (account.home / "demo").mkdir()  # a crash between making the course folder (as root) and its chown
+    launch = hub.wait_ready(hub.open_notebook("demo", NOTEBOOK, sid), timeout=LAUNCH_DEADLINE)
+    assert (account.home / "demo").stat().st_uid == account.uid
+    new_file = {"type": "file", "format": "text", "content": "mine"}
+    assert jupyter_call(settings, hub.secret, launch.key, "PUT", "api/contents/new.txt", new_file)[0] == 201
