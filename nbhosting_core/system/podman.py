@@ -187,10 +187,12 @@ class PodmanBackend:
             if run.key not in live:
                 self._records.drop_run(run.key)
                 cleared.append(f"run record {run.name}")
+                log.info("reconcile: run record of %s cleared: its processes are gone", run.name)
         for key in sorted(set(self._sockets.keys()) | self._sockets.mounted_keys()):
             if key not in live:
                 self._sockets.release(key)
                 cleared.append(f"socket folder {key[:8]}")
+                log.info("reconcile: socket folder %s cleared: no running server has that key", key[:8])
         return ReconcileReport(adopted=adopted, removed=removed, cleared=cleared, checked=len(records))
 
     # ------------------------------------------------------------------------------------ internals
@@ -224,6 +226,7 @@ class PodmanBackend:
             log.info("reconcile: %s was half-made or broken; removed (files kept)", record.name)
             return "removed"
         self._after_stop(record.name, record.key)  # stopped: nothing runs, nothing to keep at runtime
+        log.info("reconcile: %s is stopped; its student's next click starts it again", record.name)
         return "stopped"
 
     def _orphans(self) -> list[ServerRecord]:
