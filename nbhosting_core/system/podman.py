@@ -161,6 +161,7 @@ class PodmanBackend:
         Every record is checked against podman only where the records and /proc cannot settle it (a run
         record whose process is gone, a creation that never finished); running servers with a live run
         record are left alone. Socket folders, links and run records of servers that do not run are cleared.
+        Safe on a live host: each server is judged under the lock its launches take.
         """
         adopted: list[str] = []
         removed: list[str] = []
@@ -173,26 +174,31 @@ class PodmanBackend:
         records = self._records.servers()
         for record in records:
             with file_lock(self._settings.locks_dir / f"container-{record.name}.lock"):
-                outcome = self._reconcile_one(record)
+                fresh = self._records.server(record.name)  # a launch may have changed it while we waited
+                outcome = self._reconcile_one(fresh) if fresh is not None else "gone"
             if outcome == "adopted":
                 adopted.append(record.name)
             elif outcome == "removed":
                 removed.append(record.name)
-        live = {
-            r.key
-            for r in self._records.servers()
-            if (run := self._records.run(r.key)) is not None and self._records.alive(run, r.uid)
-        }
+        # Runtime files of servers that do not run. Each is judged under its server's lock: a launch may be
+        # creating or starting that server right now (its socket folder is made before it runs).
         for run in self._records.runs():
-            if run.key not in live:
+            with file_lock(self._settings.locks_dir / f"container-{run.name}.lock"):
+                if self._runs(run.name, run.key):
+                    continue
                 self._records.drop_run(run.key)
-                cleared.append(f"run record {run.name}")
-                log.info("reconcile: run record of %s cleared: its processes are gone", run.name)
-        for key in sorted(set(self._sockets.keys()) | self._sockets.mounted_keys()):
-            if key not in live:
+            cleared.append(f"run record {run.name}")
+            log.info("reconcile: run record of %s cleared: its processes are gone", run.name)
+        keys = sorted(set(self._sockets.keys()) | self._sockets.mounted_keys())
+        owners = {r.key: r.name for r in self._records.servers()}  # read after the folders: records come first
+        for key in keys:
+            owner = owners.get(key)
+            with file_lock(self._settings.locks_dir / f"container-{owner}.lock") if owner else contextlib.nullcontext():
+                if owner is not None and self._runs(owner, key):
+                    continue
                 self._sockets.release(key)
-                cleared.append(f"socket folder {key[:8]}")
-                log.info("reconcile: socket folder %s cleared: no running server has that key", key[:8])
+            cleared.append(f"socket folder {key[:8]}")
+            log.info("reconcile: socket folder %s cleared: no running server has that key", key[:8])
         return ReconcileReport(adopted=adopted, removed=removed, cleared=cleared, checked=len(records))
 
     # ------------------------------------------------------------------------------------ internals
@@ -253,6 +259,11 @@ class PodmanBackend:
             if server is not None and is_key(server.key) and server.user == entry.pw_name:
                 found.append(_record_of(server, entry.pw_gid))
         return found
+
+    def _runs(self, name: str, key: str) -> bool:
+        """True if server ``name`` runs now with ``key`` (from the records and /proc)."""
+        running = self._running(self._records.server(name))
+        return running is not None and running.key == key
 
     def _running(self, record: ServerRecord | None) -> Server | None:
         if record is None or record.phase != "created":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from nbhosting_core import Hub, ReconcileReport, ServerState, Settings, ensure_layout
+from nbhosting_core import Hub, Launch, NbhostingError, ReconcileReport, ServerState, Settings, ensure_layout
 from nbhosting_core.containers import MARKER
 from nbhosting_core.naming import subid_range
 from nbhosting_core.system.cgroups import limiter_for
@@ -333,3 +333,39 @@ def test_reconcile_never_touches_the_students_of_another_installation_on_the_hos
         assert not list(other.servers_dir.iterdir())
     server = hub.backend.find(launch.key)
     assert server is not None and server.state is ServerState.RUNNING and hub.backend.is_ready(server)
+
+
+def test_reconcile_run_while_students_launch_never_breaks_a_launch(settings):
+    # `nbh reconcile` on a live host: it must not clear what a launch is making right now
+    hub = Hub(settings)
+    launches: dict[str, object] = {}
+    reconciling = threading.Event()
+    reports: list[ReconcileReport] = []
+
+    def reconcile_again_and_again() -> None:
+        while not reconciling.is_set():
+            reports.append(Hub(settings).reconcile())
+
+    def click(student_id: str) -> None:
+        try:
+            launches[student_id] = hub.wait_ready(hub.open_notebook("demo", NOTEBOOK, student_id), timeout=90)
+        except NbhostingError as exc:
+            launches[student_id] = exc
+
+    Hub(settings).reconcile()  # settle what earlier tests left: the reports below are about these launches
+    loop = threading.Thread(target=reconcile_again_and_again)
+    loop.start()
+    clicks = [threading.Thread(target=click, args=(student(f"live{i}"),)) for i in range(6)]
+    try:
+        for t in clicks:
+            t.start()
+        for t in clicks:
+            t.join(timeout=120)
+    finally:
+        reconciling.set()
+        loop.join(timeout=60)
+    failed = {sid: result for sid, result in launches.items() if not isinstance(result, Launch)}
+    assert len(launches) == 6 and not failed, failed
+    assert len(reports) > 1  # it did run during the launches
+    assert not any(r.removed or r.cleared for r in reports), [r for r in reports if r.removed or r.cleared]
+    assert_consistent(settings, hub)
