@@ -369,3 +369,22 @@ def test_reconcile_run_while_students_launch_never_breaks_a_launch(settings):
     assert len(reports) > 1  # it did run during the launches
     assert not any(r.removed or r.cleared for r in reports), [r for r in reports if r.removed or r.cleared]
     assert_consistent(settings, hub)
+
+
+def test_runtime_files_left_by_a_remove_cut_half_way_are_cleared_by_reconcile(settings):
+    hub = Hub(settings)
+    launch = hub.wait_ready(hub.open_notebook("demo", NOTEBOOK, student("cut-rm")), timeout=LAUNCH_DEADLINE)
+    account = hub.accounts.find(launch.student_id)
+    assert account is not None
+    Hub(settings).reconcile()  # settle what earlier tests left: the report below is about this server only
+    UserPodman(settings, account).remove(launch.container)  # a remove cut after podman's part and the record's
+    (settings.servers_dir / f"{launch.container}.json").unlink()
+
+    report = Hub(settings).reconcile()
+
+    assert report.cleared == [f"run record {launch.container}", f"socket folder {launch.key[:8]}"], report
+    assert not (settings.running_dir / f"{launch.key}.json").exists()
+    assert not (settings.jupyter_sockets_dir / launch.key).exists()
+    assert_consistent(settings, hub)
+    again = hub.wait_ready(hub.open_notebook("demo", NOTEBOOK, launch.student_id), timeout=LAUNCH_DEADLINE)
+    assert again.action.value == "create" and again.key != launch.key
