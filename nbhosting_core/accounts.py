@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import stat
 import time
 from pathlib import Path
 from typing import Protocol
@@ -56,8 +57,12 @@ class Accounts:
         except KeyError:
             return None
         home = Path(entry.pw_dir)
-        if not home.is_dir():
+        try:
+            info = os.lstat(home)
+        except FileNotFoundError:
             return None  # a creation was interrupted: ensure() finishes it
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != entry.pw_uid:
+            return None  # cut between making the home and giving it to the student: ensure() finishes it
         return Account(student_id=student_id, user=user, uid=entry.pw_uid, gid=entry.pw_gid, home=home)
 
     def ensure(self, student_id: str) -> Account:

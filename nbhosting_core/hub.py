@@ -287,6 +287,7 @@ class Hub:
             report.removed,
             len(report.cleared),
             time.monotonic() - started,
+            extra={"report": report},  # the whole report, for log handlers (and tests) that want more than counts
         )
         return report
 

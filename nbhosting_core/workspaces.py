@@ -132,6 +132,9 @@ def _opened_dirs(account: Account, parts: tuple[str, ...]) -> Iterator[int]:
                 raise InvalidInput(
                     f"Cannot use {part!r} in the workspace of {account.user}: it is not a plain folder."
                 ) from exc
+            if account.uid != 0 and os.fstat(child).st_uid == 0:
+                # made by root here and cut before the chown above (a crash): the student could not write in it
+                os.fchown(child, account.uid, account.gid)
             os.close(fd)
             fd = child
         yield fd

@@ -258,3 +258,121 @@ class Kernel:
                     return result
         result["died"] = result["status"] is None
         return result
+
+
+# ------------------------------------------------------------------------------ the app, as `nbh serve` runs it
+
+WORKTREE = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on now (never the e2e tests' fixed ports)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class App:
+    """The real app (uvicorn, ``app_from_env``, culler on) in worker processes, as `nbh serve` starts it.
+
+    No Caddy: tests talk to the app over HTTP on its own port. Its output goes to ``log_path`` (appended
+    across restarts). Only processes this object started are ever signalled, by their PIDs.
+    """
+
+    def __init__(self, settings: Settings, log_path: Path, *, workers: int = 2) -> None:
+        self.port = free_port()
+        self.settings = settings.model_copy(update={"app_port": self.port})
+        self.log_path = log_path
+        self.workers = workers
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> None:
+        """Start uvicorn and wait until /_nbh/health answers."""
+        import sys
+
+        from nbhosting_server.serve import settings_environment
+
+        env = {**os.environ, **settings_environment(self.settings), "PYTHONPATH": str(WORKTREE)}
+        argv = [sys.executable, "-m", "uvicorn", "nbhosting_server.app:app_from_env", "--factory"]
+        argv += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(argv, env=env, cwd=WORKTREE, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while self.get("/_nbh/health")[0] != 200:
+            assert self.process.poll() is None, f"the app exited with {self.process.returncode}:\n{self.log_tail()}"
+            assert time.monotonic() < deadline, f"the app did not answer within {timeout} s:\n{self.log_tail()}"
+            time.sleep(0.1)
+        while len(self.worker_pids()) < self.workers:  # health answered: one worker at least; wait for all
+            assert time.monotonic() < deadline, f"{self.workers} workers not up within {timeout} s"
+            time.sleep(0.1)
+
+    def worker_pids(self) -> list[int]:
+        """The PIDs of the master's own children: its worker processes."""
+        assert self.process is not None
+        pids: list[int] = []
+        with suppress(FileNotFoundError):
+            for task in os.listdir(f"/proc/{self.process.pid}/task"):
+                with suppress(FileNotFoundError):
+                    pids += [int(p) for p in Path(f"/proc/{self.process.pid}/task/{task}/children").read_text().split()]
+        return pids
+
+    def kill(self) -> list[int]:
+        """SIGKILL the master and its workers at once, as a crash would (their children are left alone)."""
+        import signal
+
+        assert self.process is not None
+        workers = self.worker_pids()
+        os.kill(self.process.pid, signal.SIGKILL)  # first: a master would replace a dead worker
+        for pid in workers:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in workers):
+            assert time.monotonic() < deadline, f"workers {workers} outlived SIGKILL"
+            time.sleep(0.05)
+        self.process = None
+        return [*workers]
+
+    def stop(self) -> None:
+        """Stop the app gracefully (SIGTERM to the master: it stops its workers)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def get(self, path: str, headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, bytes]:
+        """GET ``path`` from the app (redirects not followed); (0, error) if it cannot be reached."""
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        except OSError as exc:
+            return 0, repr(exc).encode()
+        finally:
+            conn.close()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            return f"(no log: {exc})"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return "?"

@@ -161,6 +161,7 @@ class PodmanBackend:
         Every record is checked against podman only where the records and /proc cannot settle it (a run
         record whose process is gone, a creation that never finished); running servers with a live run
         record are left alone. Socket folders, links and run records of servers that do not run are cleared.
+        Safe on a live host: each server is judged under the lock its launches take.
         """
         adopted: list[str] = []
         removed: list[str] = []
@@ -173,24 +174,31 @@ class PodmanBackend:
         records = self._records.servers()
         for record in records:
             with file_lock(self._settings.locks_dir / f"container-{record.name}.lock"):
-                outcome = self._reconcile_one(record)
+                fresh = self._records.server(record.name)  # a launch may have changed it while we waited
+                outcome = self._reconcile_one(fresh) if fresh is not None else "gone"
             if outcome == "adopted":
                 adopted.append(record.name)
             elif outcome == "removed":
                 removed.append(record.name)
-        live = {
-            r.key
-            for r in self._records.servers()
-            if (run := self._records.run(r.key)) is not None and self._records.alive(run, r.uid)
-        }
+        # Runtime files of servers that do not run. Each is judged under its server's lock: a launch may be
+        # creating or starting that server right now (its socket folder is made before it runs).
         for run in self._records.runs():
-            if run.key not in live:
+            with file_lock(self._settings.locks_dir / f"container-{run.name}.lock"):
+                if self._runs(run.name, run.key):
+                    continue
                 self._records.drop_run(run.key)
-                cleared.append(f"run record {run.name}")
-        for key in sorted(set(self._sockets.keys()) | self._sockets.mounted_keys()):
-            if key not in live:
+            cleared.append(f"run record {run.name}")
+            log.info("reconcile: run record of %s cleared: its processes are gone", run.name)
+        keys = sorted(set(self._sockets.keys()) | self._sockets.mounted_keys())
+        owners = {r.key: r.name for r in self._records.servers()}  # read after the folders: records come first
+        for key in keys:
+            owner = owners.get(key)
+            with file_lock(self._settings.locks_dir / f"container-{owner}.lock") if owner else contextlib.nullcontext():
+                if owner is not None and self._runs(owner, key):
+                    continue
                 self._sockets.release(key)
-                cleared.append(f"socket folder {key[:8]}")
+            cleared.append(f"socket folder {key[:8]}")
+            log.info("reconcile: socket folder %s cleared: no running server has that key", key[:8])
         for name in sorted(self._limiter.groups()):  # a server that stopped by itself left its groups
             with file_lock(self._settings.locks_dir / f"container-{name}.lock"):
                 if self._running(self._records.server(name)) is None and self._limiter.release(name):
@@ -228,10 +236,15 @@ class PodmanBackend:
             log.info("reconcile: %s was half-made or broken; removed (files kept)", record.name)
             return "removed"
         self._after_stop(record.name, record.key)  # stopped: nothing runs, nothing to keep at runtime
+        log.info("reconcile: %s is stopped; its student's next click starts it again", record.name)
         return "stopped"
 
     def _orphans(self) -> list[ServerRecord]:
-        """Running nbhosting containers with no record (made before records existed, or records lost)."""
+        """Running nbhosting containers with no record (made before records existed, or records lost).
+
+        Only this installation's students are asked (their home is in ``students_dir``): asking another's
+        would start a podman service for them here, with the wrong storage.
+        """
         found = []
         known = {r.name for r in self._records.servers()}
         s = self._settings
@@ -242,12 +255,19 @@ class PodmanBackend:
                 entry = pwd.getpwuid(uid)
             except KeyError:
                 continue
+            if Path(entry.pw_dir) != s.students_dir / entry.pw_name:
+                continue  # another installation's student (same uid range): its podman is not ours to ask
             account = Account(student_id="", user=entry.pw_name, uid=uid, gid=entry.pw_gid, home=Path(entry.pw_dir))
             data = UserPodman(s, account).inspect(name)
             server = server_from_inspect(data, uid) if data is not None else None
             if server is not None and is_key(server.key) and server.user == entry.pw_name:
                 found.append(_record_of(server, entry.pw_gid))
         return found
+
+    def _runs(self, name: str, key: str) -> bool:
+        """True if server ``name`` runs now with ``key`` (from the records and /proc)."""
+        running = self._running(self._records.server(name))
+        return running is not None and running.key == key
 
     def _running(self, record: ServerRecord | None) -> Server | None:
         if record is None or record.phase != "created":
@@ -304,7 +324,15 @@ class PodmanBackend:
         return self._adopt(account, server_from_inspect(data, account.uid), data)
 
     def _adopt(self, account: Account, server: Server, data: dict[str, object]) -> Server:
-        """Record the processes of a running ``server`` and put them under its limits."""
+        """Record a running ``server`` (and its processes) and put them under its limits.
+
+        Its server record is written again if it is missing: a container found without one (podman finished a
+        creation after a crash and a reconcile) would otherwise run unlisted, and refused at the proxy.
+        """
+        record = self._records.server(server.name)
+        if record is None or record.key != server.key or record.phase != "created":
+            self._records.put_server(_record_of(server, account.gid))
+            log.info("%s runs without its record; recorded again", server.name)
         state = data.get("State")
         pid = state.get("Pid") if isinstance(state, dict) else None
         pid_start = process_start(pid) if isinstance(pid, int) and pid > 0 else None

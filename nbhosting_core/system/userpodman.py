@@ -183,7 +183,8 @@ class UserPodman:
         """Every container of this student carrying ``label`` (as ``podman ps --all`` lists them)."""
 
         def listing(client: podman.PodmanClient) -> list[dict[str, Any]]:
-            return [c.attrs for c in client.containers.list(all=True, filters={"label": [label]})]
+            # one string, not a list: podman-py turns a list value into the text of the list ("['...']")
+            return [c.attrs for c in client.containers.list(all=True, filters={"label": label})]
 
         return self.call(listing)
 

@@ -267,3 +267,15 @@ def test_doctor_passes_on_a_host_set_up_by_setup_sh(settings):
 def test_settings_reach_the_server_processes_unchanged(settings):
     env = settings_environment(settings)
     assert Settings(**{k[4:].lower(): v for k, v in env.items()}) == settings
+
+
+def test_a_students_containers_are_listed_by_their_nbhosting_label(hub, settings):
+    from nbhosting_core.containers import MARKER
+    from nbhosting_core.system.userpodman import UserPodman
+
+    launch = opened(hub, student("listed"))
+    account = hub.accounts.find(launch.student_id)
+    engine = UserPodman(settings, account)
+    for label in (MARKER, f"{MARKER}={launch.key}"):
+        assert [c["Names"] for c in engine.list(label)] == [[launch.container]]
+    assert engine.list(f"{MARKER}={'0' * 40}") == []

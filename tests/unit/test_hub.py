@@ -313,3 +313,11 @@ def test_a_dry_run_cull_stops_nothing(hub, backend, clock):
 def test_reconcile_reports_what_the_backend_did(hub):
     hub.open_notebook("python", "loops.ipynb", "alice")
     assert hub.reconcile().checked == 1
+
+
+def test_reconcile_logs_its_whole_report_for_log_handlers(hub, caplog):
+    hub.open_notebook("python", "loops.ipynb", "alice")
+    with caplog.at_level("INFO", logger="nbhosting_core.hub"):
+        report = hub.reconcile()
+    logged = [r for r in caplog.records if r.getMessage().startswith("reconcile: checked=1")]
+    assert len(logged) == 1 and logged[0].report == report  # type: ignore[attr-defined]
