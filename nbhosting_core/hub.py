@@ -277,8 +277,8 @@ class Hub:
         for user in self.quota.held():
             if user not in running:
                 with self._student_lock(user):
-                    self._release_if_idle(user)
-                released.append(f"workspace of {user}")
+                    if self._release_if_idle(user):
+                        released.append(f"workspace of {user}")
         report = report.model_copy(update={"cleared": [*report.cleared, *released]})
         log.info(
             "reconcile: checked=%d adopted=%s removed=%s cleared=%d in %.3fs",
@@ -356,10 +356,11 @@ class Hub:
         """Held while a student's storage is prepared or released and their servers start or stop."""
         return file_lock(self.settings.locks_dir / f"student-{user}.lock")
 
-    def _release_if_idle(self, user: str) -> None:
-        """Release the student's storage if none of their servers runs (call under their lock)."""
-        if not any(s.user == user and s.state is ServerState.RUNNING for s in self.backend.list_servers()):
-            self.quota.release(user)
+    def _release_if_idle(self, user: str) -> bool:
+        """Release the student's storage if none of their servers runs (call under their lock); True if released."""
+        if any(s.user == user and s.state is ServerState.RUNNING for s in self.backend.list_servers()):
+            return False
+        return self.quota.release(user)
 
     def _discard(self, server: Server, why: str) -> None:
         started = time.monotonic()

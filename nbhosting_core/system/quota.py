@@ -56,8 +56,8 @@ class Quota(Protocol):
         """(bytes used or None if unknown, bytes allowed) of student ``user``."""
         ...
 
-    def release(self, user: str) -> None:
-        """The student has no running server any more (call under the student's lock)."""
+    def release(self, user: str) -> bool:
+        """The student has no running server any more (call under the student's lock); True if released."""
         ...
 
     def held(self) -> list[str]:
@@ -84,8 +84,9 @@ class NoQuota:
         """Unknown."""
         return None, self._limit
 
-    def release(self, user: str) -> None:
+    def release(self, user: str) -> bool:
         """Nothing held."""
+        return False
 
     def held(self) -> list[str]:
         """Nothing held."""
@@ -236,19 +237,20 @@ class LoopQuota(NoQuota):
         except FileNotFoundError:
             return 0, self._limit
 
-    def release(self, user: str) -> None:
+    def release(self, user: str) -> bool:
         """Unmount the student's filesystem (never lazily: a busy one stays mounted, and is never mounted twice)."""
         home = self._homes / user
         if not is_mount_point(home):
-            return
+            return False
         try:
             self._runner.run(["umount", str(home)])
         except CommandFailed as exc:
             log.warning("quota: the workspace of user=%s is busy, left mounted: %s", user, exc)
-            return
+            return False
         if not self._detached(self.image(user)):
             log.warning("quota: the image of user=%s is still attached after its unmount", user)
         log.info("quota: unmounted the workspace of user=%s", user)
+        return True
 
     def held(self) -> list[str]:
         """Students whose filesystem is mounted."""

@@ -262,8 +262,9 @@ def test_after_a_reboot_every_student_gets_their_server_back_with_their_files(ro
         assert jupyter_call(s, hub.secret, before[edited].key, "PUT", f"api/contents/{NOTEBOOK}", model)[0] == 200
         text = {"type": "file", "format": "text", "content": "draft"}
         assert jupyter_call(s, hub.secret, before[edited].key, "PUT", "api/contents/draft.txt", text)[0] == 201
-        hub.stop(before[stopped].container)
+        # (taken while every workspace is mounted: a stopped student's is not, until their next launch)
         files = {sid: snapshot(hub.accounts.find(sid).home) for sid in before}  # type: ignore[union-attr]
+        hub.stop(before[stopped].container)
 
         # the power cut: every process of these students dies, RUN_DIR (a tmpfs) and its mounts are gone
         uids = set()
@@ -274,6 +275,7 @@ def test_after_a_reboot_every_student_gets_their_server_back_with_their_files(ro
             uids |= {launch.uid, *range(first, first + count)}
         kill_every_process_of(uids)
         unmount_below(s.run_dir)
+        unmount_below(s.students_dir)  # students' workspaces, and the shared mount they sit in
         shutil.rmtree(s.run_dir)
         for launch in before.values():
             limiter_for(s).release(launch.container)  # a reboot empties the limit groups
@@ -382,7 +384,12 @@ def test_runtime_files_left_by_a_remove_cut_half_way_are_cleared_by_reconcile(se
 
     report = Hub(settings).reconcile()
 
-    assert report.cleared == [f"run record {launch.container}", f"socket folder {launch.key[:8]}"], report
+    assert report.cleared == [
+        f"run record {launch.container}",
+        f"socket folder {launch.key[:8]}",
+        f"limit groups {launch.container}",
+        f"workspace of {launch.user}",
+    ], report
     assert not (settings.running_dir / f"{launch.key}.json").exists()
     assert not (settings.jupyter_sockets_dir / launch.key).exists()
     assert_consistent(settings, hub)

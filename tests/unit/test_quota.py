@@ -31,6 +31,7 @@ class RecordingQuota(NoQuota):
 
     def release(self, user):
         self.calls.append(("release", user))
+        return True
 
     def held(self):
         return sorted({u for verb, u in self.calls if verb == "prepare"} - {u for v, u in self.calls if v == "release"})
