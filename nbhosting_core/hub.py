@@ -113,6 +113,7 @@ class Hub:
             self.quota.check(account)
             copied = self.workspaces.ensure_copy(account, course, path, content)
             ensured = self.backend.ensure_running(account, course, self.workspaces.workspace(account, course))
+            self.activity.touch(ensured.server.key)  # a launch is activity: the culler must not stop it now
         server = ensured.server
         state = LaunchState.READY if self.backend.is_ready(server) else LaunchState.STARTING
         log.info(
@@ -301,36 +302,45 @@ class Hub:
         for server in self.backend.list_servers():
             if server.state is not ServerState.RUNNING:
                 continue
-            decision = should_cull(
-                server,
-                now=now,
-                proxied=self.activity.last_seen(server.key),
-                activity=self.backend.activity(server),
-                policy=self.policy,
-            )
+            proxied = self.activity.last_seen(server.key)
+            activity = self.backend.activity(server)
+            decision = should_cull(server, now=now, proxied=proxied, activity=activity, policy=self.policy)
             if not decision.cull and not self.quota.hard:
                 used, limit = self.quota.usage(server.user)
                 if used is not None and used > limit:
                     decision = decision.model_copy(update={"cull": True, "reason": CullReason.OVER_QUOTA})
-            decisions.append(decision)
             if decision.cull and not dry_run:
-                started = time.monotonic()
-                with self._student_lock(server.user):
-                    self.backend.stop(server)
-                    self._release_if_idle(server.user)
-                log.info(
-                    "cull user=%s course=%s key=%s reason=%s idle=%.0fs age=%.0fs in %.3fs",
-                    server.user,
-                    server.course,
-                    _short(server.key),
-                    decision.reason.value,
-                    decision.idle_seconds or 0,
-                    decision.age_seconds or 0,
-                    time.monotonic() - started,
-                )
+                decision = self._cull_one(server, decision, proxied)
+            decisions.append(decision)
         return decisions
 
     # ------------------------------------------------------------------------------------ internals
+
+    def _cull_one(self, server: Server, decision: CullDecision, proxied: float | None) -> CullDecision:
+        """Stop ``server`` as decided, unless its student came back meanwhile (a launch or a request)."""
+        started = time.monotonic()
+        with self._student_lock(server.user):  # launches hold it: one that reused this server has recorded it
+            if decision.reason is not CullReason.OVER_QUOTA and self.activity.last_seen(server.key) != proxied:
+                log.info(
+                    "cull user=%s course=%s key=%s: seen meanwhile, kept",
+                    server.user,
+                    server.course,
+                    _short(server.key),
+                )
+                return decision.model_copy(update={"cull": False, "reason": CullReason.ACTIVE})
+            self.backend.stop(server)
+            self._release_if_idle(server.user)
+        log.info(
+            "cull user=%s course=%s key=%s reason=%s idle=%.0fs age=%.0fs in %.3fs",
+            server.user,
+            server.course,
+            _short(server.key),
+            decision.reason.value,
+            decision.idle_seconds or 0,
+            decision.age_seconds or 0,
+            time.monotonic() - started,
+        )
+        return decision
 
     def _by_name(self, name: str) -> Server:
         found = next((s for s in self.backend.list_servers() if s.name == name), None)

@@ -158,10 +158,12 @@ class PodmanBackend:
     def reconcile(self) -> ReconcileReport:
         """See :meth:`NotebookBackend.reconcile`.
 
-        Every record is checked against podman only where the records and /proc cannot settle it (a run
-        record whose process is gone, a creation that never finished); running servers with a live run
-        record are left alone. Socket folders, links and run records of servers that do not run are cleared.
-        Safe on a live host: each server is judged under the lock its launches take.
+        Every record is checked against podman only where the records and /proc cannot settle it (a creation
+        that never finished, a container whose conmon runs without a live run record); running servers with a
+        live run record are left alone, and a created server with no process at all is stopped (after a
+        reboot: every one of them) without starting its student's podman. Socket folders, links and run
+        records of servers that do not run are cleared. Safe on a live host: each server is judged under the
+        lock its launches take.
         """
         adopted: list[str] = []
         removed: list[str] = []
@@ -172,10 +174,11 @@ class PodmanBackend:
                     self._records.put_server(orphan)
                     log.info("reconcile: %s runs without a record; recorded", orphan.name)
         records = self._records.servers()
+        conmons = {name for _, name in running_conmons(self._settings.uid_min, self._settings.uid_max)}
         for record in records:
             with file_lock(self._settings.locks_dir / f"container-{record.name}.lock"):
                 fresh = self._records.server(record.name)  # a launch may have changed it while we waited
-                outcome = self._reconcile_one(fresh) if fresh is not None else "gone"
+                outcome = self._reconcile_one(fresh, conmons) if fresh is not None else "gone"
             if outcome == "adopted":
                 adopted.append(record.name)
             elif outcome == "removed":
@@ -207,10 +210,15 @@ class PodmanBackend:
 
     # ------------------------------------------------------------------------------------ internals
 
-    def _reconcile_one(self, record: ServerRecord) -> str:
+    def _reconcile_one(self, record: ServerRecord, conmons: set[str]) -> str:
         run = self._records.run(record.key)
         if run is not None and self._records.alive(run, record.uid) and record.phase == "created":
             return "ok"
+        if record.phase == "created" and record.name not in conmons:
+            # nothing of it runs: stopped (if podman lost it meanwhile, the next launch sees so and creates it)
+            self._after_stop(record.name, record.key)
+            log.info("reconcile: %s is stopped; its student's next click starts it again", record.name)
+            return "stopped"
         account = self._account(_server(record, ServerState.STOPPED, None))
         engine = UserPodman(self._settings, account)
         data = engine.inspect(record.name)

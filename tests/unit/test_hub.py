@@ -229,12 +229,33 @@ def cookie_of(hub, launch):
     return [hub.access_cookie(launch).value]
 
 
-def test_the_owner_gets_through_with_the_token_and_it_counts_as_activity(hub, clock):
+def test_the_owner_gets_through_with_the_token_and_launches_and_requests_count_as_activity(hub, clock):
     launch = hub.open_notebook("python", "loops.ipynb", "alice")
-    assert hub.activity.last_seen(launch.key) is None
+    assert hub.activity.last_seen(launch.key) == clock.now
+    clock.advance(600)
     decision = hub.authorize(f"/nb/{launch.key}/api/kernels", cookie_of(hub, launch))
     assert decision.allowed and decision.authorization.startswith("token ")
-    assert hub.activity.last_seen(launch.key) is not None
+    assert hub.activity.last_seen(launch.key) == clock.now
+
+
+def test_a_student_who_comes_back_while_the_culler_decides_keeps_their_server(settings, accounts, clock):
+    class ComingBack(FakeBackend):
+        """The student clicks again right while the culler asks their server for its activity."""
+
+        hub: Hub
+
+        def activity(self, server):
+            self.hub.open_notebook("python", "loops.ipynb", server.student_id)
+            return super().activity(server)
+
+    backend = ComingBack(clock=clock)
+    hub = Hub(settings, backend=backend, accounts=accounts, clock=clock)
+    backend.hub = hub
+    launch = hub.open_notebook("python", "loops.ipynb", "alice")
+    clock.advance(3 * 3600)
+    [decision] = hub.cull()
+    assert not decision.cull and decision.reason.value == "active"
+    assert backend.list_servers()[0].state is ServerState.RUNNING and launch.container == backend.list_servers()[0].name
 
 
 def test_a_cookie_is_scoped_to_its_server(hub):
