@@ -47,7 +47,7 @@ class Hub:
         settings: all paths and knobs.
         backend: what runs the servers; default rootless podman (:class:`~nbhosting_core.system.podman.PodmanBackend`).
         accounts: students' accounts; default Linux users (:class:`~nbhosting_core.accounts.Accounts`).
-        runner: runs host commands (useradd, mount, ...); default the real one.
+        runner: runs host commands (mount, nscd, ...); default the real one.
         clock: seconds since the epoch; tests pass a fake.
     """
 
