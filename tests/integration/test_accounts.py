@@ -46,6 +46,14 @@ def test_an_account_made_here_carries_the_whole_flow(settings):
     assert (entry.pw_uid, entry.pw_gid, entry.pw_shell) == (launch.uid, launch.uid, "/usr/sbin/nologin")
     assert settings.uid_min <= launch.uid <= settings.uid_max
     assert os.stat("/etc/shadow").st_mode & 0o777 == 0o640
+    # Jupyter runs as the student, inside and out; the container's other ids are the student's subordinate ids
+    pid = subprocess.run(["pgrep", "-n", "-U", str(launch.uid), "-f", "jupyter"], capture_output=True, text=True)
+    first, count = subid_range(
+        launch.uid, uid_min=settings.uid_min, subid_base=settings.subid_base, subid_count=settings.subid_count
+    )
+    for ids in ("uid_map", "gid_map"):  # as the host sees them: (inside, outside, count)
+        mapped = Path(f"/proc/{pid.stdout.strip()}/{ids}").read_text().splitlines()
+        assert sorted(tuple(map(int, m.split())) for m in mapped) == [(0, first, count), (launch.uid, launch.uid, 1)]
 
 
 def test_a_half_made_account_is_completed_once_and_then_runs(settings):
