@@ -69,7 +69,9 @@ def test_a_half_made_account_is_completed_once_and_then_runs(settings):
     assert lines_of(made.user)["subuid"] == [] and accounts.find(student_id) is None
     again = Accounts(settings, SubprocessRunner()).ensure(student_id)
     assert again == made
-    assert all(len(found) == 1 for found in lines_of(made.user).values())
+    repaired = lines_of(made.user)
+    assert all(len(found) == 1 for found in repaired.values())
+    assert Accounts(settings, SubprocessRunner()).ensure(student_id) == made and lines_of(made.user) == repaired
     hub = Hub(settings)
     assert hub.wait_ready(hub.open_notebook("demo", "01-welcome.ipynb", student_id), timeout=60).uid == made.uid
 
