@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -68,7 +69,7 @@ class Accounts:
         self._runner = runner
         self._db = UserDb(etc)
         self._hints = PasswdHints(settings.run_dir / "accounts" / "passwd-offsets", settings.uid_min, settings.uid_max)
-        self._ledger = settings.data_root / "accounts.sqlite"
+        self._ledger_path = settings.data_root / "accounts.sqlite"
 
     def home_of(self, user: str) -> Path:
         """The home folder of ``user``."""
@@ -112,14 +113,14 @@ class Accounts:
             user = user_name(student_id, s.user_prefix)
             home = self.home_of(user)
             try:
-                with self._db.locked():
-                    uid, gid, offset, added = self._write_lines(user, home)
+                with self._db.locked(), self._ledger() as ledger:
+                    uid, gid, offset, added = self._write_lines(ledger, user, home)
             except TimeoutError as exc:
                 raise AccountUnavailable(
                     "Your account cannot be created right now; please retry in a minute.",
                     log_detail=f"user={user}: {exc}",
                 ) from exc
-            except OSError as exc:
+            except (OSError, sqlite3.Error) as exc:
                 raise AccountUnavailable(
                     "Your account cannot be created right now; please retry in a minute.",
                     log_detail=f"user={user}: writing the account databases in {self._db.etc}: {exc}",
@@ -158,17 +159,16 @@ class Accounts:
             self._hints.put(number, entry.offset)
         return entry
 
-    def _write_lines(self, user: str, home: Path) -> tuple[int, int, int, list[str]]:
+    def _ledger(self) -> Ledger:
+        s = self._settings
+        return Ledger(self._ledger_path, prefix=s.user_prefix, uid_min=s.uid_min, uid_max=s.uid_max)
+
+    def _write_lines(self, ledger: Ledger, user: str, home: Path) -> tuple[int, int, int, list[str]]:
         """Add whatever lines ``user`` lacks (all six for a new student); return (uid, gid, passwd offset, added).
 
         A user the ledger does not know has no line anywhere: nothing is searched for. A user it knows was cut
         half-way (or changed by someone else): each database is searched, and only what is missing is added.
         """
-        s = self._settings
-        with Ledger(self._ledger, prefix=s.user_prefix, uid_min=s.uid_min, uid_max=s.uid_max) as ledger:
-            return self._complete(ledger, user, home)
-
-    def _complete(self, ledger: Ledger, user: str, home: Path) -> tuple[int, int, int, list[str]]:
         s = self._settings
         mark = ledger.catch_up(self._db)
         known = ledger.knows(user)
@@ -195,7 +195,7 @@ class Accounts:
                 ledger.enter(user, uid)  # before the first line: a crash after it is found and finished
         subids = subid_range(uid, uid_min=s.uid_min, subid_base=s.subid_base, subid_count=s.subid_count)
         lines = student_lines(user, uid, gid, home, subids, days_since_epoch(time.time()))
-        offset = passwd.offset if passwd is not None else -1
+        offset = passwd.offset if passwd is not None else -1  # set below: a missing passwd line is added first
         added = []
         for database in DATABASES:  # passwd first, as useradd
             present = passwd if database == "passwd" else self._db.find(database, user) if known else None

@@ -101,15 +101,6 @@ def parse_line(line: bytes, offset: int = 0) -> Entry:
     return Entry(offset, tuple(line.decode("utf-8", "surrogateescape").split(":")))
 
 
-def entries(region: bytes, start: int = 0) -> Iterator[Entry]:
-    """Every non-empty line of ``region`` (a file's bytes from offset ``start``) (pure)."""
-    offset = start
-    for line in region.split(b"\n"):
-        if line:
-            yield parse_line(line, offset)
-        offset += len(line) + 1
-
-
 @dataclass(frozen=True)
 class Cursor:
     """How far a database was read: its inode, its size then, and the bytes just before that size.

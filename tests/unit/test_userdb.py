@@ -16,7 +16,6 @@ from nbhosting_core.system.userdb import (
     PasswdHints,
     UserDb,
     days_since_epoch,
-    entries,
     invalidate_caches,
     parse_line,
     student_lines,
@@ -65,7 +64,6 @@ def test_a_line_parses_into_its_fields_and_numbers():
         1000002,
         None,
     )
-    assert [e.offset for e in entries(b"a:x:1:\n\nb:x:2:\n", 100)] == [100, 108]
 
 
 def test_find_gives_the_first_line_of_that_exact_name(db):
