@@ -24,6 +24,7 @@ from .accounts import Accounts, AccountStore
 from .backend import NotebookBackend
 from .culling import Culler, CullPolicy, should_cull
 from .errors import (
+    AccountUnavailable,
     CommandFailed,
     ImageBuildError,
     InvalidInput,
@@ -68,6 +69,7 @@ __all__ = [
     "AccessDecision",
     "Account",
     "AccountStore",
+    "AccountUnavailable",
     "Accounts",
     "Action",
     "CommandFailed",

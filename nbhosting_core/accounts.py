@@ -1,29 +1,46 @@
 """Students' Linux accounts: created on first sight, never changed afterwards.
 
 Each student gets a user named from a hash of their id (see :func:`naming.user_name`), a uid in the
-students' range, no login shell, a home under DATA_ROOT/students, and a narrow subuid/subgid range
-derived from the uid (so ranges never overlap and a host holds far more than 65,536 students).
+students' range (its own group, same number), no password and no login shell, a home under
+DATA_ROOT/students, and a narrow subuid/subgid range derived from the uid (so ranges never overlap and a host
+holds far more than 65,536 students).
+
+Accounts cost the same with 100,000 students on the host as with none: nbhosting writes the lines itself,
+appended under shadow-utils' lock (:mod:`.system.userdb`), takes uids from a ledger that reads only what the
+databases gained since the last creation (:mod:`.system.ledger`), and finds an account from its home and one
+read of its /etc/passwd line at a remembered offset, not through glibc's scan of every entry.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pwd
+import sqlite3
 import stat
 import time
 from pathlib import Path
 from typing import Protocol
 
+from .errors import AccountUnavailable
 from .models import Account
 from .naming import subid_range, user_name
 from .settings import Settings
+from .system.ledger import Ledger
 from .system.locks import file_lock
 from .system.runner import CommandRunner
 from .system.tree import chown_tree, ensure_dir
+from .system.userdb import (
+    DATABASES,
+    ETC,
+    Entry,
+    PasswdHints,
+    UserDb,
+    days_since_epoch,
+    invalidate_caches,
+    student_lines,
+)
 
 log = logging.getLogger(__name__)
-NOLOGIN = "/usr/sbin/nologin"
 
 
 class AccountStore(Protocol):
@@ -39,99 +56,152 @@ class AccountStore(Protocol):
 
 
 class Accounts:
-    """Creates and finds students' Linux accounts (needs root to create)."""
+    """Creates and finds students' Linux accounts (needs root to create).
 
-    def __init__(self, settings: Settings, runner: CommandRunner) -> None:
+    Args:
+        settings: the students' prefix, uid range, subordinate ids and folders.
+        runner: runs host commands (nscd).
+        etc: where the account databases are; a throwaway folder in tests and benchmarks.
+    """
+
+    def __init__(self, settings: Settings, runner: CommandRunner, *, etc: Path = ETC) -> None:
         self._settings = settings
         self._runner = runner
+        self._db = UserDb(etc)
+        self._hints = PasswdHints(settings.run_dir / "accounts" / "passwd-offsets", settings.uid_min, settings.uid_max)
+        self._ledger_path = settings.data_root / "accounts.sqlite"
 
     def home_of(self, user: str) -> Path:
         """The home folder of ``user``."""
         return self._settings.students_dir / user
 
     def find(self, student_id: str) -> Account | None:
-        """The account of ``student_id`` if it is complete, else None."""
+        """The account of ``student_id`` if it is complete (its home is the student's), else None."""
         user = user_name(student_id, self._settings.user_prefix)
-        try:
-            entry = pwd.getpwnam(user)
-        except KeyError:
-            return None
-        home = Path(entry.pw_dir)
+        home = self.home_of(user)
         try:
             info = os.lstat(home)
         except FileNotFoundError:
-            return None  # a creation was interrupted: ensure() finishes it
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != entry.pw_uid:
-            return None  # cut between making the home and giving it to the student: ensure() finishes it
-        return Account(student_id=student_id, user=user, uid=entry.pw_uid, gid=entry.pw_gid, home=home)
+            return None  # never made, or a creation was interrupted: ensure() finishes it
+        if not stat.S_ISDIR(info.st_mode):
+            return None
+        entry = self._passwd_entry(user, info.st_uid)
+        gid = entry.number(3) if entry is not None and len(entry.fields) == 7 else None
+        if entry is None or gid is None or entry.number() != info.st_uid:
+            # deleted since, or cut between making the home and giving it to the student: ensure() repairs
+            return None
+        return Account(student_id=student_id, user=user, uid=info.st_uid, gid=gid, home=home)
 
     def ensure(self, student_id: str) -> Account:
         """The account of ``student_id``, created (or its creation finished) if needed.
 
-        Idempotent: running it again never duplicates the user nor changes its uid or ranges.
+        Idempotent: running it again never duplicates a line nor changes the uid or ranges. Safe from many
+        threads and processes at once, and beside other programs that change the account databases.
+
+        Raises:
+            AccountUnavailable: the databases stayed locked, the uid range is full, or a write failed.
         """
         found = self.find(student_id)
         if found is not None:
             return found
-        with file_lock(self._settings.locks_dir / "accounts.lock"):
+        s = self._settings
+        with file_lock(s.locks_dir / "accounts.lock"):
             found = self.find(student_id)
             if found is not None:
                 return found
             started = time.monotonic()
-            account = self._create(student_id)
-            log.info("account created: user=%s uid=%d in %.3fs", account.user, account.uid, time.monotonic() - started)
-            return account
-
-    def _create(self, student_id: str) -> Account:
-        s = self._settings
-        user = user_name(student_id, self._settings.user_prefix)
-        home = self.home_of(user)
-        try:
-            entry = pwd.getpwnam(user)
-        except KeyError:
-            self._runner.run(
-                [
-                    "useradd",
-                    "--no-create-home",
-                    "--home-dir",
-                    str(home),
-                    "--shell",
-                    NOLOGIN,
-                    "--user-group",
-                    "--comment",
-                    "nbhosting student",
-                    "-K",
-                    f"UID_MIN={s.uid_min}",
-                    "-K",
-                    f"UID_MAX={s.uid_max}",
-                    "-K",
-                    f"GID_MIN={s.uid_min}",
-                    "-K",
-                    f"GID_MAX={s.uid_max}",
-                    "-K",
-                    "SUB_UID_COUNT=0",
-                    "-K",
-                    "SUB_GID_COUNT=0",
-                    user,
-                ]
+            user = user_name(student_id, s.user_prefix)
+            home = self.home_of(user)
+            try:
+                with self._db.locked(), self._ledger() as ledger:
+                    uid, gid, offset, added = self._write_lines(ledger, user, home)
+            except TimeoutError as exc:
+                raise AccountUnavailable(
+                    "Your account cannot be created right now; please retry in a minute.",
+                    log_detail=f"user={user}: {exc}",
+                ) from exc
+            except (OSError, sqlite3.Error) as exc:
+                raise AccountUnavailable(
+                    "Your account cannot be created right now; please retry in a minute.",
+                    log_detail=f"user={user}: writing the account databases in {self._db.etc}: {exc}",
+                ) from exc
+            nscd = invalidate_caches(self._runner) if added else False
+            ensure_dir(s.students_dir, 0, 0, 0o711)
+            if home.is_dir() and os.lstat(home).st_uid != uid:
+                # the user was deleted and made again (new uid): give the student their files back
+                chown_tree(home, uid, gid)
+            ensure_dir(home, uid, gid, 0o700)
+            self._hints.put(uid, offset)
+            log.info(
+                "account %s: user=%s uid=%d gid=%d lines added=%s nscd=%s in %.3fs",
+                "created" if "passwd" in added else "completed",
+                user,
+                uid,
+                gid,
+                ",".join(added) or "none",
+                nscd,
+                time.monotonic() - started,
             )
-            entry = pwd.getpwnam(user)
-        first, count = subid_range(entry.pw_uid, uid_min=s.uid_min, subid_base=s.subid_base, subid_count=s.subid_count)
-        if not _has_subid(Path("/etc/subuid"), user) or not _has_subid(Path("/etc/subgid"), user):
-            span = f"{first}-{first + count - 1}"
-            self._runner.run(["usermod", "--add-subuids", span, "--add-subgids", span, user])
-        ensure_dir(s.students_dir, 0, 0, 0o711)
-        if home.is_dir() and os.lstat(home).st_uid != entry.pw_uid:
-            # the user was deleted and made again (new uid): give the student their files back
-            chown_tree(home, entry.pw_uid, entry.pw_gid)
-        ensure_dir(home, entry.pw_uid, entry.pw_gid, 0o700)
-        return Account(student_id=student_id, user=user, uid=entry.pw_uid, gid=entry.pw_gid, home=home)
+            return Account(student_id=student_id, user=user, uid=uid, gid=gid, home=home)
 
+    # ------------------------------------------------------------------------------------ internals
 
-def _has_subid(path: Path, user: str) -> bool:
-    prefix = f"{user}:"
-    try:
-        with path.open() as lines:
-            return any(line.startswith(prefix) for line in lines)
-    except FileNotFoundError:
-        return False
+    def _passwd_entry(self, user: str, uid: int) -> Entry | None:
+        """``user``'s passwd line: read at the offset where it was last seen, else searched for (and remembered)."""
+        offset = self._hints.get(uid)
+        if offset is not None:
+            entry = self._db.entry_at("passwd", offset, user)
+            if entry is not None:
+                return entry
+        entry = self._db.find("passwd", user)
+        number = entry.number() if entry is not None else None
+        if entry is not None and number is not None:
+            self._hints.put(number, entry.offset)
+        return entry
+
+    def _ledger(self) -> Ledger:
+        s = self._settings
+        return Ledger(self._ledger_path, prefix=s.user_prefix, uid_min=s.uid_min, uid_max=s.uid_max)
+
+    def _write_lines(self, ledger: Ledger, user: str, home: Path) -> tuple[int, int, int, list[str]]:
+        """Add whatever lines ``user`` lacks (all six for a new student); return (uid, gid, passwd offset, added).
+
+        A user the ledger does not know has no line anywhere: nothing is searched for. A user it knows was cut
+        half-way (or changed by someone else): each database is searched, and only what is missing is added.
+        """
+        s = self._settings
+        mark = ledger.catch_up(self._db)
+        known = ledger.knows(user)
+        passwd = self._db.find("passwd", user) if known else None
+        if passwd is not None:
+            uid, gid = passwd.number(), passwd.number(3)
+            if uid is None or gid is None or not s.uid_min <= uid <= s.uid_max:
+                raise AccountUnavailable(
+                    "Your account cannot be created; the administrators can find the details in the logs.",
+                    log_detail=f"{user} exists with a uid outside {s.uid_min}..{s.uid_max}: {':'.join(passwd.fields)}",
+                )
+        else:
+            if mark > s.uid_max:
+                raise AccountUnavailable(
+                    "No new account can be created on this server; please tell the course team.",
+                    log_detail=f"every uid of {s.uid_min}..{s.uid_max} was given",
+                )
+            group = self._db.find("group", user) if known else None
+            uid = mark
+            group_gid = group.number() if group is not None else None
+            gid = group_gid if group_gid is not None else uid  # a group left by a cut creation keeps its gid
+            mark = uid + 1
+            if not known:
+                ledger.enter(user, uid)  # before the first line: a crash after it is found and finished
+        subids = subid_range(uid, uid_min=s.uid_min, subid_base=s.subid_base, subid_count=s.subid_count)
+        lines = student_lines(user, uid, gid, home, subids, days_since_epoch(time.time()))
+        offset = passwd.offset if passwd is not None else -1  # set below: a missing passwd line is added first
+        added = []
+        for database in DATABASES:  # passwd first, as useradd
+            present = passwd if database == "passwd" else self._db.find(database, user) if known else None
+            if present is None:
+                at = self._db.append(database, lines[database])
+                offset = at if database == "passwd" else offset
+                added.append(database)
+        ledger.commit(self._db, mark)
+        return uid, gid, offset, added

@@ -7,7 +7,8 @@
     ├── NotFound                   a course or notebook that does not exist (HTTP 404)
     ├── InvalidNotebook            a course notebook that nbformat cannot read (HTTP 422)
     ├── OverQuota                  a student's workspace is full (HTTP 507): nothing new is started
-    ├── CommandFailed              a host command (useradd, podman, mount, ...) exited non-zero
+    ├── AccountUnavailable         a student's Linux account cannot be made now (HTTP 503)
+    ├── CommandFailed              a host command (podman, mount, ...) exited non-zero
     │   └── ImageBuildError        ... while building a notebook image
     ├── RuntimeUnavailable         the container engine cannot be reached or used
     └── StartFailed                a notebook server did not come up
@@ -56,6 +57,13 @@ class OverQuota(NbhostingError):
     """The student's workspace holds more than their disk quota allows."""
 
     reason = "over-quota"
+
+
+class AccountUnavailable(NbhostingError):
+    """A student's Linux account could not be made: the account databases stayed locked, the students'
+    uid range is full, or they could not be written."""
+
+    reason = "account-unavailable"
 
 
 class CommandFailed(NbhostingError):

@@ -53,7 +53,7 @@ class Hub:
         accounts: students' accounts; default Linux users (:class:`~nbhosting_core.accounts.Accounts`).
         quota: keeps students within ``workspace_quota``; default, with the default backend, what
             ``quota_mode`` says (:mod:`nbhosting_core.system.quota`); with another backend, none.
-        runner: runs host commands (useradd, mount, ...); default the real one.
+        runner: runs host commands (mount, nscd, ...); default the real one.
         clock: seconds since the epoch; tests pass a fake.
     """
 

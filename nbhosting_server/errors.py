@@ -12,6 +12,7 @@ STATUS: list[tuple[type[errors.NbhostingError], int, str]] = [
     (errors.StartTimeout, 504, "Your notebook server is taking too long"),
     (errors.StartFailed, 503, "Your notebook server could not start"),
     (errors.RuntimeUnavailable, 503, "Notebooks are unavailable right now"),
+    (errors.AccountUnavailable, 503, "Notebooks are unavailable right now"),
     (errors.CommandFailed, 500, "Something went wrong on the server"),
     (errors.NbhostingError, 500, "Something went wrong on the server"),
 ]

@@ -23,6 +23,11 @@ TEST_PREFIX = "nbt-"
 TEST_UID_MIN = 3_000_000
 TEST_UID_MAX = 3_099_999
 TEST_SUBID_BASE = 4_000_000_000
+# benchmarks' students (bench/), made in throwaway account databases: uids and subordinate ids of their own, so
+# that killing a benchmark's students' processes never touches a test run's (their uids exist on the same host)
+BENCH_UID_MIN = 3_100_000
+BENCH_UID_MAX = 3_249_999
+BENCH_SUBID_BASE = TEST_SUBID_BASE + (TEST_UID_MAX + 1 - TEST_UID_MIN) * 1024  # up to 4,256,000,000 < 2**32
 
 
 def is_root() -> bool:
@@ -62,10 +67,10 @@ def make_root() -> Path:
 
 
 def students_of(root: Path | None) -> list[pwd.struct_passwd]:
-    """Test students whose home is under ``root``; with None, those whose home is gone (stale)."""
+    """Test (and benchmark) students whose home is under ``root``; with None, those whose home is gone (stale)."""
     found = []
     for e in pwd.getpwall():
-        if not (e.pw_name.startswith(TEST_PREFIX) and TEST_UID_MIN <= e.pw_uid <= TEST_UID_MAX):
+        if not (e.pw_name.startswith(TEST_PREFIX) and TEST_UID_MIN <= e.pw_uid <= BENCH_UID_MAX):
             continue
         if (root is None and not Path(e.pw_dir).exists()) or (root and e.pw_dir.startswith(f"{root}/")):
             found.append(e)

@@ -124,7 +124,7 @@ def diagnose(settings: Settings, runner: CommandRunner | None = None) -> list[Ch
         ("newuidmap", "uidmap"),
         ("caddy", "caddy"),
         ("useradd", "passwd"),
-        ("setpriv", "util-linux"),
+        ("unshare", "util-linux"),
     ):
         found = shutil.which(tool)
         checks.append(Check(tool, found is not None, found or f"{tool} is missing (apt-get install {package})"))

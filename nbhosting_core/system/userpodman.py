@@ -133,14 +133,16 @@ class UserPodman:
         a = self.account
         env = {**self.environment(), "LISTEN_FDS": "1"}
         script = f"LISTEN_PID=$$ exec podman system service --time={self.settings.podman_service_idle}"
-        argv = ["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--clear-groups", "--", "sh", "-c", script]
+        # unshare with no namespace only drops to the student: groups cleared, ids as numbers, nothing looked up
+        # (setpriv looks --reuid and --regid up as names first: 30 ms at 100,000 accounts)
+        argv = ["unshare", f"--setgid={a.gid}", f"--setuid={a.uid}", "--", "sh", "-c", script]
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, log_fd, 1),
             (os.POSIX_SPAWN_DUP2, log_fd, 2),
             (os.POSIX_SPAWN_DUP2, listen_fd, LISTEN_FD),
         ]
-        return os.posix_spawnp("setpriv", argv, env, file_actions=actions, setsid=True)
+        return os.posix_spawnp("unshare", argv, env, file_actions=actions, setsid=True)
 
     def call(self, action: Callable[[podman.PodmanClient], T]) -> T:
         """Run ``action`` with a client, starting the service again once if it exited meanwhile.

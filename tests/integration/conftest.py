@@ -7,7 +7,7 @@ from tests.support import built_rootfs, installation
 
 
 def require_podman_host() -> None:
-    missing = [tool for tool in ("podman", "runc", "newuidmap", "useradd", "setpriv") if shutil.which(tool) is None]
+    missing = [tool for tool in ("podman", "runc", "newuidmap", "userdel", "unshare") if shutil.which(tool) is None]
     reason = "needs root" if os.geteuid() != 0 else f"missing {missing}" if missing else ""
     if reason:
         if os.environ.get("CI") == "true":

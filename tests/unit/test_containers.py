@@ -1,7 +1,15 @@
 from pathlib import Path
 
 from nbhosting_core import Account, Action, Server, ServerState, Settings
-from nbhosting_core.containers import LABELS, container_spec, jupyter_options, plan, server_from_inspect, state_of
+from nbhosting_core.containers import (
+    LABELS,
+    container_spec,
+    jupyter_options,
+    keep_id_mappings,
+    plan,
+    server_from_inspect,
+    state_of,
+)
 
 KEY = "c" * 40
 
@@ -38,13 +46,31 @@ def spec(**overrides):
 
 def test_spec_runs_rootless_read_only_on_a_unix_socket_with_the_token_in_env_not_argv():
     s = spec()
-    assert s["userns"] == {"nsmode": "keep-id"} and s["read_only_filesystem"] is True
+    assert s["userns"] == {"nsmode": "private"} and s["read_only_filesystem"] is True
+    assert s["user"] == "1000001:1000001" and s["idmappings"] == keep_id_mappings(1000001, 1000001, 1024)
     assert s["rootfs"] == "/rootfs"
     assert "--ServerApp.sock=/nbhosting/run/jupyter.sock" in s["command"]
     assert f"--ServerApp.base_url=/nb/{KEY}/" in s["command"]
     assert s["env"]["JUPYTER_TOKEN"] == "TOKEN"
     assert not any("TOKEN" in arg for arg in s["command"])
     assert not any("port" in arg.lower() for arg in s["command"])
+
+
+def test_the_student_keeps_their_ids_inside_and_the_ids_below_go_to_their_subordinate_range():
+    maps = keep_id_mappings(3_100_007, 3_100_008, 1024)
+    assert maps["UIDMap"] == [
+        {"container_id": 0, "host_id": 1, "size": 1024},  # container 0..1023: the student's subordinate ids
+        {"container_id": 3_100_007, "host_id": 0, "size": 1},  # the student's uid: the student (0 of their namespace)
+    ]
+    assert maps["GIDMap"][1] == {"container_id": 3_100_008, "host_id": 0, "size": 1}
+
+
+def test_a_uid_smaller_than_the_subordinate_range_has_the_rest_of_it_above():
+    assert keep_id_mappings(500, 500, 1024)["UIDMap"] == [
+        {"container_id": 0, "host_id": 1, "size": 500},
+        {"container_id": 500, "host_id": 0, "size": 1},
+        {"container_id": 501, "host_id": 501, "size": 524},
+    ]
 
 
 def test_spec_network_follows_the_egress_setting():
