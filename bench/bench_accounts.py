@@ -5,7 +5,8 @@ Run as root from the repository root, on a host set up by `./setup.sh test`:
     /opt/nbhosting/venv/bin/python -m bench.bench_accounts [--accounts 100000] [--burst 10] [--rounds 1]
 
 The host's account databases are never touched. For each size, /etc is copied into a throwaway folder and N
-students are added to its passwd, group, shadow, gshadow, subuid and subgid; the measurements then run in a
+students are added to its passwd, group, shadow and gshadow (and, for the ``--active`` ones, subuid and subgid:
+nbhosting keeps subordinate ids only for students whose podman runs); the measurements then run in a
 private mount namespace (``unshare --mount --propagation private``) where that copy is bind-mounted over /etc.
 The whole folder is bound, not the six files: a file bound over /etc/passwd is silently detached as soon as
 useradd or userdel runs on the host (they replace the file), and writes would then reach the host's.
@@ -55,8 +56,13 @@ FILLER_HOME = Path("/nonexistent/nbhosting-bench")  # outside any installation: 
 # ------------------------------------------------------------------------------------------ the trees
 
 
-def make_tree(folder: Path, accounts: int) -> Path:
-    """A copy of /etc with ``accounts`` students of the benchmark's range added; returns the copy's path."""
+def make_tree(folder: Path, accounts: int, active: int) -> Path:
+    """A copy of /etc with ``accounts`` students of the benchmark's range added; returns the copy's path.
+
+    As on a host in use: every student has their passwd, group, shadow and gshadow lines; only the ``active``
+    ones, whose podman runs now, have subordinate ids (nbhosting revokes them when a student's last server
+    stops: see nbhosting_core.system.subids).
+    """
     etc = folder / "etc"
     folder.mkdir()
     subprocess.run(["cp", "-a", "/etc", str(etc)], check=True)
@@ -67,7 +73,8 @@ def make_tree(folder: Path, accounts: int) -> Path:
             uid = BENCH_UID_MIN + i
             subids = subid_range(uid, uid_min=BENCH_UID_MIN, subid_base=BENCH_SUBID_BASE, subid_count=1024)
             for db, line in student_lines(user, uid, uid, FILLER_HOME / user, subids, 20000).items():
-                files[db].write(line + "\n")
+                if i < active or db not in ("subuid", "subgid"):
+                    files[db].write(line + "\n")
     finally:
         for file in files.values():
             file.close()
@@ -227,6 +234,7 @@ def pair(zero: list[dict[str, Any]], big: list[dict[str, Any]], key: str) -> tup
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--accounts", type=int, default=100_000, help="students already on the host")
+    parser.add_argument("--active", type=int, default=500, help="of them, students working now (their podman runs)")
     parser.add_argument("--creations", type=int, default=30, help="accounts created alone, per size")
     parser.add_argument("--cold", type=int, default=5, help="first opens of new students, one after the other")
     parser.add_argument("--warm", type=int, default=20, help="opens of a running server")
@@ -244,7 +252,7 @@ def main() -> None:
         sys.exit(f"--accounts must be within 0..{room}; --creations, --cold, --burst and --rounds at least 1")
     work = Path(tempfile.mkdtemp(prefix="nbh-bench-accounts-", dir="/var/tmp"))
     try:
-        trees = {"zero": make_tree(work / "zero", 0), "big": make_tree(work / "big", args.accounts)}
+        trees = {"zero": make_tree(work / "zero", 0, 0), "big": make_tree(work / "big", args.accounts, args.active)}
         results: dict[str, list[dict[str, Any]]] = {"zero": [], "big": []}
         for _ in range(args.rounds):
             for size, etc in trees.items():

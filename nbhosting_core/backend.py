@@ -84,6 +84,18 @@ class NotebookBackend(Protocol):
         """The last ``tail`` lines ``server`` printed (for admins' error reports)."""
         ...
 
+    def release(self, user: str) -> bool:
+        """Free what the backend keeps for student ``user``, none of whose servers runs; True if it freed any.
+
+        The hub calls it under the student's lock once their last server stopped (podman: their API service,
+        user namespace and subordinate ids). The next ``ensure_running`` takes it all again.
+        """
+        ...
+
+    def held(self) -> list[str]:
+        """Students for whom the backend keeps something now (see :meth:`release`)."""
+        ...
+
     def reconcile(self) -> ReconcileReport:
         """Bring the backend's records in line with the truth after a crash or a reboot.
 

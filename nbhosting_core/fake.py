@@ -53,8 +53,9 @@ class FakeBackend:
         self._records: dict[str, _Record] = {}
         #: exceptions the next ``ensure_running`` calls raise, in order (e.g. RuntimeUnavailable)
         self.fail_next: list[Exception] = []
-        #: every action taken, as (verb, server name): what a test can assert on
+        #: every action taken, as (verb, server name or user): what a test can assert on
         self.journal: list[tuple[str, str]] = []
+        self._engines: set[str] = set()  # students whose "engine" runs (as a student's podman would)
 
     # ------------------------------------------------------------------------------------- the contract
 
@@ -64,6 +65,7 @@ class FakeBackend:
         with self._lock:
             if self.fail_next:
                 raise self.fail_next.pop(0)
+            self._engines.add(account.user)
             record = self._records.get(name)
             if record is not None and record.server.state is ServerState.RUNNING:
                 return Ensured(server=record.server, action=Action.REUSE)
@@ -144,6 +146,21 @@ class FakeBackend:
         """See :meth:`NotebookBackend.logs`."""
         record = self._records.get(server.name)
         return "" if record is None else "\n".join(record.log[-tail:])
+
+    def release(self, user: str) -> bool:
+        """See :meth:`NotebookBackend.release`: the student's engine is forgotten until their next start."""
+        with self._lock:
+            if any(r.server.user == user and r.server.state is ServerState.RUNNING for r in self._records.values()):
+                return False
+            if user not in self._engines:
+                return False
+            self._engines.discard(user)
+            self.journal.append(("release", user))
+            return True
+
+    def held(self) -> list[str]:
+        """See :meth:`NotebookBackend.held`: students whose engine was started and not released."""
+        return sorted(self._engines)
 
     def reconcile(self) -> ReconcileReport:
         """See :meth:`NotebookBackend.reconcile`: memory cannot go stale, there is nothing to repair."""

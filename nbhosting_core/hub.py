@@ -269,17 +269,18 @@ class Hub:
     def reconcile(self) -> ReconcileReport:
         """Repair the backend's records after a crash or a reboot (see :meth:`NotebookBackend.reconcile`).
 
-        Students' storage held for no running server (a mounted workspace) is released too.
+        What is held for students with no running server (a mounted workspace, a podman namespace and its
+        subordinate ids) is released too.
         """
         started = time.monotonic()
         report = self.backend.reconcile()
         running = {s.user for s in self.backend.list_servers() if s.state is ServerState.RUNNING}
         released = []
-        for user in self.quota.held():
+        for user in sorted(set(self.quota.held()) | set(self.backend.held())):
             if user not in running:
                 with self._student_lock(user):
                     if self._release_if_idle(user):
-                        released.append(f"workspace of {user}")
+                        released.append(f"resources of {user}")
         report = report.model_copy(update={"cleared": [*report.cleared, *released]})
         log.info(
             "reconcile: checked=%d adopted=%s removed=%s cleared=%d in %.3fs",
@@ -370,7 +371,9 @@ class Hub:
         """Release the student's storage if none of their servers runs (call under their lock); True if released."""
         if any(s.user == user and s.state is ServerState.RUNNING for s in self.backend.list_servers()):
             return False
-        return self.quota.release(user)
+        storage = self.quota.release(user)
+        engine = self.backend.release(user)
+        return storage or engine
 
     def _discard(self, server: Server, why: str) -> None:
         started = time.monotonic()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import pwd
+import shutil
 import time
 from pathlib import Path
 
@@ -19,14 +20,15 @@ from ..containers import container_spec, plan, server_from_inspect
 from ..errors import CommandFailed, LimitsNotApplied, RuntimeUnavailable, StartFailed
 from ..jupyterapi import KERNELS_PATH, STATUS_PATH, parse_activity
 from ..models import Account, Action, Ensured, ReconcileReport, Server, ServerActivity, ServerState, Usage
-from ..naming import container_name, is_key
+from ..naming import container_name, is_key, subid_range
 from ..settings import Settings
 from ..tokens import jupyter_token, new_key
 from .cgroups import Limiter, limiter_for
 from .locks import file_lock
-from .records import Records, RunRecord, ServerRecord, process_start, running_conmons
+from .records import Records, RunRecord, ServerRecord, process_start, processes_of, running_conmons, stop_processes
 from .runner import CommandRunner, SubprocessRunner
 from .sockets import SocketDirs
+from .subids import SubordinateIds
 from .unixhttp import get
 from .userpodman import UserPodman
 
@@ -53,6 +55,7 @@ class PodmanBackend:
         self._records = Records(settings.servers_dir, settings.running_dir)
         self._sockets = SocketDirs(settings.jupyter_sockets_dir, self._runner, size=settings.socket_dir_size)
         self._limiter = limiter or limiter_for(settings)
+        self._subids = SubordinateIds(settings)
 
     # ----------------------------------------------------------------------------------- the contract
 
@@ -154,6 +157,50 @@ class PodmanBackend:
     def logs(self, server: Server, tail: int = 50) -> str:
         """See :meth:`NotebookBackend.logs`."""
         return UserPodman(self._settings, self._account(server)).logs(server.name, tail)
+
+    def release(self, user: str) -> bool:
+        """See :meth:`NotebookBackend.release`: the student's podman processes (API service, the pause process
+        that holds their user namespace) are stopped, their runtime folder emptied, their subordinate ids revoked.
+
+        Their next launch starts it all again (~0.1 s). A server of theirs that still runs: nothing is done.
+        """
+        uid = self._uid_of(user)
+        if uid is None or any(s.user == user and s.state is ServerState.RUNNING for s in self.list_servers()):
+            return False
+        s = self._settings
+        first, count = subid_range(uid, uid_min=s.uid_min, subid_base=s.subid_base, subid_count=s.subid_count)
+        stopped = stop_processes(set(processes_of({uid})) | set(processes_of(range(first, first + count))))
+        runtime = s.users_run_dir / str(uid)
+        if runtime.is_dir():
+            shutil.rmtree(runtime)  # by descriptor, never following a link the student made
+        (s.run_dir / "podman" / f"{user}.sock").unlink(missing_ok=True)
+        revoked = self._subids.revoke([user])
+        if stopped or revoked:
+            log.info(
+                "released user=%s: %d podman processes stopped, subordinate ids %s",
+                user,
+                len(stopped),
+                "revoked" if revoked else "already gone",
+            )
+        return bool(stopped or revoked)
+
+    def held(self) -> list[str]:
+        """See :meth:`NotebookBackend.held`: this installation's students with subordinate ids granted.
+
+        (/etc/subuid is the host's: another installation's students, whose homes are elsewhere, are not ours.)
+        """
+        return [user for user in self._subids.granted() if (self._settings.students_dir / user).is_dir()]
+
+    def _uid_of(self, user: str) -> int | None:
+        """The uid of this installation's student ``user`` (None for anyone else)."""
+        record = next((r for r in self._records.servers() if r.user == user), None)
+        if record is not None:
+            return record.uid
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            return None
+        return entry.pw_uid if Path(entry.pw_dir) == self._settings.students_dir / user else None
 
     def reconcile(self) -> ReconcileReport:
         """See :meth:`NotebookBackend.reconcile`.

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import time
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -75,6 +77,34 @@ def process_uid(pid: int) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return uid
+
+
+def processes_of(uids: set[int] | range) -> list[int]:
+    """Every live (not zombie) process whose real uid is in ``uids``."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            uid = process_uid(int(entry.name))
+            if uid is not None and uid in uids:
+                found.append(int(entry.name))
+    return found
+
+
+def stop_processes(pids: set[int], grace: float = 2.0) -> list[int]:
+    """SIGTERM ``pids``, then SIGKILL those still there after ``grace`` seconds; the ones that were there."""
+    there = []
+    for pid in sorted(pids):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            there.append(pid)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(process_uid(p) is not None for p in there):
+        time.sleep(0.02)
+    for pid in there:
+        if process_uid(pid) is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return there
 
 
 def running_conmons(uid_min: int, uid_max: int) -> list[tuple[int, str]]:

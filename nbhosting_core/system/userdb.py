@@ -27,6 +27,7 @@ import logging
 import mmap
 import os
 import shutil
+import stat
 import struct
 import time
 from collections.abc import Iterator
@@ -203,6 +204,38 @@ class UserDb:
             return size
         finally:
             os.close(fd)
+
+    def remove(self, database: str, names: set[str]) -> list[str]:
+        """Drop every line of ``names`` from ``database``; return the names whose lines went.
+
+        Call it under :meth:`locked`. The file is written anew beside itself (same owner and mode), synced, then
+        renamed over the old one, as useradd and userdel do: a crash leaves the old file or the new one, whole.
+        Meant for files nbhosting keeps short (/etc/subuid, /etc/subgid: see :mod:`.subids`).
+        """
+        path = self.path(database)
+        with open(path, "rb") as file:
+            info = os.fstat(file.fileno())
+            lines = file.read().splitlines(keepends=True)
+        kept: list[bytes] = []
+        gone: set[str] = set()
+        for line in lines:
+            name = line.split(b":", 1)[0].decode("utf-8", "surrogateescape")
+            if name in names:
+                gone.add(name)
+            else:
+                kept.append(line)
+        if not gone:
+            return []
+        tmp = path.with_name(f".{path.name}.nbhosting-{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            os.fchown(fd, info.st_uid, info.st_gid)
+            os.fchmod(fd, stat.S_IMODE(info.st_mode))
+            out.write(b"".join(kept))
+            out.flush()
+            os.fsync(fd)
+        os.replace(tmp, path)
+        return sorted(gone)
 
     def cursor(self, database: str) -> Cursor:
         """Where ``database`` ends now (see :class:`Cursor`)."""

@@ -29,6 +29,7 @@ from ..errors import RuntimeUnavailable
 from ..models import Account
 from ..settings import Settings
 from .locks import file_lock
+from .subids import SubordinateIds
 from .tree import ensure_dir
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class UserPodman:
         ensure_dir(self.storage_dir, a.uid, a.gid, 0o700)
         for folder in (self.socket_path.parent, self.log_path.parent):
             ensure_dir(folder, 0, 0, 0o700)
+        SubordinateIds(self.settings).grant(a.user, a.uid)  # before podman makes the student's user namespace
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

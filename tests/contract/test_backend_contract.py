@@ -148,3 +148,17 @@ def test_reconcile_leaves_a_consistent_host_alone(env):
     report = env.backend.reconcile()
     assert ensured.server.name not in report.removed and ensured.server.name not in report.adopted
     assert env.backend.is_ready(ensured.server)
+
+
+def test_a_released_student_starts_again_from_nothing(env):
+    account, first = launch(env, "release")
+    env.wait_ready(first.server)
+    assert account.user in env.backend.held()
+    assert env.backend.release(account.user) is False  # a server of theirs runs: nothing is freed
+    env.backend.stop(first.server)
+    assert env.backend.release(account.user) is True
+    assert account.user not in env.backend.held()
+    again = env.backend.ensure_running(account, "c1", env.workspace(account, "c1"))
+    assert again.action is Action.START and again.server.key == first.server.key
+    env.wait_ready(again.server)
+    assert account.user in env.backend.held()

@@ -279,3 +279,20 @@ def test_a_students_containers_are_listed_by_their_nbhosting_label(hub, settings
     for label in (MARKER, f"{MARKER}={launch.key}"):
         assert [c["Names"] for c in engine.list(label)] == [[launch.container]]
     assert engine.list(f"{MARKER}={'0' * 40}") == []
+
+
+def test_a_student_whose_servers_all_stopped_holds_no_process_and_no_subordinate_ids(hub, settings):
+    from nbhosting_core.system.records import processes_of
+
+    sid = student("idle")
+    launch = opened(hub, sid)
+
+    def subuid_lines() -> list[str]:
+        return [x for x in Path("/etc/subuid").read_text().splitlines() if x.startswith(launch.user + ":")]
+
+    assert processes_of({launch.uid}) and len(subuid_lines()) == 1
+    hub.stop(launch.container)
+    assert processes_of({launch.uid}) == []  # no podman service, no pause process, nothing
+    assert subuid_lines() == [] and not (settings.users_run_dir / str(launch.uid)).exists()
+    again = opened(hub, sid)  # everything comes back at the next click
+    assert again.key == launch.key and again.state is LaunchState.READY and len(subuid_lines()) == 1

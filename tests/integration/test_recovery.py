@@ -283,7 +283,9 @@ def test_after_a_reboot_every_student_gets_their_server_back_with_their_files(ro
         # a fresh start, as `nbh serve` makes it
         ensure_layout(s)
         report = Hub(s).reconcile()
-        assert report == ReconcileReport(checked=3), report  # nothing runs, nothing stale survived the wipe
+        # nothing runs, nothing stale survived the wipe but the subordinate ids of who worked at the power cut
+        held = sorted(f"resources of {before[sid].user}" for sid in (edited, running))
+        assert report == ReconcileReport(cleared=held, checked=3), report
         names = {launch.container for launch in before.values()}
         assert {line.split()[1] for line in reconciled(reconcile_log) if line.endswith("starts it again")} == names
         assert not any(p.name.endswith(".json") for p in s.running_dir.iterdir())
@@ -388,7 +390,7 @@ def test_runtime_files_left_by_a_remove_cut_half_way_are_cleared_by_reconcile(se
         f"run record {launch.container}",
         f"socket folder {launch.key[:8]}",
         f"limit groups {launch.container}",
-        f"workspace of {launch.user}",
+        f"resources of {launch.user}",
     ], report
     assert not (settings.running_dir / f"{launch.key}.json").exists()
     assert not (settings.jupyter_sockets_dir / launch.key).exists()

@@ -342,3 +342,21 @@ def test_reconcile_logs_its_whole_report_for_log_handlers(hub, caplog):
         report = hub.reconcile()
     logged = [r for r in caplog.records if r.getMessage().startswith("reconcile: checked=1")]
     assert len(logged) == 1 and logged[0].report == report  # type: ignore[attr-defined]
+
+
+def test_a_students_engine_is_released_once_their_last_server_stops_and_taken_again_at_their_next_launch(hub, backend):
+    first = hub.open_notebook("python", "loops.ipynb", "alice")
+    hub.open_notebook("python", "w1/intro.ipynb", "bob")
+    assert backend.held() == sorted([first.user, hub.accounts.find("bob").user])
+    hub.stop(first.container)
+    assert ("release", first.user) in backend.journal and first.user not in backend.held()
+    assert hub.accounts.find("bob").user in backend.held()  # bob still works
+    hub.open_notebook("python", "loops.ipynb", "alice")
+    assert first.user in backend.held()
+
+
+def test_reconcile_releases_what_is_held_for_students_with_no_running_server(hub, backend):
+    launch = hub.open_notebook("python", "loops.ipynb", "alice")
+    backend.crash(launch.container)  # it died: nobody told the hub
+    report = hub.reconcile()
+    assert f"resources of {launch.user}" in report.cleared and backend.held() == []

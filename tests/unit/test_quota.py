@@ -83,7 +83,7 @@ def test_reconcile_releases_storage_held_for_no_running_server(env):
     launch = hub.open_notebook("c", "a.ipynb", "alice")
     backend.crash(launch.container)  # died without the hub knowing
     report = hub.reconcile()
-    assert ("release", launch.user) in quota.calls and f"workspace of {launch.user}" in report.cleared
+    assert ("release", launch.user) in quota.calls and f"resources of {launch.user}" in report.cleared
 
 
 def test_with_measured_usage_the_culler_stops_a_student_over_quota(tmp_path):
