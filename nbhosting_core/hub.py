@@ -245,8 +245,7 @@ class Hub:
         server = self._by_name(name)
         started = time.monotonic()
         with self._student_lock(server.user):
-            self.backend.stop(server)
-            self._release_if_idle(server.user)
+            self._stop_and_release(server)
         log.info(
             "stop user=%s course=%s key=%s reason=admin in %.3fs",
             server.user,
@@ -329,8 +328,7 @@ class Hub:
                     _short(server.key),
                 )
                 return decision.model_copy(update={"cull": False, "reason": CullReason.ACTIVE})
-            self.backend.stop(server)
-            self._release_if_idle(server.user)
+            self._stop_and_release(server)
         log.info(
             "cull user=%s course=%s key=%s reason=%s idle=%.0fs age=%.0fs in %.3fs",
             server.user,
@@ -366,6 +364,11 @@ class Hub:
     def _student_lock(self, user: str) -> AbstractContextManager[None]:
         """Held while a student's storage is prepared or released and their servers start or stop."""
         return file_lock(self.settings.locks_dir / f"student-{user}.lock")
+
+    def _stop_and_release(self, server: Server) -> None:
+        """Stop ``server``, and release its student's resources if it was their last (under their lock)."""
+        self.backend.stop(server)
+        self._release_if_idle(server.user)
 
     def _release_if_idle(self, user: str) -> bool:
         """Release the student's storage if none of their servers runs (call under their lock); True if released."""

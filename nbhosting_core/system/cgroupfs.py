@@ -153,6 +153,21 @@ class ServerGroups:
         self._root = root
         self._prepared = False
 
+    def apply(self, name: str, pid: int, uid: int) -> None:
+        """Make the server's groups, set its limits, move its processes in.
+
+        Raises:
+            LimitsNotApplied: a group could not be made or written, or processes kept escaping the move.
+        """
+        try:
+            self._move(name, pid, uid, self._write_limits(name))
+        except OSError as exc:
+            raise LimitsNotApplied(UNSAFE, log_detail=f"limits of {name}: {exc}") from exc
+
+    def _write_limits(self, name: str) -> list[Path]:
+        """Make the server's groups and write its limits; the ``cgroup.procs`` files to move its processes to."""
+        raise NotImplementedError
+
     def _move(self, name: str, pid: int, uid: int, procs_files: list[Path]) -> None:
         """Move ``pid`` and its descendants of ``uid`` into every group of ``procs_files``, until none is left out.
 

@@ -13,12 +13,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LimitsNotApplied
 from ..models import Usage
 from .cgroupfs import (
     CFS_PERIOD_US,
     CGROUP_ROOT,
-    UNSAFE,
     Enforcement,
     ServerGroups,
     meminfo,
@@ -110,38 +108,28 @@ class CgroupV1Limiter(ServerGroups):
         """None: podman cannot enforce them rootless on v1."""
         return None
 
-    def apply(self, name: str, pid: int, uid: int) -> None:
-        """Make the server's groups, set its limits, move its processes in.
-
-        Raises:
-            LimitsNotApplied: a group could not be made or written, or processes kept escaping the move.
-        """
+    def _write_limits(self, name: str) -> list[Path]:
+        """The server's group in each hierarchy, with its limits."""
         s = self._settings
-        try:
-            self._prepare()
-            procs = []
-            for controller in self._controllers():
-                folder = self._dir(controller, name)
-                folder.mkdir(exist_ok=True)
-                procs.append(folder / "cgroup.procs")
-            set_memory_v1(self._dir("memory", name), s.memory_limit, name)
-            write_value(self._dir("pids", name) / "pids.max", s.pids_limit)
-            cpu = self._dir("cpu", name)
-            if cpu.is_dir():
-                write_value(cpu / "cpu.shares", s.cpu_shares)
-                if s.cpu_limit and (cpu / "cpu.cfs_quota_us").exists():
-                    write_value(cpu / "cpu.cfs_period_us", CFS_PERIOD_US)
-                    write_value(cpu / "cpu.cfs_quota_us", int(s.cpu_limit * CFS_PERIOD_US))
-                elif (cpu / "cpu.cfs_quota_us").exists():
-                    write_value(cpu / "cpu.cfs_quota_us", -1)
-                elif s.cpu_limit:
-                    log.warning("limits of %s: cpu_limit is set but this host has no CFS quota; not capped", name)
-            self._move(name, pid, uid, procs)
-        except OSError as exc:
-            raise LimitsNotApplied(
-                UNSAFE,
-                log_detail=f"limits of {name}: {exc}",
-            ) from exc
+        self._prepare()
+        procs = []
+        for controller in self._controllers():
+            folder = self._dir(controller, name)
+            folder.mkdir(exist_ok=True)
+            procs.append(folder / "cgroup.procs")
+        set_memory_v1(self._dir("memory", name), s.memory_limit, name)
+        write_value(self._dir("pids", name) / "pids.max", s.pids_limit)
+        cpu = self._dir("cpu", name)
+        if cpu.is_dir():
+            write_value(cpu / "cpu.shares", s.cpu_shares)
+            if s.cpu_limit and (cpu / "cpu.cfs_quota_us").exists():
+                write_value(cpu / "cpu.cfs_period_us", CFS_PERIOD_US)
+                write_value(cpu / "cpu.cfs_quota_us", int(s.cpu_limit * CFS_PERIOD_US))
+            elif (cpu / "cpu.cfs_quota_us").exists():
+                write_value(cpu / "cpu.cfs_quota_us", -1)
+            elif s.cpu_limit:
+                log.warning("limits of %s: cpu_limit is set but this host has no CFS quota; not capped", name)
+        return procs
 
     def release(self, name: str) -> bool:
         """Remove the server's groups (they are empty once its processes exited)."""

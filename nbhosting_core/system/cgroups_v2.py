@@ -12,12 +12,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LimitsNotApplied
 from ..models import Usage
 from .cgroupfs import (
     CFS_PERIOD_US,
     CGROUP_ROOT,
-    UNSAFE,
     Enforcement,
     ServerGroups,
     meminfo,
@@ -93,31 +91,21 @@ class CgroupV2Limiter(ServerGroups):
         """None: root enforces them the same way whatever podman's cgroup manager."""
         return None
 
-    def apply(self, name: str, pid: int, uid: int) -> None:
-        """Make the server's group, set its limits, move its processes in.
-
-        Raises:
-            LimitsNotApplied: the group could not be made or written, or processes kept escaping the move.
-        """
+    def _write_limits(self, name: str) -> list[Path]:
+        """The server's group, with its limits."""
         s = self._settings
         folder = self._base() / name
-        try:
-            self._prepare()
-            folder.mkdir(exist_ok=True)
-            write_value(folder / "memory.max", s.memory_limit)
-            with contextlib.suppress(OSError):  # no swap controller: nothing to turn off
-                write_value(folder / "memory.swap.max", 0)
-            write_value(folder / "pids.max", s.pids_limit)
-            if (folder / "cpu.weight").exists():
-                write_value(folder / "cpu.weight", cpu_weight(s.cpu_shares))
-                quota = f"{int(s.cpu_limit * CFS_PERIOD_US)}" if s.cpu_limit else "max"
-                write_value(folder / "cpu.max", f"{quota} {CFS_PERIOD_US}")
-            self._move(name, pid, uid, [folder / "cgroup.procs"])
-        except OSError as exc:
-            raise LimitsNotApplied(
-                UNSAFE,
-                log_detail=f"limits of {name}: {exc}",
-            ) from exc
+        self._prepare()
+        folder.mkdir(exist_ok=True)
+        write_value(folder / "memory.max", s.memory_limit)
+        with contextlib.suppress(OSError):  # no swap controller: nothing to turn off
+            write_value(folder / "memory.swap.max", 0)
+        write_value(folder / "pids.max", s.pids_limit)
+        if (folder / "cpu.weight").exists():
+            write_value(folder / "cpu.weight", cpu_weight(s.cpu_shares))
+            quota = f"{int(s.cpu_limit * CFS_PERIOD_US)}" if s.cpu_limit else "max"
+            write_value(folder / "cpu.max", f"{quota} {CFS_PERIOD_US}")
+        return [folder / "cgroup.procs"]
 
     def release(self, name: str) -> bool:
         """Remove the server's group (empty once its processes exited)."""

@@ -445,28 +445,8 @@ class PodmanBackend:
 
 
 def _server(record: ServerRecord, state: ServerState, started_at: float | None) -> Server:
-    return Server(
-        name=record.name,
-        course=record.course,
-        student_id=record.student_id,
-        user=record.user,
-        uid=record.uid,
-        key=record.key,
-        image=record.image,
-        state=state,
-        started_at=started_at,
-    )
+    return Server(**record.model_dump(exclude={"gid", "phase"}), state=state, started_at=started_at)
 
 
 def _record_of(server: Server, gid: int) -> ServerRecord:
-    return ServerRecord(
-        name=server.name,
-        course=server.course,
-        student_id=server.student_id,
-        user=server.user,
-        uid=server.uid,
-        gid=gid,
-        key=server.key,
-        image=server.image,
-        phase="created",
-    )
+    return ServerRecord(**server.model_dump(exclude={"state", "started_at"}), gid=gid, phase="created")
