@@ -122,7 +122,8 @@ class Culler:
         return self._cull()
 
     def start(self) -> None:
-        """Run in a daemon thread until :meth:`stop`."""
+        """Run in a daemon thread until :meth:`stop` (the lock is tried at once: the log says who leads)."""
+        self.try_lead()
         self._thread = threading.Thread(target=self._loop, name="nbhosting-culler", daemon=True)
         self._thread.start()
 
