@@ -21,9 +21,10 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 from starlette.testclient import TestClient
 
-from nbhosting_core import Hub, ensure_layout
+from nbhosting_core import Hub, ensure_layout, signed_launch_path
+from nbhosting_core.platforms import load_platforms
 from nbhosting_server import create_app
-from nbhosting_server.demo import ensure_demo_course
+from nbhosting_server.demo import DEMO_PLATFORM, ensure_demo_course, ensure_demo_platform
 from tests.support import built_rootfs, installation
 
 NOTEBOOK = ("demo", "01-welcome.ipynb")
@@ -95,8 +96,13 @@ def main() -> None:
         line("warm open (same process), p95", pct(warm, 0.95), "s")
         fresh = [timed_open(Hub(settings), "bench-cold-0") for _ in range(10)]
         line("warm open (new process, run record in RUN_DIR)", statistics.median(fresh), "s")
+        # over HTTP, a launch signed by the demo platform: its student is nbhosting's "demo:bench-http"
+        ensure_demo_platform(settings.effective_platforms_file)
+        platform = load_platforms(settings.effective_platforms_file).get(DEMO_PLATFORM)
+        assert platform is not None
+        timed_open(hub, f"{DEMO_PLATFORM}:bench-http")  # running: what follows measures warm opens
         client = TestClient(create_app(hub=hub), base_url="https://bench")
-        url = "/notebookLazyCopy/{}/{}/bench-cold-0".format(*NOTEBOOK)
+        url = signed_launch_path(platform, *NOTEBOOK, "bench-http", int(time.time()) + 3600)
         http = []
         for _ in range(args.warm):
             start = time.perf_counter()

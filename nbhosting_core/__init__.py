@@ -27,8 +27,10 @@ from .errors import (
     AccountUnavailable,
     CommandFailed,
     ImageBuildError,
+    InvalidConfig,
     InvalidInput,
     InvalidNotebook,
+    LaunchRefused,
     LimitsNotApplied,
     NbhostingError,
     NotFound,
@@ -39,6 +41,7 @@ from .errors import (
 )
 from .fake import FakeAccounts, FakeBackend
 from .hub import Hub
+from .launches import Admission, admit, signed_launch_path
 from .models import (
     AccessCookie,
     Account,
@@ -56,6 +59,7 @@ from .models import (
     Usage,
 )
 from .naming import container_name, user_name, validate_course, validate_notebook_path, validate_student_id
+from .platforms import Platform, Platforms, load_platforms
 from .settings import Settings
 from .system.images import ensure_default_rootfs
 from .system.layout import ensure_layout
@@ -72,6 +76,7 @@ __all__ = [
     "AccountUnavailable",
     "Accounts",
     "Action",
+    "Admission",
     "CommandFailed",
     "CommandRunner",
     "CullDecision",
@@ -83,15 +88,19 @@ __all__ = [
     "FakeBackend",
     "Hub",
     "ImageBuildError",
+    "InvalidConfig",
     "InvalidInput",
     "InvalidNotebook",
     "Launch",
+    "LaunchRefused",
     "LaunchState",
     "LimitsNotApplied",
     "NbhostingError",
     "NotFound",
     "NotebookBackend",
     "OverQuota",
+    "Platform",
+    "Platforms",
     "PodmanBackend",
     "ReconcileReport",
     "RuntimeUnavailable",
@@ -104,10 +113,13 @@ __all__ = [
     "StartTimeout",
     "SubprocessRunner",
     "Usage",
+    "admit",
     "container_name",
     "ensure_default_rootfs",
     "ensure_layout",
+    "load_platforms",
     "should_cull",
+    "signed_launch_path",
     "user_name",
     "validate_course",
     "validate_notebook_path",

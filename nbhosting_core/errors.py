@@ -6,6 +6,8 @@
     ├── InvalidInput               a course, notebook path or student id that is refused (HTTP 400)
     ├── NotFound                   a course or notebook that does not exist (HTTP 404)
     ├── InvalidNotebook            a course notebook that nbformat cannot read (HTTP 422)
+    ├── LaunchRefused              a launch no trusted platform vouches for (HTTP 403): nothing is created
+    ├── InvalidConfig              a configuration file that is refused (says the line and why)
     ├── OverQuota                  a student's workspace is full (HTTP 507): nothing new is started
     ├── AccountUnavailable         a student's Linux account cannot be made now (HTTP 503)
     ├── CommandFailed              a host command (podman, mount, ...) exited non-zero
@@ -51,6 +53,23 @@ class InvalidNotebook(NbhostingError):
     """A course notebook is not a valid Jupyter notebook."""
 
     reason = "invalid-notebook"
+
+
+class LaunchRefused(NbhostingError):
+    """A launch that no trusted platform vouches for (unsigned, expired, forged, not allowed): nothing is made."""
+
+    reason = "launch-refused"
+
+    def __init__(self, message: str, *, why: str, log_detail: str = "") -> None:
+        super().__init__(message, log_detail=log_detail or why)
+        #: a slug saying which check failed (unsigned, expired, bad-signature, ...), for logs and metrics
+        self.why = why
+
+
+class InvalidConfig(NbhostingError):
+    """A configuration file (e.g. the platforms file) that nbhosting refuses; the message says where and why."""
+
+    reason = "invalid-config"
 
 
 class OverQuota(NbhostingError):

@@ -81,6 +81,8 @@ class Hub:
         self.workspaces = Workspaces(settings)
         self.activity = ActivityLog(settings.activity_dir, flush=settings.activity_flush, clock=clock)
         self.policy = CullPolicy.from_settings(settings)
+        #: seconds since the epoch, as this hub tells time (a fake in tests): the web layer uses it too
+        self.clock = clock
         self._clock = clock
 
     # ------------------------------------------------------------------------------------- students

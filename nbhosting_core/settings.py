@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     )
     podman_service_idle: int = Field(120, ge=1, description="Seconds a student's podman API service lingers when idle.")
     cookie_max_age: int = Field(12 * 3600, gt=0, description="Lifetime of a notebook access cookie.")
+    platforms_file: Path | None = Field(
+        None,
+        description="The platforms nbhosting trusts (TOML, see nbhosting_core.platforms); default "
+        "DATA_ROOT/platforms.toml. No file: no launch from outside.",
+    )
+    signed_launch_max_ttl: int = Field(
+        24 * 3600, gt=0, description="How far ahead a signed launch URL may expire (seconds): longer ones are refused."
+    )
 
     # --- a term unattended: culling (see nbhosting_core.culling)
     idle_timeout: float = Field(
@@ -186,6 +194,11 @@ class Settings(BaseSettings):
     def effective_images_dir(self) -> Path:
         """Where root filesystems are built and cached."""
         return self.images_dir or self.data_root / "images"
+
+    @property
+    def effective_platforms_file(self) -> Path:
+        """The platforms file: ``platforms_file``, or DATA_ROOT/platforms.toml."""
+        return self.platforms_file or self.data_root / "platforms.toml"
 
     @property
     def secret_file(self) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.cookies
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,8 +19,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from nbhosting_core import Culler, Hub, Launch, LaunchState, NbhostingError, NotFound, Settings
+from nbhosting_core import (
+    Admission,
+    Culler,
+    Hub,
+    Launch,
+    LaunchRefused,
+    LaunchState,
+    NbhostingError,
+    NotFound,
+    Settings,
+    admit,
+    validate_course,
+    validate_notebook_path,
+    validate_student_id,
+)
 from nbhosting_core.access import COOKIE_NAME
+from nbhosting_core.launches import check_poll_token, poll_token
+from nbhosting_core.platforms import PlatformsFile
 
 from . import pages
 from .errors import http_status, retryable
@@ -65,24 +82,31 @@ def _raw_path(request: Request) -> str:
 
 
 class Endpoints:
-    """The app's request handlers, bound to one :class:`Hub`."""
+    """The app's request handlers, bound to one :class:`Hub` and the platforms it trusts."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, platforms: PlatformsFile) -> None:
         self.hub = hub
+        self.platforms = platforms
 
     async def launch(self, request: Request) -> Response:
         """GET /notebookLazyCopy/<course>/<notebook>/<student> (and the legacy /ipythonExercice/).
 
-        With ``?status=1`` (the progress page's polls), answers JSON: where the launch stands.
+        Only launches a trusted platform vouches for get in (see :mod:`nbhosting_core.launches`); the student is
+        the platform's, scoped by its name. With ``?status=1`` (the progress page's polls), answers JSON: where the
+        launch stands.
         """
         p = request.path_params
         course, notebook, student = p["course"], p["notebook"], p["student"]
         poll = _is_poll(request)
         try:
+            validate_course(course)  # a bad link is a 400 before anything else
+            validate_notebook_path(notebook)
+            validate_student_id(student)
+            admission = self._admit(request, course, notebook, student)
             if poll:
-                launch = await run_in_threadpool(self._status, course, notebook, student)
+                launch = await run_in_threadpool(self._status, course, notebook, admission.student_id)
             else:
-                launch = await run_in_threadpool(self.hub.open_notebook, course, notebook, student)
+                launch = await run_in_threadpool(self.hub.open_notebook, course, notebook, admission.student_id)
         except NbhostingError as exc:
             return self._error(request, exc, poll)
         if poll:
@@ -93,11 +117,38 @@ class Endpoints:
         elif launch.state is LaunchState.READY:
             response = RedirectResponse(launch.url, status_code=302, headers={"Cache-Control": "no-store"})
         else:
-            response = pages.progress_page(
-                _raw_path(request), launch.notebook, launch.course, self.hub.settings.start_timeout
+            token = poll_token(
+                self.hub.secret,
+                admission,
+                course,
+                notebook,
+                student,
+                int(self.hub.clock() + self.hub.settings.start_timeout + 120),
             )
+            follow = f"{_raw_path(request)}?{urllib.parse.urlencode({'poll': token})}"
+            response = pages.progress_page(follow, launch.notebook, launch.course, self.hub.settings.start_timeout)
         _set_access_cookie(response, self.hub, launch)
         return response
+
+    def _admit(self, request: Request, course: str, notebook: str, student: str) -> Admission:
+        """Who vouches for this launch: a platform (signed, legacy), or nbhosting's own poll token."""
+        query = request.query_params
+        token = query.get("poll")
+        if token:
+            return check_poll_token(
+                self.hub.secret, self.platforms.current(), token, course, notebook, student, now=self.hub.clock()
+            )
+        return admit(
+            self.platforms.current(),
+            course,
+            notebook,
+            student,
+            query,
+            now=self.hub.clock(),
+            max_ttl=self.hub.settings.signed_launch_max_ttl,
+            referer=request.headers.get("referer"),
+            fetch_site=request.headers.get("sec-fetch-site"),
+        )
 
     def _status(self, course: str, notebook: str, student: str) -> Launch:
         """A poll: where the launch stands; a launch when there is none yet (a client that polls first)."""
@@ -109,10 +160,14 @@ class Endpoints:
     def _error(self, request: Request, exc: NbhostingError, as_json: bool) -> Response:
         status, title = http_status(exc)
         level = logging.ERROR if status >= 500 else logging.INFO
-        log.log(level, "launch %s failed: %s [%s]", request.url.path, exc, exc.reason)
+        client = request.client.host if request.client else "?"
+        why = f"/{exc.why}" if isinstance(exc, LaunchRefused) else ""
+        # the path, never the query: a signed URL is a capability until it expires
+        log.log(level, "launch %s from %s failed: %s [%s%s]", request.url.path, client, exc, exc.reason, why)
         if as_json:
             return JSONResponse({"state": "failed", "reason": exc.reason, "message": exc.message}, status_code=status)
-        return pages.error_page(status, title, exc.message, retry_url=_raw_path(request) if retryable(status) else None)
+        again = _raw_path(request) + (f"?{request.url.query}" if request.url.query else "")
+        return pages.error_page(status, title, exc.message, retry_url=again if retryable(status) else None)
 
     async def auth(self, request: Request) -> Response:
         """GET /_nbh/auth: Caddy's forward_auth; 200 + the Jupyter Authorization header, or a refusal.
@@ -184,15 +239,22 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(settings: Settings | None = None, hub: Hub | None = None, *, cull: bool = False) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    hub: Hub | None = None,
+    *,
+    platforms: PlatformsFile | None = None,
+    cull: bool = False,
+) -> Starlette:
     """Build the app around ``hub`` (default: a :class:`Hub` on ``settings``, default from the env).
 
+    ``platforms``: who may send students in; default the settings' platforms file (read again when it changes).
     With ``cull``, the app runs the host's culler in a thread (at most one process per host culls: see
     :class:`~nbhosting_core.culling.Culler`).
     """
     if hub is None:
         hub = Hub(settings or Settings())
-    e = Endpoints(hub)
+    e = Endpoints(hub, platforms or PlatformsFile(hub.settings.effective_platforms_file))
     routes = [
         Route("/", e.front),
         Route("/_nbh/auth", e.auth),

@@ -7,6 +7,8 @@
     nbh stop NAME | nbh rm NAME          stop (same key at the next click) or remove (files are kept)
     nbh cull [--dry-run] [--json]        one pass of the idle culler
     nbh reconcile [--json]               repair records after a crash or a reboot
+    nbh sign COURSE NOTEBOOK STUDENT     a launch URL signed for a platform (--platform, --ttl)
+    nbh platforms [--json]               check the platforms file and list its platforms
     nbh image | nbh demo | nbh doctor    build the image; install the demo course; check the host
 
 Every error nbhosting raises is printed as one line (what, and the admin's detail), exit status 1.
@@ -23,10 +25,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from nbhosting_core import Hub, NbhostingError, ServerView, Settings, ensure_default_rootfs, ensure_layout
+from nbhosting_core.platforms import PlatformsFile
 from nbhosting_core.system.doctor import diagnose
 
 from .demo import ensure_demo_course
-from .serve import serve
+from .serve import serve, signed_url
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
@@ -168,6 +171,27 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sign(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh sign`: a signed launch URL, as the platform would make it."""
+    print(signed_url(settings, args.platform, args.course, args.notebook, args.student, args.ttl))
+    return 0
+
+
+def cmd_platforms(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh platforms`: the platforms file, checked."""
+    platforms = PlatformsFile(settings.effective_platforms_file).check()
+    if args.json:
+        _print_json([p.model_dump(mode="json") for p in platforms.platform])  # secrets print as "**********"
+        return 0
+    print(f"{settings.effective_platforms_file}: {len(platforms.platform)} platform(s)")
+    for p in platforms.platform:
+        print(
+            f"  {p.name:<16} methods {', '.join(p.methods)}; courses {', '.join(p.courses)}; "
+            f"origins {', '.join(p.origins) or '(none)'}"
+        )
+    return 0
+
+
 def cmd_image(settings: Settings, args: argparse.Namespace) -> int:
     """`nbh image`."""
     ensure_layout(settings)
@@ -227,6 +251,12 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only say what would be stopped"
     )
     add("reconcile", cmd_reconcile, "repair records after a crash or a reboot", as_json=True)
+    c = add("sign", cmd_sign, "print a launch URL signed for a platform (what its own code would make)")
+    for name in ("course", "notebook", "student"):
+        c.add_argument(name)
+    c.add_argument("--platform", default="demo", help="the platform that signs (default: demo)")
+    c.add_argument("--ttl", type=int, default=3600, help="seconds the URL works (default 3600)")
+    add("platforms", cmd_platforms, "check the platforms file and list its platforms", as_json=True)
     add("image", cmd_image, "build (or find in cache) the notebook image; prints its rootfs")
     add("demo", cmd_demo, "install the demo course")
     add("doctor", cmd_doctor, "check what this host gives nbhosting (exit 1 if something required fails)")

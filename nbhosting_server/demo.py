@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 import nbformat
@@ -9,6 +11,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 DEMO_COURSE = "demo"
 DEMO_STUDENT = "demo-student"
+DEMO_PLATFORM = "demo"
 
 
 def _notebooks() -> dict[str, nbformat.NotebookNode]:
@@ -56,3 +59,35 @@ def ensure_demo_course(courses_dir: Path) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(notebook, str(path))
     return root
+
+
+def ensure_demo_platform(platforms_file: Path) -> bool:
+    """Make a platforms file with one platform, ``demo``, that may sign launches of the demo course.
+
+    Only when there is no platforms file yet (an admin's file is never touched); True if one was made. The
+    secret is random, and the file (which holds it) is readable by root only.
+    """
+    if platforms_file.exists():
+        return False
+    platforms_file.parent.mkdir(parents=True, exist_ok=True)
+    text = (
+        '# The platforms nbhosting trusts: who may send students in, and how (see the README, "Platforms").\n'
+        "# Made by `nbh serve --demo`: it signs launch URLs of the demo course (`nbh sign` prints one).\n"
+        "[[platform]]\n"
+        f'name = "{DEMO_PLATFORM}"\n'
+        "origins = []\n"
+        f'courses = ["{DEMO_COURSE}"]\n'
+        'methods = ["signed"]\n'
+        f'secret = "{secrets.token_urlsafe(32)}"\n'
+    )
+    tmp = platforms_file.with_name(f".{platforms_file.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    try:
+        os.link(tmp, platforms_file)  # never replaces a file someone made meanwhile
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
+    return True

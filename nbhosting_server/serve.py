@@ -15,9 +15,18 @@ import time
 import urllib.request
 from pathlib import Path
 
-from nbhosting_core import Hub, Settings, ensure_default_rootfs, ensure_layout
+from nbhosting_core import (
+    Hub,
+    NbhostingError,
+    NotFound,
+    Settings,
+    ensure_default_rootfs,
+    ensure_layout,
+    signed_launch_path,
+)
+from nbhosting_core.platforms import PlatformsFile
 
-from .demo import DEMO_COURSE, DEMO_STUDENT, ensure_demo_course
+from .demo import DEMO_COURSE, DEMO_PLATFORM, DEMO_STUDENT, ensure_demo_course, ensure_demo_platform
 
 CADDYFILE = Path(__file__).resolve().parent / "caddy" / "Caddyfile"
 
@@ -52,6 +61,21 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def signed_url(settings: Settings, platform: str, course: str, notebook: str, student: str, ttl: int) -> str:
+    """A launch URL signed for ``platform`` (as the platform's own code would make it), valid ``ttl`` seconds.
+
+    Raises:
+        InvalidConfig: the platforms file is refused.
+        NotFound: no such platform, or it cannot sign (no method "signed").
+    """
+    found = PlatformsFile(settings.effective_platforms_file).check().get(platform)
+    if found is None or not found.uses("signed"):
+        raise NotFound(f"No platform {platform!r} that signs launch URLs in {settings.effective_platforms_file}.")
+    ttl = min(ttl, settings.signed_launch_max_ttl)
+    path = signed_launch_path(found, course, notebook, student, int(time.time()) + ttl)
+    return settings.public_url.rstrip("/") + path
+
+
 def caddy_root_cert(settings: Settings) -> Path:
     """The root certificate of Caddy's internal CA (what a browser must trust)."""
     return settings.data_root / "caddy" / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
@@ -70,6 +94,8 @@ def prepare(settings: Settings, *, demo: bool, log: bool = True) -> Settings:
     )
     if demo:
         ensure_demo_course(settings.courses_dir)
+        if ensure_demo_platform(settings.effective_platforms_file):
+            print(f"nbh: made {settings.effective_platforms_file} with a 'demo' platform", file=sys.stderr)
     report = Hub(settings).reconcile()
     if report.adopted or report.removed or report.cleared:
         print(
@@ -154,7 +180,11 @@ def serve(settings: Settings, *, demo: bool, workers: int) -> int:
     else:
         print(f"nbhosting is up: {base}/", flush=True)
         if demo:
-            print(f"open the demo notebook: {base}/notebookLazyCopy/{DEMO_COURSE}/01-welcome.ipynb/{DEMO_STUDENT}")
+            try:
+                url = signed_url(settings, DEMO_PLATFORM, DEMO_COURSE, "01-welcome.ipynb", DEMO_STUDENT, 24 * 3600)
+                print(f"open the demo notebook (this link works for 24 h; `nbh sign` makes others): {url}")
+            except NbhostingError as exc:
+                print(f"nbh: no demo link: {exc.message}", file=sys.stderr)
         print(f"(TLS by Caddy's internal CA; trust {caddy_root_cert(settings)} or accept the warning)", flush=True)
     code = 0
     while not stop["signal"]:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..containers import SHM_SIZE, TMPFS
-from ..errors import CommandFailed
+from ..errors import CommandFailed, InvalidConfig
+from ..platforms import PlatformsFile
 from ..settings import Settings
 from .cgroups import limiter_for
 from .mounts import containing_mount, mounts
@@ -105,6 +106,28 @@ def limit_checks(settings: Settings) -> list[Check]:
         )
     )
     return checks
+
+
+def _platforms_check(settings: Settings) -> Check:
+    try:
+        platforms = PlatformsFile(settings.effective_platforms_file).check()
+    except InvalidConfig as exc:
+        return Check("platforms", False, exc.message)
+    if not platforms.platform:
+        return Check(
+            "platforms", True, f"none in {settings.effective_platforms_file}: no launch from outside", required=False
+        )
+    detail = ", ".join(f"{p.name} ({'/'.join(p.methods)})" for p in platforms.platform)
+    legacy = platforms.legacy()
+    if legacy is not None:
+        return Check(
+            "platforms",
+            False,
+            f"{detail}; WARNING: {legacy.name} may send unsigned launches (legacy), checked only by their Referer "
+            f"({', '.join(legacy.origins)})",
+            required=False,
+        )
+    return Check("platforms", True, detail)
 
 
 def diagnose(settings: Settings, runner: CommandRunner | None = None) -> list[Check]:
@@ -211,6 +234,7 @@ def diagnose(settings: Settings, runner: CommandRunner | None = None) -> list[Ch
             required=False,
         )
     )
+    checks.append(_platforms_check(settings))
     checks.append(
         Check(
             "root",

@@ -99,7 +99,18 @@ class Served:
         return self.base_url + path
 
     def launch_path(self, notebook: str, student: str, prefix: str = "notebookLazyCopy", course: str = "demo") -> str:
-        return f"/{prefix}/{course}/{notebook}/{student}"
+        """A launch URL (path and query) signed by the demo platform, as a course platform makes them."""
+        from nbhosting_core.launches import signed_launch_path
+        from nbhosting_core.platforms import load_platforms
+        from nbhosting_server.demo import DEMO_PLATFORM
+
+        platform = load_platforms(self.settings.effective_platforms_file).get(DEMO_PLATFORM)
+        assert platform is not None, "nbh serve --demo made no demo platform"
+        return signed_launch_path(platform, course, notebook, student, int(time.time()) + 3600, prefix=prefix)
+
+    def student_id(self, student: str) -> str:
+        """nbhosting's id of a demo platform's student."""
+        return f"demo:{student}"
 
     def request(
         self, path: str, headers: dict[str, str] | None = None, timeout: float = 90.0
@@ -135,7 +146,7 @@ class Served:
         cookies: list[str] = []
         while True:
             status, _, set_cookies, body = self.request(
-                self.launch_path(notebook, student) + "?status=1", {"Accept": "application/json"}, timeout=10
+                self.launch_path(notebook, student) + "&status=1", {"Accept": "application/json"}, timeout=10
             )
             assert status == 200, f"launch of {notebook} for {student} answered {status}: {body[:500]!r}"
             cookies += set_cookies

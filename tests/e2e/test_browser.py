@@ -121,7 +121,8 @@ def code_cell_sources(browser: Any) -> list[str]:
 
 
 def student_copy(served: Served, student: str, notebook: str, course: str = "demo") -> Path:
-    return served.settings.students_dir / user_name(student, served.settings.user_prefix) / course / notebook
+    user = user_name(served.student_id(student), served.settings.user_prefix)
+    return served.settings.students_dir / user / course / notebook
 
 
 def course_original(served: Served, notebook: str, course: str = "demo") -> Path:
@@ -233,7 +234,7 @@ def test_student_runs_a_cell_and_saves(served: Served, browser: Any) -> None:
     notebook = json.loads(data)  # valid JSON
     assert notebook.get("nbformat") == 4
     owner = copy.stat().st_uid
-    alice = pwd.getpwnam(user_name(ALICE, served.settings.user_prefix))
+    alice = pwd.getpwnam(user_name(served.student_id(ALICE), served.settings.user_prefix))
     assert owner == alice.pw_uid != 0, f"{copy} is owned by uid {owner}, not by alice ({alice.pw_uid})"
 
     assert hashlib.sha256(original.read_bytes()).hexdigest() == original_digest, "the course's original changed"

@@ -21,14 +21,24 @@ from pathlib import Path
 
 import pytest
 
-from nbhosting_core import Hub, Launch, NbhostingError, ReconcileReport, ServerState, Settings, ensure_layout
+from nbhosting_core import (
+    Hub,
+    Launch,
+    NbhostingError,
+    ReconcileReport,
+    ServerState,
+    Settings,
+    ensure_layout,
+    signed_launch_path,
+)
 from nbhosting_core.containers import MARKER
 from nbhosting_core.naming import subid_range
+from nbhosting_core.platforms import load_platforms
 from nbhosting_core.system.cgroups import limiter_for
 from nbhosting_core.system.mounts import mounts
 from nbhosting_core.system.records import Records, process_uid
 from nbhosting_core.system.userpodman import UserPodman
-from nbhosting_server.demo import ensure_demo_course
+from nbhosting_server.demo import DEMO_PLATFORM, ensure_demo_course, ensure_demo_platform
 from nbhosting_server.serve import prepare
 from tests.support import App, installation, jupyter_call, unmount_below
 
@@ -43,14 +53,23 @@ def student(tag: str) -> str:
     return f"rec-{tag}-{uuid.uuid4().hex[:6]}"
 
 
-def launch_path(student_id: str) -> str:
-    return f"/notebookLazyCopy/demo/{NOTEBOOK}/{student_id}"
+def launch_path(settings: Settings, student_id: str) -> str:
+    """The demo platform's signed launch URL for ``student_id`` (whose nbhosting id is ``demo:<id>``)."""
+    ensure_demo_platform(settings.effective_platforms_file)
+    platform = load_platforms(settings.effective_platforms_file).get(DEMO_PLATFORM)
+    assert platform is not None
+    return signed_launch_path(platform, "demo", NOTEBOOK, student_id, int(time.time()) + 3600)
+
+
+def scoped(student_id: str) -> str:
+    """nbhosting's id of the demo platform's student ``student_id``."""
+    return f"{DEMO_PLATFORM}:{student_id}"
 
 
 def launched_ready(app: App, student_id: str, deadline: float) -> dict[str, str]:
     """What the progress page does: poll the launch until the server is ready; its last answer."""
     while True:
-        status, body = app.get(launch_path(student_id) + "?status=1", {"Accept": "application/json"})
+        status, body = app.get(launch_path(app.settings, student_id) + "&status=1", {"Accept": "application/json"})
         assert status == 200, f"the launch of {student_id} answered {status}: {body[:500]!r}\n{app.log_tail()}"
         answer: dict[str, str] = json.loads(body)
         if answer["state"] == "ready":
@@ -130,7 +149,7 @@ def test_the_app_killed_during_ten_starts_leaves_each_student_one_working_server
 
     def click(student_id: str) -> None:
         go.wait()
-        answers[student_id] = app.get(launch_path(student_id))
+        answers[student_id] = app.get(launch_path(settings, student_id))
 
     clicks = [threading.Thread(target=click, args=(s,)) for s in students]
     for t in clicks:
@@ -139,14 +158,15 @@ def test_the_app_killed_during_ten_starts_leaves_each_student_one_working_server
     # may be running already, later students may have an account or not yet
     records = Records(settings.servers_dir, settings.running_dir)
     deadline = time.monotonic() + LAUNCH_DEADLINE
-    while len([r for r in records.servers() if r.student_id in students]) < 3:
+    ids = {scoped(s) for s in students}
+    while len([r for r in records.servers() if r.student_id in ids]) < 3:
         assert time.monotonic() < deadline, f"no server creation began:\n{app.log_tail()}"
         time.sleep(0.005)
     app.kill()
     at_kill = host_state(settings)
     for t in clicks:
         t.join(timeout=60)
-    ours = [r for r in records.servers() if r.student_id in students]
+    ours = [r for r in records.servers() if r.student_id in ids]
     complete = {r.name for r in ours if r.phase == "created" and records.run(r.key) is not None}
     half_made = {r.name for r in ours if r.phase == "creating"}
     # the kill landed mid-way (whatever the timing, some students were cut before their server ran)
@@ -164,27 +184,27 @@ def test_the_app_killed_during_ten_starts_leaves_each_student_one_working_server
 
     deadline = time.monotonic() + LAUNCH_DEADLINE
     for s in students:  # each student clicks again (their first click may have got no answer)
-        status, body = app.get(launch_path(s))
+        status, body = app.get(launch_path(settings, s))
         assert status in (200, 302), f"{s}: {status} {body[:300]!r}\n{app.log_tail()}"
     ready = {s: launched_ready(app, s, deadline) for s in students}
 
-    servers = {v.server.student_id: v.server for v in hub.list_servers() if v.server.student_id in ready}
-    assert set(servers) == set(students)
+    servers = {v.server.student_id: v.server for v in hub.list_servers() if v.server.student_id in ids}
+    assert set(servers) == ids
     for s in students:
-        server = servers[s]
+        server = servers[scoped(s)]
         assert server.state is ServerState.RUNNING and ready[s]["container"] == server.name
-        found = containers_of(settings, hub, s)
+        found = containers_of(settings, hub, scoped(s))
         assert len(found) == 1, f"{s} has {len(found)} containers"
         labels = found[0]["Labels"]
         assert isinstance(labels, dict) and labels[MARKER] == server.key
         assert found[0]["State"] == "running"
         status, _ = jupyter_call(settings, hub.secret, server.key, "GET", f"api/contents/{NOTEBOOK}")
         assert status == 200
-        copy = copy_of(settings, hub, s)
+        copy = copy_of(settings, hub, scoped(s))
         assert copy.read_bytes() == (settings.courses_dir / "demo" / NOTEBOOK).read_bytes()
         assert not list(copy.parent.glob(".nbh-copy-*")), "a half-written copy was left in the workspace"
     running = assert_consistent(settings, hub)
-    assert {servers[s].key for s in students} <= running
+    assert {servers[scoped(s)].key for s in students} <= running
     print("state at the kill:", at_kill, "reconcile:", report, *reconciled(reconcile_log), sep="\n")
 
 

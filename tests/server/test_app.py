@@ -7,10 +7,26 @@ from starlette.testclient import TestClient
 
 from nbhosting_core import FakeAccounts, FakeBackend, Hub, Settings
 from nbhosting_core.access import COOKIE_NAME, access_cookie_value
+from nbhosting_core.launches import signed_launch_path
+from nbhosting_core.platforms import parse_platforms
 from nbhosting_core.tokens import jupyter_token
 from nbhosting_server import create_app
 
 KEY = "d" * 40
+PLATFORMS = """
+[[platform]]
+name = "test"
+origins = ["https://course.example.org"]
+courses = ["*"]
+methods = ["signed"]
+secret = "0123456789abcdef0123456789abcdef"
+"""
+TEST = parse_platforms(PLATFORMS).get("test")
+
+
+def url(student="alice", notebook="a.ipynb", course="demo", prefix="notebookLazyCopy", expires=None):
+    """A launch URL signed by the test platform (as the platform's own code makes them)."""
+    return signed_launch_path(TEST, course, notebook, student, expires or int(Clock.now) + 600, prefix=prefix)
 
 
 class Clock:
@@ -23,6 +39,8 @@ class Clock:
 @pytest.fixture
 def setup(tmp_path):
     settings = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run", start_timeout=30)
+    settings.data_root.mkdir(parents=True)
+    settings.effective_platforms_file.write_text(PLATFORMS)
     (settings.courses_dir / "demo").mkdir(parents=True)
     nbformat.write(new_notebook(), str(settings.courses_dir / "demo" / "a.ipynb"))
     clock = Clock()
@@ -44,10 +62,14 @@ def setup(tmp_path):
         ("demo/a.ipynb/bad%20id", 400, "Invalid student id"),
         ("nope/a.ipynb/alice", 404, "no course"),
         ("demo/missing.ipynb/alice", 404, "no notebook"),
+        ("demo/a.ipynb/alice", 403, "does not come from your course"),  # unsigned
     ],
 )
 def test_bad_launches_get_a_clear_page_and_create_nothing(setup, prefix, path, status, text):
     settings, _, client, backend, _ = setup
+    if status == 404:  # signed by the platform: the door lets it in, then the course or notebook is missing
+        course, notebook, student = path.split("/")
+        path = url(student, notebook, course, prefix=prefix)[len(f"/{prefix}/") :]
     response = client.get(f"/{prefix}/{path}")
     assert response.status_code == status
     assert "text/html" in response.headers["content-type"]
@@ -55,6 +77,14 @@ def test_bad_launches_get_a_clear_page_and_create_nothing(setup, prefix, path, s
     assert "Traceback" not in response.text
     assert not settings.students_dir.exists() or not any(settings.students_dir.iterdir())
     assert backend.journal == []
+
+
+def poll_url(page: str) -> str:
+    """The URL the progress page follows the start with (from its script)."""
+    import json
+    import re
+
+    return json.loads(re.search(r"var launch = (\"[^\"]*\")", page).group(1))
 
 
 def test_bad_launches_answer_json_to_the_progress_page(setup):
@@ -66,39 +96,43 @@ def test_bad_launches_answer_json_to_the_progress_page(setup):
 
 def test_a_cold_launch_answers_at_once_with_a_progress_page_that_polls(setup):
     _, hub, client, backend, clock = setup
-    response = client.get("/notebookLazyCopy/demo/a.ipynb/alice", follow_redirects=False)
+    response = client.get(url("alice"), follow_redirects=False)
     assert response.status_code == 200 and "Starting your notebook" in response.text
     assert "status=1" in response.text
     assert any("Partitioned" in c for c in response.headers.get_list("set-cookie"))
-    poll = client.get("/notebookLazyCopy/demo/a.ipynb/alice?status=1")
+    follow = poll_url(response.text)  # nbhosting's own token: the platform's signature is not needed to follow
+    assert "signature=" not in follow and "poll=" in follow
+    poll = client.get(follow + "&status=1")
     assert poll.status_code == 200 and poll.json()["state"] == "starting"
     clock.now += 1
-    ready = client.get("/notebookLazyCopy/demo/a.ipynb/alice?status=1").json()
+    ready = client.get(follow + "&status=1").json()
     assert ready["state"] == "ready" and ready["url"].startswith("/nb/")
-    again = client.get("/notebookLazyCopy/demo/a.ipynb/alice", follow_redirects=False)
+    again = client.get(url("alice"), follow_redirects=False)
     assert again.status_code == 302 and again.headers["location"] == ready["url"]
     assert [verb for verb, _ in backend.journal] == ["create"]
 
 
 def test_a_poll_before_any_launch_launches(setup):
     client, backend = setup[2], setup[3]
-    assert client.get("/notebookLazyCopy/demo/a.ipynb/bob?status=1").json()["state"] == "starting"
+    assert client.get(url("bob") + "&status=1").json()["state"] == "starting"
     assert [verb for verb, _ in backend.journal] == ["create"]
 
 
 def test_a_server_dying_while_starting_is_told_to_the_polling_page(setup):
     _, _, client, backend, _ = setup
-    client.get("/notebookLazyCopy/demo/a.ipynb/alice")
+    follow = poll_url(client.get(url("alice")).text)
     backend.crash(backend.list_servers()[0].name, output="Traceback: boom")
-    poll = client.get("/notebookLazyCopy/demo/a.ipynb/alice?status=1")
+    poll = client.get(follow + "&status=1")
     assert poll.status_code == 503 and poll.json()["reason"] == "start-failed"
     assert "boom" not in poll.text  # the log detail stays in the log
 
 
 def test_the_progress_page_points_back_at_the_url_as_sent_and_cannot_be_broken_out_of(setup):
     client = setup[2]
-    page = client.get("/notebookLazyCopy/demo/a.ipynb/abc%2541").text
-    assert '"/notebookLazyCopy/demo/a.ipynb/abc%2541"' in page  # not re-encoded: abc%41 stays abc%41
+    # the page follows the path exactly as it was sent, never a decoded-then-encoded copy (for an id holding '%',
+    # that copy would name another student; the TestClient decodes paths twice, so '@' stands in for it here)
+    page = client.get(url("a@b")).text  # sent as a%40b
+    assert '"/notebookLazyCopy/demo/a.ipynb/a%40b?poll=' in page
     assert "</script><" not in page.replace("</script>\n", "")
 
 
@@ -119,7 +153,7 @@ def auth(client, uri, cookie=None, **headers):
 
 def launched(setup, student="alice"):
     _, hub, client, _, _ = setup
-    response = client.get(f"/notebookLazyCopy/demo/a.ipynb/{student}?status=1")
+    response = client.get(url(student) + "&status=1")
     key = response.json()["url"].split("/")[2]
     cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith(COOKIE_NAME))
     return key, cookie.split(";")[0]
@@ -209,7 +243,66 @@ def test_a_full_workspace_gets_its_own_page_without_a_retry_button(tmp_path):
     settings = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run")
     (settings.courses_dir / "demo").mkdir(parents=True)
     nbformat.write(new_notebook(), str(settings.courses_dir / "demo" / "a.ipynb"))
-    hub = Hub(settings, backend=FakeBackend(), accounts=FakeAccounts(settings.students_dir), quota=FullQuota(settings))
-    response = TestClient(create_app(hub=hub), base_url="https://testserver").get("/notebookLazyCopy/demo/a.ipynb/al")
+    hub = Hub(
+        settings,
+        backend=FakeBackend(),
+        accounts=FakeAccounts(settings.students_dir),
+        quota=FullQuota(settings),
+        clock=Clock(),
+    )
+    settings.data_root.mkdir(parents=True, exist_ok=True)
+    settings.effective_platforms_file.write_text(PLATFORMS)
+    response = TestClient(create_app(hub=hub), base_url="https://testserver").get(url("al"))
     assert response.status_code == 507 and "Your workspace is full" in response.text
     assert "Try again" not in response.text  # retrying cannot help until files are removed
+
+
+# ------------------------------------------------------------------------------------------------ the door
+
+
+def test_unsigned_expired_forged_or_misdirected_launches_are_refused_and_create_nothing(setup):
+    settings, _, client, backend, clock = setup
+    good = url("alice")
+    for bad in (
+        "/notebookLazyCopy/demo/a.ipynb/alice",  # no signature: no platform vouches
+        url("alice", expires=int(clock.now) - 1),  # expired
+        good.replace("/alice?", "/mallory?"),  # signed for alice, used for mallory
+        good.replace("a.ipynb", "b.ipynb"),  # for another notebook
+        good[:-2] + ("AA" if not good.endswith("AA") else "BB"),  # tampered
+        good.replace("platform=test", "platform=other"),  # an unknown platform
+        url("alice", expires=int(clock.now) + 25 * 3600),  # expires too far ahead
+    ):
+        response = client.get(bad, headers={"Referer": "https://course.example.org/unit/3"})
+        assert response.status_code == 403, (bad, response.status_code)
+        assert "Traceback" not in response.text
+    assert backend.journal == [] and not (settings.students_dir.exists() and any(settings.students_dir.iterdir()))
+
+
+def test_a_burst_of_invented_launches_creates_nothing(setup):
+    settings, _, client, backend, _ = setup
+    for i in range(200):
+        assert client.get(f"/notebookLazyCopy/demo/a.ipynb/student-{i}").status_code == 403
+    assert backend.journal == [] and backend.held() == []
+
+
+def test_a_forged_poll_token_is_refused(setup):
+    client, backend = setup[2], setup[3]
+    follow = poll_url(client.get(url("alice")).text)
+    assert client.get(follow.replace("/alice?", "/mallory?") + "&status=1").status_code == 403
+    assert client.get(follow[:-3] + "xyz&status=1").status_code == 403
+    assert [verb for verb, _ in backend.journal] == ["create"]  # alice's only
+
+
+def test_students_are_scoped_by_their_platform(setup):
+    hub, client = setup[1], setup[2]
+    client.get(url("alice"))
+    assert [v.server.student_id for v in hub.list_servers()] == ["test:alice"]
+
+
+def test_the_platforms_file_is_read_again_when_it_changes(setup):
+    settings, _, client, _, _ = setup
+    assert client.get(url("alice")).status_code == 200
+    settings.effective_platforms_file.write_text(PLATFORMS.replace('courses = ["*"]', 'courses = ["other"]'))
+    assert client.get(url("bob")).status_code == 403  # demo is not a course of this platform any more
+    settings.effective_platforms_file.write_text("[[platform]\nbroken")  # a mistake: the last good one stays
+    assert client.get(url("carol")).status_code == 403
