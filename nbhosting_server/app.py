@@ -103,6 +103,13 @@ class Endpoints:
             validate_notebook_path(notebook)
             validate_student_id(student)
             admission = self._admit(request, course, notebook, student)
+            if admission.method == "legacy":
+                log.warning(
+                    "legacy (unsigned) launch of %s for %s from %s",
+                    course,
+                    admission.student_id,
+                    request.client.host if request.client else "?",
+                )
             if poll:
                 launch = await run_in_threadpool(self._status, course, notebook, admission.student_id)
             else:

@@ -157,6 +157,7 @@ def serve(settings: Settings, *, demo: bool, workers: int) -> int:
         "--workers",
         str(workers),
         "--no-server-header",
+        "--no-access-log",  # a signed launch URL is a capability until it expires: never logged
         "--proxy-headers",
         "--forwarded-allow-ips",
         "127.0.0.1",

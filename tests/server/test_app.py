@@ -306,3 +306,16 @@ def test_the_platforms_file_is_read_again_when_it_changes(setup):
     assert client.get(url("bob")).status_code == 403  # demo is not a course of this platform any more
     settings.effective_platforms_file.write_text("[[platform]\nbroken")  # a mistake: the last good one stays
     assert client.get(url("carol")).status_code == 403
+
+
+def test_legacy_unsigned_launches_pass_only_from_the_platforms_origins_when_turned_on(setup):
+    settings, hub, client, backend, _ = setup
+    bare = "/ipythonExercice/demo/a.ipynb/alice"
+    assert client.get(bare, headers={"Referer": "https://course.example.org/x"}).status_code == 403  # off
+    settings.effective_platforms_file.write_text(
+        PLATFORMS.replace('methods = ["signed"]', 'methods = ["signed", "legacy"]')
+    )
+    assert client.get(bare, headers={"Referer": "https://elsewhere.example.net/"}).status_code == 403
+    assert client.get(bare).status_code == 403  # no Referer: nobody vouches
+    assert client.get(bare, headers={"Referer": "https://course.example.org/courses/x"}).status_code == 200
+    assert [v.server.student_id for v in hub.list_servers()] == ["test:alice"]
