@@ -147,9 +147,11 @@ def test_the_app_killed_during_ten_starts_leaves_each_student_one_working_server
     answers: dict[str, tuple[int, bytes]] = {}
     go = threading.Barrier(len(students))
 
+    paths = {s: launch_path(settings, s) for s in students}
+
     def click(student_id: str) -> None:
         go.wait()
-        answers[student_id] = app.get(launch_path(settings, student_id))
+        answers[student_id] = app.get(paths[student_id])
 
     clicks = [threading.Thread(target=click, args=(s,)) for s in students]
     for t in clicks:

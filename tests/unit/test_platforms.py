@@ -99,3 +99,20 @@ def test_origins_are_normalised():
     assert origin_of("HTTPS://Courses.Example.org:443/x?y") == "https://courses.example.org"
     assert origin_of("http://localhost:8080/") == "http://localhost:8080"
     assert origin_of("javascript:alert(1)") is None and origin_of("not a url") is None
+
+
+def test_the_demo_platform_is_made_once_even_by_many_at_once(tmp_path):
+    import threading
+
+    from nbhosting_server.demo import ensure_demo_platform
+
+    path = tmp_path / "platforms.toml"
+    made: list[bool] = []
+    threads = [threading.Thread(target=lambda: made.append(ensure_demo_platform(path))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert made.count(True) == 1 and len(made) == 8
+    assert load_platforms(path).get("demo").may_launch("demo") and path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["platforms.toml"]
