@@ -35,7 +35,7 @@ from nbhosting_core import (
     validate_student_id,
 )
 from nbhosting_core.access import COOKIE_NAME
-from nbhosting_core.launches import check_poll_token, poll_token
+from nbhosting_core.launches import check_admission_token, check_poll_token, poll_token
 from nbhosting_core.platforms import PlatformsFile
 
 from . import pages
@@ -131,11 +131,17 @@ class Endpoints:
         return response
 
     def _admit(self, request: Request, course: str, notebook: str, student: str) -> Admission:
-        """Who vouches for this launch: a platform (signed, legacy), or nbhosting's own poll token."""
+        """Who vouches for this launch: a platform (signed, legacy), or nbhosting's own token: a poll token (the
+        progress page) or an admission token (a launch nbhosting verified itself, e.g. LTI)."""
         query = request.query_params
         token = query.get("poll")
         if token:
             return check_poll_token(
+                self.hub.secret, self.platforms.current(), token, course, notebook, student, now=self.hub.clock()
+            )
+        token = query.get("admit")
+        if token:
+            return check_admission_token(
                 self.hub.secret, self.platforms.current(), token, course, notebook, student, now=self.hub.clock()
             )
         return admit(
