@@ -51,6 +51,7 @@ class _Validator(RequestValidator):
     def __init__(self, platforms: Platforms, *, now: float, window: float) -> None:
         super().__init__()
         self.platforms, self.now, self.window = platforms, now, window
+        self.client_key = ""  # as sent (oauthlib swaps an unknown key for its dummy before checking the signature)
         self.timestamp_seen: float | None = None
         self.timestamp_ok = False
 
@@ -100,6 +101,7 @@ class _Validator(RequestValidator):
         request_token: str | None = None,
         access_token: str | None = None,
     ) -> bool:
+        self.client_key = client_key
         self.timestamp_seen = float(int(timestamp))  # ten digits: checked by oauthlib before
         self.timestamp_ok = abs(self.now - self.timestamp_seen) <= self.window
         return self.timestamp_ok  # the nonce is claimed once the signature is known good
@@ -134,7 +136,7 @@ def verify_lti11(url: str, body: str, platforms: Platforms, *, now: float, windo
             log_detail="not an OAuth 1.0a HMAC-SHA1 signed form (oauth_* parameters missing or malformed; "
             "oauthlib's log line says which)",
         )
-    key = str(request.client_key)
+    key = validator.client_key
     shown = repr(key[:60])
     if not validator.timestamp_ok:
         raise LaunchRefused(

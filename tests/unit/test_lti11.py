@@ -108,7 +108,8 @@ def test_a_nonce_is_claimed_only_once_the_signature_is_good(nonces):
 
 def test_an_unknown_consumer_key_is_refused(nonces):
     stranger = Consumer11("who-is-this", "edx-shared-secret-0123")
-    refused("unknown-consumer", stranger.sign(URL, stranger.form(), timestamp=NOW), nonces)
+    error = refused("unknown-consumer", stranger.sign(URL, stranger.form(), timestamp=NOW), nonces)
+    assert "'who-is-this'" in error.log_detail
 
 
 def test_a_platform_that_does_not_launch_by_lti11_is_refused_even_correctly_signed(nonces):
