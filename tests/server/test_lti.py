@@ -283,3 +283,16 @@ def test_the_tool_publishes_its_public_keys(setup):
     assert key["kty"] == "RSA" and key["alg"] == "RS256" and "d" not in key
     assert stat.S_IMODE(os.stat(settings.lti_dir / "tool-key.pem").st_mode) == 0o600
     assert client.get("/lti/13/jwks").json()["keys"][0]["kid"] == key["kid"]
+
+
+def test_nbh_lti_prints_what_the_lms_admin_copies(tmp_path, monkeypatch, capsys):
+    from nbhosting_server.cli import main
+
+    monkeypatch.setenv("NBH_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("NBH_PUBLIC_URL", PUBLIC + "/")
+    assert main(["lti", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["lti11_launch_url"] == LTI11_URL and info["lti13_launch_url"] == LTI13_LAUNCH
+    assert info["lti13_login_url"] == PUBLIC + "/lti/13/login" and info["lti13_keyset_url"] == PUBLIC + "/lti/13/jwks"
+    assert main(["lti", "--public-key"]) == 0
+    assert capsys.readouterr().out.startswith("-----BEGIN PUBLIC KEY-----")
