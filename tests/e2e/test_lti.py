@@ -142,3 +142,63 @@ def test_an_lti11_and_an_lti13_launch_end_with_jupyter_answering_for_that_studen
         # the tool's keys, through Caddy
         status, _, _, body = served.request("/lti/13/jwks")
         assert status == 200 and json.loads(body)["keys"][0]["alg"] == "RS256"
+
+
+def test_an_inline_lti11_launch_opens_the_notebook_inside_the_course_pages_iframe(served: Served, browser: Any) -> None:
+    """As Open edX renders an inline LTI component: the unit (another site: http://127.0.0.1:PORT) holds an iframe
+    whose page auto-submits the signed form to nbhosting, so the LTI POST arrives cross-site in a frame. The 303,
+    the launch's cookie (SameSite=None; Secure; Partitioned) and the notebook must all work in that frame."""
+    import html
+    import http.server
+    import threading
+
+    from tests.e2e.test_browser import css, describe_page, notebook_url_re, until
+
+    consumer = Consumer11("e2e-inline", "e2e-inline-shared-secret")
+    add_platforms(
+        served,
+        '[[platform]]\nname = "e2e-inline"\ncourses = ["demo"]\nmethods = ["lti11"]\n'
+        f'[platform.lti11]\nconsumer_key = "{consumer.key}"\nshared_secret = "{consumer.secret}"\n',
+    )
+    form = consumer.form(user_id="e2e-inline-user", custom_course="demo", custom_notebook=NOTEBOOK)
+    fields = urllib.parse.parse_qsl(consumer.sign(served.url("/lti/11/launch"), form), keep_blank_values=True)
+    inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in fields)
+    pages = {
+        "/unit.html": '<!doctype html><title>Unit</title><h1>Week 1</h1><iframe id="nb" src="/launch.html" '
+        'width="1200" height="800"></iframe>',
+        "/launch.html": f'<!doctype html><form id="lti" method="post" action="{served.url("/lti/11/launch")}">'
+        f'{inputs}</form><script>document.getElementById("lti").submit()</script>',
+    }
+
+    class CourseSite(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            body = pages.get(self.path, "not found").encode()
+            self.send_response(200 if self.path in pages else 404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CourseSite)
+    threading.Thread(target=site.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{site.server_address[1]}/unit.html")
+        browser.switch_to.frame(browser.find_element("id", "nb"))
+        pattern = notebook_url_re(served, NOTEBOOK)
+
+        def ready(b: Any) -> bool:
+            if css(b, "main.error"):
+                return True
+            return bool(pattern.match(b.execute_script("return location.href"))) and bool(
+                css(b, ".jp-Notebook-ExecutionIndicator[data-status='idle']")
+            )
+
+        until(browser, ready, lambda: f"no notebook in the unit's iframe: {describe_page(browser)}")
+        assert not css(browser, "main.error"), describe_page(browser)
+    finally:
+        browser.switch_to.default_content()
+        site.shutdown()
+        site.server_close()
+    assert len(server_of(served, "e2e-inline:e2e-inline-user")) == 1
