@@ -8,6 +8,7 @@
     ├── InvalidNotebook            a course notebook that nbformat cannot read (HTTP 422)
     ├── LaunchRefused              a launch no trusted platform vouches for (HTTP 403): nothing is created
     ├── InvalidConfig              a configuration file that is refused (says the line and why)
+    ├── PlatformUnavailable        a course platform nbhosting must ask (its LTI 1.3 keys) does not answer (HTTP 502)
     ├── OverQuota                  a student's workspace is full (HTTP 507): nothing new is started
     ├── AccountUnavailable         a student's Linux account cannot be made now (HTTP 503)
     ├── CommandFailed              a host command (podman, mount, ...) exited non-zero
@@ -70,6 +71,13 @@ class InvalidConfig(NbhostingError):
     """A configuration file (e.g. the platforms file) that nbhosting refuses; the message says where and why."""
 
     reason = "invalid-config"
+
+
+class PlatformUnavailable(NbhostingError):
+    """A course platform did not answer properly when nbhosting asked it (its LTI 1.3 key set): in time, in size,
+    with a usable answer. Nothing was created; trying again later may help."""
+
+    reason = "platform-unavailable"
 
 
 class OverQuota(NbhostingError):

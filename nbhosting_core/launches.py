@@ -16,6 +16,11 @@ platform: ``edx`` student ``4f8a`` is nbhosting student ``edx:4f8a``.
 
 Once admitted, a launch's progress page follows the start with a **poll token**: nbhosting's own short-lived
 signature over (student, course, notebook), so that polls need neither the platform's signature nor its origin.
+
+An **admission token** is the same kind of signature, made by nbhosting itself once it has verified a launch that
+did not come as a launch URL (an LTI 1.1 or 1.3 launch, see :mod:`nbhosting_core.lti`): the verified launch is
+answered with a redirect to the launch URL carrying ``?admit=<token>``, so that it continues exactly as a click
+(progress page, polls, cookie). It names the platform and the method, and lives a minute.
 """
 
 from __future__ import annotations
@@ -171,6 +176,53 @@ def check_poll_token(
     if not hmac.compare_digest(expected.encode(), digest.encode("utf-8", "replace")):
         raise LaunchRefused(_REFUSED, why="bad-signature", log_detail="poll token does not match this launch")
     return Admission(platform=name, method="poll", student_id=platform.student(student))
+
+
+#: the methods whose launches nbhosting verifies itself, then admits with an admission token
+ADMISSION_METHODS = ("lti11", "lti13")
+
+
+def admission_token(secret: bytes, admission: Admission, course: str, notebook: str, student: str, expires: int) -> str:
+    """nbhosting's token admitting ``admission`` (verified by nbhosting, e.g. an LTI launch) until ``expires`` (pure).
+
+    ``student`` is the platform's student id (unscoped), as the launch URL gives it.
+    """
+    if admission.method not in ADMISSION_METHODS:
+        raise ValueError(f"method {admission.method!r} is not admitted by token")
+    digest = _admission_digest(secret, admission.platform, admission.method, course, notebook, student, expires)
+    return f"{admission.platform}.{admission.method}.{expires}.{digest}"
+
+
+def check_admission_token(
+    secret: bytes, platforms: Platforms, token: str, course: str, notebook: str, student: str, *, now: float
+) -> Admission:
+    """The admission a valid, unexpired admission token for this launch was made for (pure).
+
+    Raises:
+        LaunchRefused: the token is malformed, expired, made for another launch, or its platform is gone or no
+            longer uses the token's method.
+    """
+    name, method, expires_text, digest = (token.split(".", 3) + ["", "", ""])[:4]
+    platform = platforms.get(name)
+    well_formed = expires_text.isascii() and expires_text.isdigit() and len(expires_text) <= 12
+    if platform is None or method not in ADMISSION_METHODS or not well_formed:
+        raise LaunchRefused(_REFUSED, why="malformed", log_detail="admission token malformed or of an unknown platform")
+    expires = int(expires_text)
+    if expires < now:
+        raise LaunchRefused(_REFUSED, why="expired", log_detail="admission token expired")
+    expected = _admission_digest(secret, name, method, course, notebook, student, expires)
+    if not hmac.compare_digest(expected.encode(), digest.encode("utf-8", "replace")):
+        raise LaunchRefused(_REFUSED, why="bad-signature", log_detail="admission token does not match this launch")
+    if method not in platform.methods:
+        raise LaunchRefused(_REFUSED, why="method", log_detail=f"{name} may not launch by {method} any more")
+    return Admission(platform=name, method=method, student_id=platform.student(student))
+
+
+def _admission_digest(
+    secret: bytes, platform: str, method: str, course: str, notebook: str, student: str, expires: int
+) -> str:
+    message = "\0".join(["nbhosting-admit-v1", platform, method, course, notebook, student, str(expires)]).encode()
+    return base64.urlsafe_b64encode(hmac.new(secret, message, hashlib.sha256).digest()).rstrip(b"=").decode()
 
 
 def _poll_digest(secret: bytes, platform: str, course: str, notebook: str, student: str, expires: int) -> str:

@@ -96,6 +96,43 @@ class Settings(BaseSettings):
         24 * 3600, gt=0, description="How far ahead a signed launch URL may expire (seconds): longer ones are refused."
     )
 
+    # --- LTI launches (see nbhosting_core.lti)
+    lti_timestamp_window: int = Field(
+        300,
+        ge=30,
+        le=3600,
+        description="LTI 1.1: how far (seconds, either side) a launch's oauth_timestamp may be from this host's "
+        "clock; each nonce is remembered that long, so a launch is accepted once.",
+    )
+    lti_state_ttl: int = Field(
+        600,
+        ge=30,
+        le=3600,
+        description="LTI 1.3: seconds a login may take from nbhosting's redirect to the platform until the launch "
+        "comes back (the life of the signed state and of its nonce).",
+    )
+    lti_leeway: int = Field(
+        30, ge=0, le=300, description="LTI 1.3: clock skew (seconds) allowed on an id_token's exp, iat and nbf."
+    )
+    jwks_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="LTI 1.3: seconds (overall: connect, TLS, headers, body) to fetch a platform's key set.",
+    )
+    jwks_max_bytes: int = Field(
+        64 * 1024, ge=1024, description="LTI 1.3: largest key set nbhosting reads from a platform (bytes)."
+    )
+    jwks_cache_ttl: int = Field(
+        3600, ge=0, description="LTI 1.3: seconds a platform's key set is used before it is fetched again."
+    )
+    jwks_refetch_interval: float = Field(
+        10.0,
+        ge=0,
+        description="LTI 1.3: a token signed with a key nbhosting does not know makes it fetch the key set again "
+        "(the platform rotated its keys), at most once per this many seconds per platform.",
+    )
+
     # --- a term unattended: culling (see nbhosting_core.culling)
     idle_timeout: float = Field(
         2 * 3600,
@@ -204,6 +241,11 @@ class Settings(BaseSettings):
     def secret_file(self) -> Path:
         """The server's signing secret (cookies, Jupyter tokens); created on first use, mode 0600."""
         return self.data_root / "secret"
+
+    @property
+    def lti_dir(self) -> Path:
+        """DATA_ROOT/lti/: the tool's LTI 1.3 key (tool-key.pem, 0600) and the nonces already seen (nonces/)."""
+        return self.data_root / "lti"
 
     @property
     def jupyter_sockets_dir(self) -> Path:

@@ -1,4 +1,5 @@
-"""The Starlette app: launch routes, Caddy's forward-auth check, health, friendly errors, the culler.
+"""The Starlette app: launch routes, the LTI endpoints (:mod:`nbhosting_server.lti`), Caddy's forward-auth check,
+health, friendly errors, the culler.
 
 No handler waits for a notebook server to start: a cold launch answers at once with a progress page whose
 script polls the same URL with ``?status=1``; every poll answers at once too.
@@ -35,11 +36,12 @@ from nbhosting_core import (
     validate_student_id,
 )
 from nbhosting_core.access import COOKIE_NAME
-from nbhosting_core.launches import check_poll_token, poll_token
+from nbhosting_core.launches import check_admission_token, check_poll_token, poll_token
 from nbhosting_core.platforms import PlatformsFile
 
 from . import pages
 from .errors import http_status, retryable
+from .lti import LtiEndpoints
 
 log = logging.getLogger("nbhosting")
 LAUNCH_PREFIXES = ("notebookLazyCopy", "ipythonExercice")
@@ -138,11 +140,17 @@ class Endpoints:
         return response
 
     def _admit(self, request: Request, course: str, notebook: str, student: str) -> Admission:
-        """Who vouches for this launch: a platform (signed, legacy), or nbhosting's own poll token."""
+        """Who vouches for this launch: a platform (signed, legacy), or nbhosting's own token: a poll token (the
+        progress page) or an admission token (a launch nbhosting verified itself, e.g. LTI)."""
         query = request.query_params
         token = query.get("poll")
         if token:
             return check_poll_token(
+                self.hub.secret, self.platforms.current(), token, course, notebook, student, now=self.hub.clock()
+            )
+        token = query.get("admit")
+        if token:
+            return check_admission_token(
                 self.hub.secret, self.platforms.current(), token, course, notebook, student, now=self.hub.clock()
             )
         return admit(
@@ -256,12 +264,15 @@ def create_app(
     """Build the app around ``hub`` (default: a :class:`Hub` on ``settings``, default from the env).
 
     ``platforms``: who may send students in; default the settings' platforms file (read again when it changes).
+    The LTI endpoints (``/lti/11/launch``, ``/lti/13/login``, ``/lti/13/launch``, ``/lti/13/jwks``) are mounted
+    too: a verified LTI launch continues at the launch route with an admission token.
     With ``cull``, the app runs the host's culler in a thread (at most one process per host culls: see
     :class:`~nbhosting_core.culling.Culler`).
     """
     if hub is None:
         hub = Hub(settings or Settings())
-    e = Endpoints(hub, platforms or PlatformsFile(hub.settings.effective_platforms_file))
+    platforms = platforms or PlatformsFile(hub.settings.effective_platforms_file)
+    e = Endpoints(hub, platforms)
     routes = [
         Route("/", e.front),
         Route("/_nbh/auth", e.auth),
@@ -269,6 +280,7 @@ def create_app(
         Route("/_nbh/unavailable", e.unavailable, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
     ]
     routes += [Route(f"/{prefix}/{{course}}/{{notebook:path}}/{{student}}", e.launch) for prefix in LAUNCH_PREFIXES]
+    routes += LtiEndpoints(hub, platforms).routes()  # /lti/...: LTI 1.1 and 1.3 launches (see nbhosting_server.lti)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@
     nbh reconcile [--json]               repair records after a crash or a reboot
     nbh sign COURSE NOTEBOOK STUDENT     a launch URL signed for a platform (--platform, --ttl)
     nbh platforms [--json]               check the platforms file and list its platforms
+    nbh lti [--json] [--public-key]      the URLs (and key) an LMS admin copies to add nbhosting as an LTI tool
     nbh image | nbh demo | nbh doctor    build the image; install the demo course; check the host
 
 Every error nbhosting raises is printed as one line (what, and the admin's detail), exit status 1.
@@ -27,8 +28,10 @@ from pydantic import ValidationError
 from nbhosting_core import Hub, NbhostingError, ServerView, Settings, ensure_default_rootfs, ensure_layout
 from nbhosting_core.platforms import PlatformsFile
 from nbhosting_core.system.doctor import diagnose
+from nbhosting_core.system.toolkey import ToolKey
 
 from .demo import ensure_demo_course
+from .lti import LTI11_ALIASES, LTI11_LAUNCH, LTI13_JWKS, LTI13_LAUNCH, LTI13_LOGIN
 from .serve import serve, signed_url
 
 Command = Callable[[Settings, argparse.Namespace], int]
@@ -192,6 +195,37 @@ def cmd_platforms(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lti(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh lti`: what an LMS admin copies into the platform to add nbhosting as an LTI tool."""
+    base = settings.public_url.rstrip("/")
+    key = ToolKey(settings.lti_dir / "tool-key.pem")
+    if args.public_key:
+        from cryptography.hazmat.primitives import serialization
+
+        public = key.private_key().public_key()
+        print(public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
+        return 0
+    info = {
+        "lti11_launch_url": base + LTI11_LAUNCH,
+        "lti11_launch_url_aliases": [base + path for path in LTI11_ALIASES],
+        "lti13_login_url": base + LTI13_LOGIN,
+        "lti13_launch_url": base + LTI13_LAUNCH,
+        "lti13_redirect_uris": [base + LTI13_LAUNCH],
+        "lti13_keyset_url": base + LTI13_JWKS,
+        "lti13_key_id": key.jwks()["keys"][0]["kid"],
+    }
+    if args.json:
+        _print_json(info)
+        return 0
+    aliases = ", ".join(info["lti11_launch_url_aliases"])
+    print(f"LTI 1.1  launch URL            {info['lti11_launch_url']}  (also {aliases})")
+    print(f"LTI 1.3  login URL (OIDC)      {info['lti13_login_url']}")
+    print(f"         launch URL            {info['lti13_launch_url']}  (the redirect URI too)")
+    print(f"         keyset URL            {info['lti13_keyset_url']}  (key id {info['lti13_key_id']})")
+    print("custom parameters of each link: course=<course>, notebook=<path/to/notebook.ipynb>")
+    return 0
+
+
 def cmd_image(settings: Settings, args: argparse.Namespace) -> int:
     """`nbh image`."""
     ensure_layout(settings)
@@ -257,6 +291,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--platform", default="demo", help="the platform that signs (default: demo)")
     c.add_argument("--ttl", type=int, default=3600, help="seconds the URL works (default 3600)")
     add("platforms", cmd_platforms, "check the platforms file and list its platforms", as_json=True)
+    c = add("lti", cmd_lti, "print the URLs an LMS admin copies to add nbhosting as an LTI tool", as_json=True)
+    c.add_argument("--public-key", action="store_true", help="print the tool's LTI 1.3 public key (PEM) instead")
     add("image", cmd_image, "build (or find in cache) the notebook image; prints its rootfs")
     add("demo", cmd_demo, "install the demo course")
     add("doctor", cmd_doctor, "check what this host gives nbhosting (exit 1 if something required fails)")

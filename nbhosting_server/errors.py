@@ -10,6 +10,7 @@ STATUS: list[tuple[type[errors.NbhostingError], int, str]] = [
     (errors.NotFound, 404, "Notebook not found"),
     (errors.InvalidNotebook, 422, "This notebook cannot be opened"),
     (errors.OverQuota, 507, "Your workspace is full"),
+    (errors.PlatformUnavailable, 502, "Your course platform is not answering"),
     (errors.StartTimeout, 504, "Your notebook server is taking too long"),
     (errors.StartFailed, 503, "Your notebook server could not start"),
     (errors.RuntimeUnavailable, 503, "Notebooks are unavailable right now"),

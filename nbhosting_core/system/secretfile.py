@@ -1,10 +1,11 @@
-"""The server's signing secret, kept in one file only its owner can read."""
+"""The server's signing secret (and the LTI tool's private key), each kept in one file only its owner can read."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import NbhostingError
@@ -13,8 +14,11 @@ from ..tokens import new_secret
 MIN_BYTES = 32
 
 
-def load_or_create_secret(path: Path) -> bytes:
+def load_or_create_secret(path: Path, make: Callable[[], bytes] = new_secret) -> bytes:
     """Read the secret at ``path``, creating it (mode 0600, atomically) on first use.
+
+    ``make`` makes a new secret (default: 256 random bits); the first process to store one wins, every other
+    process reads that one.
 
     Raises:
         NbhostingError: the file exists but is not safe to use (a symlink, readable by others, owned by
@@ -28,7 +32,7 @@ def load_or_create_secret(path: Path) -> bytes:
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(new_secret())
+        out.write(make())
     try:
         os.link(tmp, path)  # the first process to get there wins; the others read its secret
     except FileExistsError:
@@ -58,7 +62,7 @@ def _read_checked(path: Path) -> bytes:
             problem = f"it belongs to uid {info.st_uid}"
         elif info.st_mode & 0o077:
             problem = f"its mode is {info.st_mode & 0o777:o} (others may read it)"
-        data = os.read(fd, 4096) if not problem else b""
+        data = os.read(fd, 16384) if not problem else b""  # a PEM key fits
         if not problem and len(data) < MIN_BYTES:
             problem = f"it holds {len(data)} bytes, fewer than {MIN_BYTES}"
     finally:

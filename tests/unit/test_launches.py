@@ -3,7 +3,16 @@
 import pytest
 
 from nbhosting_core import LaunchRefused
-from nbhosting_core.launches import admit, check_poll_token, launch_signature, poll_token, signed_launch_path
+from nbhosting_core.launches import (
+    Admission,
+    admission_token,
+    admit,
+    check_admission_token,
+    check_poll_token,
+    launch_signature,
+    poll_token,
+    signed_launch_path,
+)
 from nbhosting_core.platforms import parse_platforms
 
 PLATFORMS = parse_platforms("""
@@ -103,3 +112,40 @@ def test_a_poll_token_follows_that_launch_only_until_it_expires():
             check_poll_token(secret, PLATFORMS, token, "python101", "w1/intro.ipynb", student, now=now)
     with pytest.raises(LaunchRefused):
         check_poll_token(b"x" * 32, PLATFORMS, token, "python101", "w1/intro.ipynb", "4f8a", now=NOW)
+
+
+def test_an_admission_token_admits_that_launch_by_that_method_for_a_minute():
+    secret = b"s" * 32
+    verified = Admission(platform="lti-only", method="lti11", student_id="lti-only:4f8a")
+    token = admission_token(secret, verified, "python101", "w1/intro.ipynb", "4f8a", NOW + 60)
+    admitted = check_admission_token(secret, PLATFORMS, token, "python101", "w1/intro.ipynb", "4f8a", now=NOW)
+    assert admitted == verified
+
+
+@pytest.mark.parametrize(
+    ("why", "change"),
+    [
+        ("bad-signature", {"student": "someone-else"}),
+        ("bad-signature", {"notebook": "w1/other.ipynb"}),
+        ("bad-signature", {"secret": b"x" * 32}),
+        ("expired", {"now": NOW + 61}),
+        ("malformed", {"token": "nobody.lti11.1000060.x"}),
+        ("malformed", {"token": "lti-only.signed.1000060.x"}),  # only methods nbhosting verifies itself
+        ("method", {"method": "lti13"}),  # the platform does not (or no longer) launch by LTI 1.3
+    ],
+)
+def test_an_admission_token_for_another_launch_or_method_is_refused(why, change):
+    args = {"secret": b"s" * 32, "student": "4f8a", "notebook": "w1/intro.ipynb", "now": NOW, "method": "lti11"}
+    args.update(change)
+    verified = Admission(platform="lti-only", method=args["method"], student_id="lti-only:4f8a")
+    token = args.get("token") or admission_token(b"s" * 32, verified, "python101", "w1/intro.ipynb", "4f8a", NOW + 60)
+    with pytest.raises(LaunchRefused) as error:
+        check_admission_token(
+            args["secret"], PLATFORMS, token, "python101", args["notebook"], args["student"], now=args["now"]
+        )
+    assert error.value.why == why
+
+
+def test_a_signed_or_legacy_launch_cannot_be_made_into_an_admission_token():
+    with pytest.raises(ValueError):
+        admission_token(b"s" * 32, door(signed()), "python101", "w1/intro.ipynb", "4f8a", NOW + 60)
