@@ -168,7 +168,7 @@ def login_redirect(
         "response_type": "id_token",
         "response_mode": "form_post",
         "prompt": "none",
-        "client_id": platform.lti13.client_id,
+        "client_id": client_id or platform.lti13.client_ids[0],  # the one the platform named: it is ours
         "redirect_uri": redirect_uri,
         "login_hint": params["login_hint"],
         "state": make_state(secret, platform.name, nonce, int(now)),
@@ -192,10 +192,10 @@ def check_claims(platform: Platform, claims: Mapping[str, Any], *, nonce: str, n
             resource-link.
     """
     assert platform.lti13 is not None
-    name, client_id = platform.name, platform.lti13.client_id
+    name, client_ids = platform.name, platform.lti13.client_ids
     audience = claims.get("aud")
     several = isinstance(audience, list) and len(audience) > 1
-    if (several or "azp" in claims) and claims.get("azp") != client_id:
+    if (several or "azp" in claims) and claims.get("azp") not in client_ids:
         raise LaunchRefused(NOT_VERIFIED, why="azp", log_detail=f"{name}: azp is not nbhosting's client id")
     if not isinstance(claims.get("exp"), int | float) or now > claims["exp"] + leeway:
         raise LaunchRefused(
@@ -282,7 +282,7 @@ def verify_lti13(
             token,
             key.key,
             algorithms=[ALGORITHM],
-            audience=settings.client_id,
+            audience=settings.client_ids,  # any of nbhosting's client ids at this platform
             issuer=settings.issuer,
             # exp, iat and nbf are checked by check_claims, on nbhosting's clock
             options={

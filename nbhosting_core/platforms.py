@@ -85,7 +85,21 @@ class Lti13(_Strict):
     """LTI 1.3 (OIDC login, then an id_token the platform signs with a key of its JWKS)."""
 
     issuer: str = Field(min_length=1, description="The platform's issuer (the id_token's iss).")
-    client_id: str = Field(min_length=1, description="nbhosting's client id at the platform (the token's aud).")
+    client_ids: list[str] = Field(
+        min_length=1,
+        description="nbhosting's client ids at the platform (an id_token's aud must be one of them): Open edX gives "
+        'each LTI 1.3 component its own, unless they share a reusable configuration. `client_id = "…"` also works.',
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_or_several(cls, data: object) -> object:
+        if isinstance(data, dict) and "client_id" in data:
+            data = dict(data)
+            value = data.pop("client_id")
+            data["client_ids"] = [*data.get("client_ids", []), *(value if isinstance(value, list) else [value])]
+        return data
+
     deployment_ids: list[str] = Field(min_length=1, description="Deployments of nbhosting the platform may use.")
     auth_login_url: str = Field(description="Where the OIDC login continues at the platform.")
     jwks_url: str = Field(description="The platform's public keys (JSON Web Key Set), fetched and cached.")
@@ -183,7 +197,7 @@ class Platforms(_Strict):
         keys = [p.lti11.consumer_key for p in self.platform if p.lti11 is not None]
         if len(set(keys)) != len(keys):
             raise ValueError("two platforms have the same LTI 1.1 consumer key")
-        clients = [(p.lti13.issuer, p.lti13.client_id) for p in self.platform if p.lti13 is not None]
+        clients = [(p.lti13.issuer, c) for p in self.platform if p.lti13 is not None for c in p.lti13.client_ids]
         if len(set(clients)) != len(clients):
             raise ValueError("two platforms have the same LTI 1.3 issuer and client id")
         if sum(p.uses("legacy") for p in self.platform) > 1:
@@ -204,7 +218,7 @@ class Platforms(_Strict):
             (
                 p
                 for p in self.platform
-                if p.lti13 is not None and (p.lti13.issuer, p.lti13.client_id) == (issuer, client_id)
+                if p.lti13 is not None and p.lti13.issuer == issuer and client_id in p.lti13.client_ids
             ),
             None,
         )

@@ -296,3 +296,17 @@ def test_nbh_lti_prints_what_the_lms_admin_copies(tmp_path, monkeypatch, capsys)
     assert info["lti13_login_url"] == PUBLIC + "/lti/13/login" and info["lti13_keyset_url"] == PUBLIC + "/lti/13/jwks"
     assert main(["lti", "--public-key"]) == 0
     assert capsys.readouterr().out.startswith("-----BEGIN PUBLIC KEY-----")
+
+
+def test_a_platform_with_one_client_id_per_component_launches_for_each_of_them(setup, platform13):
+    settings = setup[0]
+    text = settings.effective_platforms_file.read_text()
+    one = f'client_id = "{platform13.client_id}"'
+    assert one in text
+    settings.effective_platforms_file.write_text(
+        text.replace(one, f'client_ids = ["another-component", "{platform13.client_id}"]')
+    )
+    response, _ = post13(setup, platform13)
+    follow_to_ready(setup, response, f"edx:{USER}")
+    asked = query_of(login13(setup[2], platform13).headers["location"])
+    assert asked["client_id"] == platform13.client_id  # the component's own client id, not the first listed
