@@ -25,6 +25,7 @@ from .backend import NotebookBackend
 from .culling import Culler, CullPolicy, should_cull
 from .errors import (
     AccountUnavailable,
+    Busy,
     CommandFailed,
     ImageBuildError,
     InvalidConfig,
@@ -65,6 +66,7 @@ from .system.images import ensure_default_rootfs
 from .system.layout import ensure_layout
 from .system.podman import PodmanBackend
 from .system.runner import CommandRunner, SubprocessRunner
+from .throttle import Requester
 
 __version__ = "0.2.0"
 
@@ -77,6 +79,7 @@ __all__ = [
     "Accounts",
     "Action",
     "Admission",
+    "Busy",
     "CommandFailed",
     "CommandRunner",
     "CullDecision",
@@ -103,6 +106,7 @@ __all__ = [
     "Platforms",
     "PodmanBackend",
     "ReconcileReport",
+    "Requester",
     "RuntimeUnavailable",
     "Server",
     "ServerActivity",
