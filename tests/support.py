@@ -55,6 +55,7 @@ def settings_for(root: Path, rootfs: Path | None, **overrides: object) -> Settin
         podman_service_idle=30,
         start_timeout=60,
         cgroup_parent=root.name,  # its own parent group: test runs never share a students' total
+        max_running=200,  # not the host's default (memory / memory_limit): the cap has tests of its own
     )
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
