@@ -11,6 +11,7 @@
     ├── OverQuota                  a student's workspace is full (HTTP 507): nothing new is started
     ├── AccountUnavailable         a student's Linux account cannot be made now (HTTP 503)
     ├── Busy                       a launch would make more than the door allows now (HTTP 503 + Retry-After)
+    ├── EgressUnfiltered           kernels' egress is on, and the host cannot filter it (no nft): not prepared
     ├── CommandFailed              a host command (podman, mount, ...) exited non-zero
     │   └── ImageBuildError        ... while building a notebook image
     ├── RuntimeUnavailable         the container engine cannot be reached or used
@@ -98,6 +99,13 @@ class Busy(NbhostingError):
         self.retry_after = retry_after
         #: which limit refused: "cap", "platform:<name>", "client:<address>", or "counters" (they could not be read)
         self.why = why
+
+
+class EgressUnfiltered(NbhostingError):
+    """Kernels' network egress is on (``settings.egress``) but its filter cannot be installed on this host (no
+    ``nft``, or it refused the rules): the host is not prepared. Install nftables, or turn egress off."""
+
+    reason = "egress-unfiltered"
 
 
 class CommandFailed(NbhostingError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, IPvAnyNetwork, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .naming import USER_PREFIX, USER_PREFIX_RE
@@ -70,7 +70,19 @@ class Settings(BaseSettings):
     )
     egress: bool = Field(
         True,
-        description="Give kernels outbound network (slirp4netns); HTTP to Jupyter always goes through its Unix socket.",
+        description="Give kernels outbound network (slirp4netns); HTTP to Jupyter always goes through its Unix socket. "
+        "Filtered (see nbhosting_core.egress): the host's own addresses, private, loopback and link-local ranges "
+        "(cloud metadata) are refused, unless in egress_allow. Needs nft on the host.",
+    )
+    egress_allow: tuple[IPvAnyNetwork, ...] = Field(
+        (),
+        description="Networks kernels may reach although the egress filter refuses them by default, e.g. "
+        '["10.1.2.0/24"] (a course\'s database on the private network).',
+    )
+    egress_table: str = Field(
+        "nbhosting",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",
+        description="The nftables table (family inet) of the egress filter; one per installation on a host.",
     )
     user_prefix: str = Field(
         USER_PREFIX,
