@@ -106,3 +106,28 @@ def test_processes_deciding_at_once_allow_exactly_the_burst(tmp_path):
 
 def test_counts_of_a_host_that_never_counted_are_empty(tmp_path):
     assert SqliteCounters(tmp_path / "none.sqlite").counts(now=NOW, ttl=60) == Counts()
+
+
+def test_a_decision_that_raises_leaves_the_counters_as_they_were(tmp_path):
+    counters = SqliteCounters(tmp_path / "counters.sqlite")
+    create(counters, "s1")
+    before = counters.counts(now=NOW, ttl=60)
+
+    def broken(counts):
+        raise RuntimeError("the backend could not be read")
+
+    with pytest.raises(RuntimeError):
+        counters.settle(now=NOW, buckets=["platform:edx"], claim="s2", ttl=60, decide=broken)
+    assert counters.counts(now=NOW, ttl=60) == before
+    assert create(counters, "s3").allowed  # and the next decision goes on
+
+
+def test_counters_whose_file_was_replaced_are_read_from_the_new_file(tmp_path):
+    path = tmp_path / "counters.sqlite"
+    counters = SqliteCounters(path)
+    create(counters, "s1")
+    for leftover in tmp_path.glob("counters.sqlite*"):
+        leftover.unlink()  # e.g. RUN_DIR emptied under a running app
+    other = SqliteCounters(path)  # another process, after
+    create(other, "s2")
+    assert set(counters.counts(now=NOW, ttl=60).claims) == {"s2"}  # both see one file
