@@ -55,7 +55,10 @@ def settings_for(root: Path, rootfs: Path | None, **overrides: object) -> Settin
         podman_service_idle=30,
         start_timeout=60,
         cgroup_parent=root.name,  # its own parent group: test runs never share a students' total
-        max_running=200,  # not the host's default (memory / memory_limit): the cap has tests of its own
+        # the door's limits are not the point of other tests (every launch comes from this host): they have their own
+        max_running=200,
+        creation_client_burst=1000,
+        creation_platform_burst=1000,
         egress_table=egress_table(root),  # its own: a test run never replaces (or removes) a real installation's
     )
     values.update(overrides)

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,20 +43,21 @@ def host_resolvers(path: Path = RESOLV_CONF) -> list[IPAddress]:
         return []
 
 
-def ensure_egress_filter(settings: Settings, runner: CommandRunner) -> bool:
+def ensure_egress_filter(
+    settings: Settings, runner: CommandRunner, *, find_nft: Callable[[], str | None] = nft
+) -> bool:
     """Install the egress filter if ``settings.egress`` (replacing any earlier one), else remove it; idempotent.
 
-    Returns True if a filter is installed now.
+    Returns True if a filter is installed now. ``find_nft``: where ``nft`` is (None: not installed).
 
     Raises:
         EgressUnfiltered: egress is on, and the filter cannot be installed.
     """
+    command = find_nft()
     if not settings.egress:
-        removed = remove_egress_filter(settings, runner)
-        if removed:
+        if command is not None and remove_egress_filter(settings, runner):
             log.info("egress is off: the filter table inet %s is removed", settings.egress_table)
         return False
-    command = nft()
     if command is None:
         raise EgressUnfiltered(
             "Kernels' network cannot be filtered on this host: nft is missing.",

@@ -103,3 +103,15 @@ def test_nft_accepts_the_ruleset(tmp_path):
         rules(allow=["10.1.2.0/24", "fd00:1::/64"], resolvers=["10.255.255.53", "fd00::53"], table="nbh_check")
     )
     subprocess.run(["nft", "-c", "-f", str(script)], check=True, capture_output=True)  # -c: checked, not applied
+
+
+def test_a_host_without_nft_is_not_prepared_when_egress_is_on(tmp_path):
+    from nbhosting_core import EgressUnfiltered, SubprocessRunner
+    from nbhosting_core.system.nftables import ensure_egress_filter
+
+    on = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run", egress=True)
+    with pytest.raises(EgressUnfiltered) as refused:
+        ensure_egress_filter(on, SubprocessRunner(), find_nft=lambda: None)
+    assert "nft is missing" in refused.value.message and "NBH_EGRESS=false" in refused.value.log_detail
+    off = on.model_copy(update={"egress": False})
+    assert ensure_egress_filter(off, SubprocessRunner(), find_nft=lambda: None) is False  # nothing to filter
