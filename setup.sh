@@ -12,8 +12,9 @@ cd "$(dirname "$(readlink -f "$0")")"
 
 VENV=${NBH_VENV:-/opt/nbhosting/venv}
 PACKAGES=(podman runc uidmap slirp4netns fuse-overlayfs caddy mmdebstrap python3 python3-venv python3-pip
-          ca-certificates procps util-linux passwd e2fsprogs)
-TEST_PACKAGES=(chromium chromium-driver)
+          ca-certificates procps util-linux passwd e2fsprogs nftables)
+# nodejs: the pages' scripts run in it (tests/server/test_page_scripts.py)
+TEST_PACKAGES=(chromium chromium-driver nodejs)
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 

@@ -25,7 +25,9 @@ from .backend import NotebookBackend
 from .culling import Culler, CullPolicy, should_cull
 from .errors import (
     AccountUnavailable,
+    Busy,
     CommandFailed,
+    EgressUnfiltered,
     ImageBuildError,
     InvalidConfig,
     InvalidInput,
@@ -66,6 +68,7 @@ from .system.images import ensure_default_rootfs
 from .system.layout import ensure_layout
 from .system.podman import PodmanBackend
 from .system.runner import CommandRunner, SubprocessRunner
+from .throttle import Requester
 
 __version__ = "0.2.0"
 
@@ -78,12 +81,14 @@ __all__ = [
     "Accounts",
     "Action",
     "Admission",
+    "Busy",
     "CommandFailed",
     "CommandRunner",
     "CullDecision",
     "CullPolicy",
     "CullReason",
     "Culler",
+    "EgressUnfiltered",
     "Ensured",
     "FakeAccounts",
     "FakeBackend",
@@ -105,6 +110,7 @@ __all__ = [
     "Platforms",
     "PodmanBackend",
     "ReconcileReport",
+    "Requester",
     "RuntimeUnavailable",
     "Server",
     "ServerActivity",

@@ -76,6 +76,11 @@ class NotebookBackend(Protocol):
         """Every server on the host, running or stopped, from every student (cheap: no call per student)."""
         ...
 
+    def list_running(self) -> list[Server]:
+        """Every server that runs now (cheap: reads nothing of the servers that do not run; the door counts them
+        before each launch that would start one)."""
+        ...
+
     def usage(self, server: Server) -> Usage:
         """Memory, processes, CPU and disk ``server`` uses, with its limits (None where unknown)."""
         ...

@@ -11,6 +11,8 @@
     ├── PlatformUnavailable        a course platform nbhosting must ask (its LTI 1.3 keys) does not answer (HTTP 502)
     ├── OverQuota                  a student's workspace is full (HTTP 507): nothing new is started
     ├── AccountUnavailable         a student's Linux account cannot be made now (HTTP 503)
+    ├── Busy                       a launch would make more than the door allows now (HTTP 503 + Retry-After)
+    ├── EgressUnfiltered           kernels' egress is on, and the host cannot filter it (no nft): not prepared
     ├── CommandFailed              a host command (podman, mount, ...) exited non-zero
     │   └── ImageBuildError        ... while building a notebook image
     ├── RuntimeUnavailable         the container engine cannot be reached or used
@@ -91,6 +93,27 @@ class AccountUnavailable(NbhostingError):
     uid range is full, or they could not be written."""
 
     reason = "account-unavailable"
+
+
+class Busy(NbhostingError):
+    """A launch that would make something (an account, a container, a running server) beyond what the door
+    allows now: a rate limit or the cap of running servers. Nothing was made; trying again later may work."""
+
+    reason = "busy"
+
+    def __init__(self, message: str, *, retry_after: float, why: str, log_detail: str = "") -> None:
+        super().__init__(message, log_detail=log_detail or why)
+        #: seconds until trying again may succeed
+        self.retry_after = retry_after
+        #: which limit refused: "cap", "platform:<name>", "client:<address>", or "counters" (they could not be read)
+        self.why = why
+
+
+class EgressUnfiltered(NbhostingError):
+    """Kernels' network egress is on (``settings.egress``) but its filter cannot be installed on this host (no
+    ``nft``, or it refused the rules): the host is not prepared. Install nftables, or turn egress off."""
+
+    reason = "egress-unfiltered"
 
 
 class CommandFailed(NbhostingError):

@@ -137,6 +137,10 @@ class FakeBackend:
         """See :meth:`NotebookBackend.list_servers`."""
         return sorted((r.server for r in list(self._records.values())), key=lambda s: s.name)
 
+    def list_running(self) -> list[Server]:
+        """See :meth:`NotebookBackend.list_running`."""
+        return [s for s in self.list_servers() if s.state is ServerState.RUNNING]
+
     def usage(self, server: Server) -> Usage:
         """See :meth:`NotebookBackend.usage`; set it with :meth:`set_usage`."""
         record = self._records.get(server.name)

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import PurePosixPath
 
-from . import access
+from . import access, throttle
 from .accounts import Accounts, AccountStore
 from .activity import ActivityLog
 from .backend import NotebookBackend
 from .culling import CullPolicy, last_seen, should_cull
-from .errors import NotFound, StartFailed, StartTimeout
+from .errors import Busy, NotFound, StartFailed, StartTimeout
 from .models import (
     AccessCookie,
     Account,
@@ -33,12 +33,15 @@ from .models import (
     ServerState,
     ServerView,
 )
-from .naming import container_name, validate_course, validate_notebook_path, validate_student_id
+from .naming import container_name, user_name, validate_course, validate_notebook_path, validate_student_id
 from .settings import Settings
+from .system.cgroupfs import meminfo
+from .system.counters import Counters, SqliteCounters
 from .system.locks import file_lock
 from .system.quota import NoQuota, Quota, quota_for
 from .system.runner import CommandRunner, SubprocessRunner
 from .system.secretfile import load_or_create_secret
+from .throttle import Need, Requester, ThrottlePolicy
 from .workspaces import Workspaces
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,7 @@ class Hub:
         quota: keeps students within ``workspace_quota``; default, with the default backend, what
             ``quota_mode`` says (:mod:`nbhosting_core.system.quota`); with another backend, none.
         runner: runs host commands (mount, nscd, ...); default the real one.
+        counters: the door's counters (rates, claims on the cap); default the SQLite file in ``RUN_DIR/throttle``.
         clock: seconds since the epoch; tests pass a fake.
     """
 
@@ -65,6 +69,7 @@ class Hub:
         accounts: AccountStore | None = None,
         quota: Quota | None = None,
         runner: CommandRunner | None = None,
+        counters: Counters | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -81,13 +86,20 @@ class Hub:
         self.workspaces = Workspaces(settings)
         self.activity = ActivityLog(settings.activity_dir, flush=settings.activity_flush, clock=clock)
         self.policy = CullPolicy.from_settings(settings)
+        #: what launches may make (see :mod:`nbhosting_core.throttle`)
+        self.throttle = ThrottlePolicy.from_settings(
+            settings, mem_total=meminfo("MemTotal") if settings.max_running is None else 0
+        )
+        self.counters: Counters = counters or SqliteCounters(settings.throttle_dir / "counters.sqlite")
         #: seconds since the epoch, as this hub tells time (a fake in tests): the web layer uses it too
         self.clock = clock
         self._clock = clock
 
     # ------------------------------------------------------------------------------------- students
 
-    def open_notebook(self, course: str, notebook: str, student_id: str) -> Launch:
+    def open_notebook(
+        self, course: str, notebook: str, student_id: str, *, requester: Requester | None = None
+    ) -> Launch:
         """Give ``student_id`` their copy of ``notebook`` in ``course`` and a server for it; never waits.
 
         Validates all three parts before anything is created, creates the student's account and copy on
@@ -95,8 +107,14 @@ class Hub:
         once: the launch is ``ready`` when Jupyter already answers, else ``starting`` (follow it with
         :meth:`launch_status`, or :meth:`wait_ready` in a script).
 
+        A launch that would make something asks the door first (:mod:`nbhosting_core.throttle`): creating an
+        account or a container draws on the rate limits of ``requester`` (who sent it: its platform and client
+        address; None, an admin's launch: no rate limit), and making a server run meets the cap of running
+        servers. Reopening a server that runs asks nothing.
+
         Raises:
             InvalidInput, NotFound, InvalidNotebook: bad request; nothing was created.
+            Busy: a rate limit or the cap refuses it now (``retry_after`` says when to try again); nothing was made.
             OverQuota: the student's workspace is full (or over quota where usage is measured).
             RuntimeUnavailable, StartFailed: the server could not be started.
         """
@@ -107,15 +125,25 @@ class Hub:
         self.workspaces.course_notebook(course, path)  # NotFound before any account exists
         account = self.accounts.find(student_id)
         content = None
+        claim = None
         if account is None:
             content = self.workspaces.read_course_notebook(course, path)  # InvalidNotebook before creating
-            account = self.accounts.ensure(student_id)
-        with self._student_lock(account.user):
-            self.quota.prepare(account)
-            self.quota.check(account)
-            copied = self.workspaces.ensure_copy(account, course, path, content)
-            ensured = self.backend.ensure_running(account, course, self.workspaces.workspace(account, course))
-            self.activity.touch(ensured.server.key)  # a launch is activity: the culler must not stop it now
+            user = user_name(student_id, self.settings.user_prefix)
+            claim = self._ask_door(Need.CREATE, container_name(user, course), user, requester, "new account")
+        try:
+            if account is None:
+                account = self.accounts.ensure(student_id)
+            with self._student_lock(account.user):
+                if claim is None:
+                    claim = self._door_for(account, course, requester)
+                self.quota.prepare(account)
+                self.quota.check(account)
+                copied = self.workspaces.ensure_copy(account, course, path, content)
+                ensured = self.backend.ensure_running(account, course, self.workspaces.workspace(account, course))
+                self.activity.touch(ensured.server.key)  # a launch is activity: the culler must not stop it now
+        finally:
+            if claim is not None:  # it runs now (and counts as such), or it will not: the claim has done its work
+                self.counters.release(claim)
         server = ensured.server
         state = LaunchState.READY if self.backend.is_ready(server) else LaunchState.STARTING
         log.info(
@@ -318,6 +346,63 @@ class Hub:
 
     # ------------------------------------------------------------------------------------ internals
 
+    def _door_for(self, account: Account, course: str, requester: Requester | None) -> str | None:
+        """Ask the door for a launch of ``account`` in ``course`` (under their lock); the claim, or None if its
+        server runs (reopening asks nothing)."""
+        current = self.backend.get(account, course)
+        if current is not None and current.state is ServerState.RUNNING:
+            return None
+        stopped = current is not None and current.state is ServerState.STOPPED
+        need, what = (Need.START, "stopped server") if stopped else (Need.CREATE, "new server")
+        if current is not None and not stopped:
+            what = f"{current.state.value} server replaced"
+        return self._ask_door(need, container_name(account.user, course), account.user, requester, what)
+
+    def _ask_door(self, need: Need, server: str, user: str, requester: Requester | None, what: str) -> str:
+        """May ``server`` be made to run now (``need``)? Its name, which the counters now hold a claim on.
+
+        Raises:
+            Busy: a rate limit or the cap refuses it.
+        """
+        now = self._clock()
+        rates = throttle.buckets(self.throttle, requester) if requester is not None and need is Need.CREATE else {}
+
+        def decide(counts: throttle.Counts) -> throttle.Verdict:
+            # read under the counters' lock: a start that finished meanwhile shows here as running, or its
+            # claim (released only once it runs) shows in ``counts``: never neither
+            running = frozenset(s.name for s in self.backend.list_running())
+            return throttle.decide(
+                self.throttle, need, server=server, rates=rates, counts=counts, running=running, now=now
+            )
+
+        verdict = self.counters.settle(
+            now=now, buckets=list(rates), claim=server, ttl=self.throttle.claim_ttl, decide=decide
+        )
+        who = (
+            f"user={user} platform={requester.platform} client={requester.address}"
+            if requester is not None
+            else f"user={user} (admin)"
+        )
+        load = f"running {verdict.in_use}/{verdict.max_running}"
+        if not verdict.allowed:
+            log.warning(
+                "door: refused %s (%s) %s: %s, %s, retry in %.0fs",
+                need.value,
+                what,
+                who,
+                verdict.why,
+                load,
+                verdict.retry_after,
+            )
+            raise Busy(
+                _BUSY_CAP if verdict.why == "cap" else _BUSY_RATE,
+                retry_after=verdict.retry_after,
+                why=verdict.why,
+                log_detail=f"{who}: {verdict.why}, {load}",
+            )
+        log.info("door: allowed %s (%s) %s, %s", need.value, what, who, load)
+        return server
+
     def _cull_one(self, server: Server, decision: CullDecision, proxied: float | None) -> CullDecision:
         """Stop ``server`` as decided, unless its student came back meanwhile (a launch or a request)."""
         started = time.monotonic()
@@ -420,6 +505,10 @@ class Hub:
             action=action,
             copied=copied,
         )
+
+
+_BUSY_CAP = "All notebook servers are in use right now; yours will start as soon as one is free."
+_BUSY_RATE = "Too many notebooks are being opened from here right now; yours will open in a moment."
 
 
 def _short(key: str) -> str:

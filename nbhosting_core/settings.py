@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, IPvAnyNetwork, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .naming import USER_PREFIX, USER_PREFIX_RE
@@ -70,7 +70,19 @@ class Settings(BaseSettings):
     )
     egress: bool = Field(
         True,
-        description="Give kernels outbound network (slirp4netns); HTTP to Jupyter always goes through its Unix socket.",
+        description="Give kernels outbound network (slirp4netns); HTTP to Jupyter always goes through its Unix socket. "
+        "Filtered (see nbhosting_core.egress): the host's own addresses, private, loopback and link-local ranges "
+        "(cloud metadata) are refused, unless in egress_allow. Needs nft on the host.",
+    )
+    egress_allow: tuple[IPvAnyNetwork, ...] = Field(
+        (),
+        description="Networks kernels may reach although the egress filter refuses them by default, e.g. "
+        '["10.1.2.0/24"] (a course\'s database on the private network).',
+    )
+    egress_table: str = Field(
+        "nbhosting",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",
+        description="The nftables table (family inet) of the egress filter; one per installation on a host.",
     )
     user_prefix: str = Field(
         USER_PREFIX,
@@ -210,6 +222,36 @@ class Settings(BaseSettings):
         "'off', or 'auto' (loop where the host can mount loop devices, else measured).",
     )
 
+    # --- abuse at the door: what launches may make (see nbhosting_core.throttle)
+    creation_platform_burst: int = Field(
+        60,
+        ge=1,
+        description="Launches that create something (an account, a new or replaced container) one platform may "
+        "send at once, before its sustained rate applies.",
+    )
+    creation_platform_per_minute: float = Field(
+        60, gt=0, description="Sustained rate of launches that create something, per platform (per minute)."
+    )
+    creation_client_burst: int = Field(
+        20,
+        ge=1,
+        description="Launches that create something one client address (an IPv6 /64) may send at once: a "
+        "classroom behind one address opening its first notebook together.",
+    )
+    creation_client_per_minute: float = Field(
+        2, gt=0, description="Sustained rate of launches that create something, per client address (per minute)."
+    )
+    max_running: int | None = Field(
+        None,
+        ge=1,
+        description="Servers that may run at once; beyond, launches that would start one are told to come back "
+        "(503). Default: as many as can each use their whole memory_limit within students_memory_fraction of "
+        "the host's memory.",
+    )
+    busy_retry_after: int = Field(
+        30, ge=1, description="Seconds a launch refused at the cap of running servers is told to wait (Retry-After)."
+    )
+
     @field_validator("url_prefix")
     @classmethod
     def _slug_prefix(cls, value: str) -> str:
@@ -261,6 +303,11 @@ class Settings(BaseSettings):
     def locks_dir(self) -> Path:
         """Lock files shared by every server process."""
         return self.run_dir / "locks"
+
+    @property
+    def throttle_dir(self) -> Path:
+        """RUN_DIR/throttle/: the door's counters (rate limits, claims on the cap), shared by every app process."""
+        return self.run_dir / "throttle"
 
     @property
     def activity_dir(self) -> Path:

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from nbhosting_core import (
     Admission,
+    Busy,
     Culler,
     Hub,
     Launch,
@@ -29,6 +30,7 @@ from nbhosting_core import (
     LaunchState,
     NbhostingError,
     NotFound,
+    Requester,
     Settings,
     admit,
     validate_course,
@@ -40,7 +42,7 @@ from nbhosting_core.launches import check_admission_token, check_poll_token, pol
 from nbhosting_core.platforms import PlatformsFile
 
 from . import pages
-from .errors import http_status, retryable
+from .errors import http_status, retry_after, retryable
 from .lti import LtiEndpoints
 
 log = logging.getLogger("nbhosting")
@@ -75,6 +77,17 @@ def _cookie_values(header: str, name: str) -> list[str]:
         if sep and key == name and value.isascii():
             values.append(http.cookies._unquote(value))
     return values
+
+
+def _client_address(request: Request) -> str:
+    """The address the request came from, as uvicorn gives it: what the rate limits count.
+
+    Behind Caddy, uvicorn (``--proxy-headers``) takes it from X-Forwarded-For, and only when the connection
+    comes from ``--forwarded-allow-ips`` (127.0.0.1: Caddy). Caddy 2.6 sets that header to the address the
+    client connected from and drops whatever the client sent (it trusts no proxy before it), so a client
+    cannot choose the address it is counted as.
+    """
+    return request.client.host if request.client else "unknown"
 
 
 def _raw_path(request: Request) -> str:
@@ -112,10 +125,13 @@ class Endpoints:
                     admission.student_id,
                     request.client.host if request.client else "?",
                 )
+            requester = Requester(platform=admission.platform, address=_client_address(request))
             if poll:
-                launch = await run_in_threadpool(self._status, course, notebook, admission.student_id)
+                launch = await run_in_threadpool(self._status, course, notebook, admission.student_id, requester)
             else:
-                launch = await run_in_threadpool(self.hub.open_notebook, course, notebook, admission.student_id)
+                launch = await run_in_threadpool(
+                    self.hub.open_notebook, course, notebook, admission.student_id, requester=requester
+                )
         except NbhostingError as exc:
             return self._error(request, exc, poll)
         if poll:
@@ -165,24 +181,39 @@ class Endpoints:
             fetch_site=request.headers.get("sec-fetch-site"),
         )
 
-    def _status(self, course: str, notebook: str, student: str) -> Launch:
+    def _status(self, course: str, notebook: str, student: str, requester: Requester) -> Launch:
         """A poll: where the launch stands; a launch when there is none yet (a client that polls first)."""
         try:
             return self.hub.launch_status(course, notebook, student)
         except NotFound:
-            return self.hub.open_notebook(course, notebook, student)
+            return self.hub.open_notebook(course, notebook, student, requester=requester)
 
     def _error(self, request: Request, exc: NbhostingError, as_json: bool) -> Response:
         status, title = http_status(exc)
-        level = logging.ERROR if status >= 500 else logging.INFO
-        client = request.client.host if request.client else "?"
-        why = f"/{exc.why}" if isinstance(exc, LaunchRefused) else ""
+        busy = isinstance(exc, Busy)  # the hub has logged why
+        level = logging.ERROR if status >= 500 and not busy else logging.INFO
+        client = _client_address(request)
+        why = f"/{exc.why}" if isinstance(exc, LaunchRefused | Busy) else ""
         # the path, never the query: a signed URL is a capability until it expires
         log.log(level, "launch %s from %s failed: %s [%s%s]", request.url.path, client, exc, exc.reason, why)
+        wait = retry_after(exc)
+        headers = {"Cache-Control": "no-store"} | ({"Retry-After": str(wait)} if wait is not None else {})
         if as_json:
-            return JSONResponse({"state": "failed", "reason": exc.reason, "message": exc.message}, status_code=status)
+            body: dict[str, object] = {
+                "state": "busy" if busy else "failed",
+                "reason": exc.reason,
+                "message": exc.message,
+            }
+            if wait is not None:
+                body["retry_after"] = wait
+            return JSONResponse(body, status_code=status, headers=headers)
+        # the launch exactly as sent, query included (a signed launch's signature is in it)
         again = _raw_path(request) + (f"?{request.url.query}" if request.url.query else "")
-        return pages.error_page(status, title, exc.message, retry_url=again if retryable(status) else None)
+        if busy and wait is not None:
+            return pages.busy_page(again, exc.message, wait)
+        response = pages.error_page(status, title, exc.message, retry_url=again if retryable(status) else None)
+        response.headers.update(headers)
+        return response
 
     async def auth(self, request: Request) -> Response:
         """GET /_nbh/auth: Caddy's forward_auth; 200 + the Jupyter Authorization header, or a refusal.

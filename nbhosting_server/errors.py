@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nbhosting_core import errors
+from nbhosting_core.throttle import retry_after_header
 
 STATUS: list[tuple[type[errors.NbhostingError], int, str]] = [
     (errors.InvalidInput, 400, "This link is not valid"),
@@ -15,6 +16,7 @@ STATUS: list[tuple[type[errors.NbhostingError], int, str]] = [
     (errors.StartFailed, 503, "Your notebook server could not start"),
     (errors.RuntimeUnavailable, 503, "Notebooks are unavailable right now"),
     (errors.AccountUnavailable, 503, "Notebooks are unavailable right now"),
+    (errors.Busy, 503, "Notebooks are busy right now"),
     (errors.CommandFailed, 500, "Something went wrong on the server"),
     (errors.NbhostingError, 500, "Something went wrong on the server"),
 ]
@@ -26,6 +28,11 @@ def http_status(exc: errors.NbhostingError) -> tuple[int, str]:
         if isinstance(exc, kind):
             return status, title
     return 500, "Something went wrong on the server"
+
+
+def retry_after(exc: errors.NbhostingError) -> int | None:
+    """The Retry-After of an error (whole seconds), for those that say when to try again."""
+    return retry_after_header(exc.retry_after) if isinstance(exc, errors.Busy) else None
 
 
 def retryable(status: int) -> bool:

@@ -31,11 +31,7 @@ def error_page(status: int, title: str, message: str, *, retry_url: str | None =
 _PROGRESS_SCRIPT = Template("""
 <script>
 (function () {
-  var launch = $launch, started = Date.now(), timeoutMs = $timeout_ms;
-  var status = document.getElementById("status"), elapsed = document.getElementById("elapsed");
-  var timer = setInterval(function () {
-    elapsed.textContent = ((Date.now() - started) / 1000).toFixed(0) + " s";
-  }, 500);
+  var launch = $launch, started = Date.now(), timeoutMs = $timeout_ms, status, elapsed, note, timer;
   function fail(message) {
     clearInterval(timer);
     document.querySelector("main").className = "error";
@@ -44,13 +40,25 @@ _PROGRESS_SCRIPT = Template("""
     var a = document.createElement("a"); a.className = "button"; a.href = launch; a.textContent = "Try again";
     status.appendChild(a);
   }
+  function busy(message, seconds) {
+    // the host is busy (503): say so, and ask again once the delay it gave has passed; the start's own
+    // time limit counts from then
+    note.textContent = message + " Trying again in " + seconds + " s.";
+    note.hidden = false;
+    started = Date.now() + seconds * 1000;
+    setTimeout(poll, seconds * 1000);
+  }
   function poll() {
     fetch(launch + (launch.indexOf("?") < 0 ? "?" : "&") + "status=1",
           {headers: {"Accept": "application/json"}, credentials: "same-origin", cache: "no-store"})
-      .then(function (r) { return r.json().then(function (d) { return [r.status, d]; }); })
+      .then(function (r) {
+        return r.json().then(function (d) { return [r.status, d, r.headers.get("Retry-After")]; });
+      })
       .then(function (res) {
         var d = res[1];
         if (d.state === "ready") { location.replace(d.url); return; }
+        if (res[0] === 503 && d.state === "busy") { busy(d.message, Number(d.retry_after || res[2]) || 10); return; }
+        note.hidden = true;
         if (res[0] >= 400) { fail(d.message || "Your notebook server could not start."); return; }
         if (Date.now() - started > timeoutMs) { fail("Your notebook server is taking too long to start."); return; }
         setTimeout(poll, 150);
@@ -60,7 +68,32 @@ _PROGRESS_SCRIPT = Template("""
         setTimeout(poll, 500);
       });
   }
-  poll();
+  function start() {
+    status = document.getElementById("status");
+    elapsed = document.getElementById("elapsed");
+    note = document.getElementById("note");
+    timer = setInterval(function () {
+      elapsed.textContent = Math.max(0, (Date.now() - started) / 1000).toFixed(0) + " s";
+    }, 500);
+    poll();
+  }
+  // this script sits in the page's head: the elements it uses exist once the document is parsed
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
+})();
+</script>
+""")
+
+_BUSY_SCRIPT = Template("""
+<script>
+(function () {
+  var again = $again, until = Date.now() + $wait_ms;
+  function start() {
+    var left = document.getElementById("left");
+    setInterval(function () { left.textContent = Math.max(0, Math.ceil((until - Date.now()) / 1000)) + " s"; }, 1000);
+  }
+  // the launch again, exactly as it was sent (its query string holds the platform's signature)
+  setTimeout(function () { location.replace(again); }, $wait_ms);
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
 })();
 </script>
 """)
@@ -84,9 +117,29 @@ def progress_page(launch_url: str, notebook: str, course: str, timeout: float) -
         f'<div id="status"><p><span class="spinner"></span>Preparing <code>{html.escape(notebook)}</code> '
         f"for course <code>{html.escape(course)}</code> in your own Jupyter server "
         f'(<span id="elapsed">0 s</span>).</p>'
-        f'<p class="muted">This usually takes a couple of seconds; the notebook opens by itself.</p></div>'
+        f'<p class="muted">This usually takes a couple of seconds; the notebook opens by itself.</p>'
+        f'<p id="note" class="muted" hidden></p></div>'
     )
     return page("Starting your notebook…", body, head=head)
+
+
+def busy_page(retry_url: str, message: str, retry_after: int) -> HTMLResponse:
+    """503 with Retry-After: the host is busy now; the page launches again by itself after ``retry_after`` s.
+
+    ``retry_url``: the launch exactly as the browser sent it, query string included.
+    """
+    head = f'<noscript><meta http-equiv="refresh" content="{retry_after}"></noscript>' + _BUSY_SCRIPT.substitute(
+        again=script_literal(retry_url), wait_ms=retry_after * 1000
+    )
+    body = (
+        "<h1>Notebooks are busy right now</h1>"
+        f'<div id="status"><p><span class="spinner"></span>{html.escape(message)}</p>'
+        f'<p class="muted">This page tries again by itself in <span id="left">{retry_after} s</span>.</p>'
+        f'<p><a class="button" href="{html.escape(retry_url)}">Try again now</a></p></div>'
+    )
+    response = page("Notebooks are busy right now", body, status=503, head=head)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def front_page() -> HTMLResponse:

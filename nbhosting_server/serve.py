@@ -6,6 +6,7 @@ course if asked, and a :meth:`~nbhosting_core.Hub.reconcile` that repairs whatev
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -56,8 +57,13 @@ def caddy_environment(settings: Settings) -> dict[str, str]:
 def settings_environment(settings: Settings) -> dict[str, str]:
     """``settings`` as NBH_* variables, for the server processes."""
     env = {}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        env[f"NBH_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    for name, value in settings.model_dump(mode="json", exclude_none=True).items():
+        if isinstance(value, bool):
+            env[f"NBH_{name.upper()}"] = str(value).lower()
+        elif isinstance(value, list | dict):
+            env[f"NBH_{name.upper()}"] = json.dumps(value)  # what pydantic-settings reads back
+        else:
+            env[f"NBH_{name.upper()}"] = str(value)
     return env
 
 

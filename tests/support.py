@@ -55,9 +55,28 @@ def settings_for(root: Path, rootfs: Path | None, **overrides: object) -> Settin
         podman_service_idle=30,
         start_timeout=60,
         cgroup_parent=root.name,  # its own parent group: test runs never share a students' total
+        # the door's limits are not the point of other tests (every launch comes from this host): they have their own
+        max_running=200,
+        creation_client_burst=1000,
+        creation_platform_burst=1000,
+        egress_table=egress_table(root),  # its own: a test run never replaces (or removes) a real installation's
     )
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def egress_table(root: Path) -> str:
+    """The nftables table of the test installation in ``root`` (``nbh-test-…`` becomes ``nbh_test_…``)."""
+    return root.name.replace("-", "_")
+
+
+def remove_test_egress(root: Path) -> None:
+    """Remove the egress filter's table of the test installation in ``root``, if it made one."""
+    nft = shutil.which("nft")
+    if nft is not None and is_root():
+        table = egress_table(root)
+        if subprocess.run([nft, "list", "table", "inet", table], capture_output=True).returncode == 0:
+            subprocess.run([nft, "delete", "table", "inet", table], check=False, capture_output=True)
 
 
 def make_root() -> Path:
@@ -128,6 +147,7 @@ def installation(rootfs: Path | None, **overrides: object) -> Iterator[Settings]
         remove_test_users(root)
         unmount_below(root)
         remove_test_cgroups(root.name)
+        remove_test_egress(root)
         shutil.rmtree(root, ignore_errors=True)
 
 

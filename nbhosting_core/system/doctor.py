@@ -10,11 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..containers import SHM_SIZE, TMPFS
+from ..egress import BLOCKED_V4, BLOCKED_V6
 from ..errors import CommandFailed, InvalidConfig
 from ..platforms import PlatformsFile
 from ..settings import Settings
+from ..throttle import ThrottlePolicy
+from .cgroupfs import meminfo
 from .cgroups import limiter_for
 from .mounts import containing_mount, mounts
+from .nftables import egress_filter_installed, nft, refused_packets
 from .quota import quota_for
 from .runner import CommandRunner, SubprocessRunner
 
@@ -106,6 +110,61 @@ def limit_checks(settings: Settings) -> list[Check]:
         )
     )
     return checks
+
+
+def door_checks(settings: Settings, *, mem_total: int | None = None) -> list[Check]:
+    """What the door lets launches make: the creation rates, and the cap of running servers (and where it
+    comes from)."""
+    s = settings
+    memory = meminfo("MemTotal") if mem_total is None else mem_total
+    policy = ThrottlePolicy.from_settings(s, mem_total=memory)
+    if s.max_running is None:
+        source = (
+            f"{s.students_memory_fraction:g} x {memory / 2**30:.1f} GiB of memory / {s.memory_limit / 2**30:g} GiB "
+            "memory_limit, so each can use its whole limit; NBH_MAX_RUNNING to choose"
+        )
+    else:
+        source = "NBH_MAX_RUNNING"
+    return [
+        Check(
+            "creation rate",
+            True,
+            f"launches that create an account or a container: per platform {policy.platform.burst} at once, then "
+            f"{policy.platform.per_minute:g}/min; per client address (IPv6: per /64) {policy.client.burst} at once, "
+            f"then {policy.client.per_minute:g}/min; beyond: 503 + Retry-After, the page retries by itself",
+            required=False,
+        ),
+        Check(
+            "running cap",
+            True,
+            f"at most {policy.max_running} servers run at once ({source}); beyond: 503, retry after "
+            f"{s.busy_retry_after} s; counters in {s.throttle_dir}",
+            required=False,
+        ),
+    ]
+
+
+def egress_check(settings: Settings, runner: CommandRunner) -> Check:
+    """Whether kernels' egress is filtered here, what it refuses and allows."""
+    s = settings
+    if not s.egress:
+        return Check("egress filter", True, "egress is off: kernels have no network at all", required=False)
+    if nft() is None:
+        return Check(
+            "egress filter",
+            False,
+            "nft is missing: kernels' egress cannot be filtered, so nbh serve refuses to start "
+            "(apt-get install nftables, or NBH_EGRESS=false)",
+        )
+    allowed = ", ".join(str(n) for n in s.egress_allow) or "nothing more"
+    what = (
+        f"table inet {s.egress_table}, uids {s.uid_min}-{s.uid_max} and their subordinate ids: refused the host's "
+        f"own addresses, {', '.join(BLOCKED_V4 + BLOCKED_V6)}; allowed {allowed}, and DNS to the host's resolvers"
+    )
+    if not egress_filter_installed(s, runner):
+        return Check("egress filter", False, f"not installed yet (nbh serve installs it): {what}", required=False)
+    refused = refused_packets(s, runner)
+    return Check("egress filter", True, f"{what}; {refused or 0} packets refused so far")
 
 
 def _platforms_check(settings: Settings) -> Check:
@@ -205,6 +264,7 @@ def diagnose(settings: Settings, runner: CommandRunner | None = None) -> list[Ch
             required=settings.egress,
         )
     )
+    checks.append(egress_check(settings, runner))
     first = settings.subid_base
     last = first + (settings.uid_max - settings.uid_min + 1) * settings.subid_count - 1
     clash = subid_overlaps(_subid_entries(Path("/etc/subuid")), first, last, settings.user_prefix)
@@ -235,6 +295,7 @@ def diagnose(settings: Settings, runner: CommandRunner | None = None) -> list[Ch
         )
     )
     checks.append(_platforms_check(settings))
+    checks += door_checks(settings)
     checks.append(
         Check(
             "root",

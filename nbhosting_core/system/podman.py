@@ -150,6 +150,18 @@ class PodmanBackend:
                 servers.append(_server(record, ServerState.STOPPED, None))
         return servers
 
+    def list_running(self) -> list[Server]:
+        """See :meth:`NotebookBackend.list_running`: the run records (RUN_DIR), each checked in /proc.
+
+        One run record per server started since boot and not stopped: the servers that do not run cost nothing.
+        """
+        servers = []
+        for run in self._records.runs():
+            record = self._records.server(run.name)
+            if record is not None and record.key == run.key and self._records.alive(run, record.uid):
+                servers.append(_server(record, ServerState.RUNNING, run.started_at))
+        return servers
+
     def usage(self, server: Server) -> Usage:
         """See :meth:`NotebookBackend.usage`."""
         return self._limiter.usage(server.name)

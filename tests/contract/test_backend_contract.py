@@ -110,6 +110,16 @@ def test_list_covers_every_student_and_course_and_find_goes_by_key(env):
     assert env.backend.find("f" * 40) is None
 
 
+def test_list_running_is_what_runs_of_the_list(env):
+    _, running = launch(env, "running-a")
+    _, stopped = launch(env, "running-b")
+    env.backend.stop(stopped.server)
+    names = {s.name for s in env.backend.list_running()}
+    assert running.server.name in names and stopped.server.name not in names
+    assert all(s.state is ServerState.RUNNING for s in env.backend.list_running())
+    assert names == {s.name for s in env.backend.list_servers() if s.state is ServerState.RUNNING}
+
+
 def test_a_server_whose_jupyter_died_is_seen_stopped_and_starts_again(env):
     account, first = launch(env, "crash")
     env.wait_ready(first.server)

@@ -38,7 +38,7 @@ class Clock:
 
 @pytest.fixture
 def setup(tmp_path):
-    settings = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run", start_timeout=30)
+    settings = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run", start_timeout=30, max_running=100)
     settings.data_root.mkdir(parents=True)
     settings.effective_platforms_file.write_text(PLATFORMS)
     (settings.courses_dir / "demo").mkdir(parents=True)
@@ -240,7 +240,7 @@ def test_a_full_workspace_gets_its_own_page_without_a_retry_button(tmp_path):
         def check(self, account):
             raise OverQuota("Your workspace is full: remove some files.", log_detail=account.user)
 
-    settings = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run")
+    settings = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run", max_running=100)
     (settings.courses_dir / "demo").mkdir(parents=True)
     nbformat.write(new_notebook(), str(settings.courses_dir / "demo" / "a.ipynb"))
     hub = Hub(

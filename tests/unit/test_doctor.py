@@ -34,3 +34,21 @@ def test_doctor_names_every_limit_and_the_container_caps():
     names = [c.name for c in limit_checks(Settings())]
     for name in ("limits", "memory", "processes", "cpu share", "oom order", "container tmp", "container log"):
         assert name in names
+
+
+def test_doctor_shows_the_doors_limits_and_where_the_cap_comes_from():
+    from nbhosting_core import Settings
+    from nbhosting_core.system.doctor import door_checks
+
+    rate, cap = door_checks(Settings(), mem_total=24 * 2**30)
+    assert "per platform 60 at once, then 60/min" in rate.detail and "per client address" in rate.detail
+    assert "at most 10 servers" in cap.detail and "2 GiB memory_limit" in cap.detail
+    assert "at most 3 servers" in door_checks(Settings(max_running=3), mem_total=24 * 2**30)[1].detail
+
+
+def test_doctor_says_when_kernels_have_no_network_at_all():
+    from nbhosting_core import Settings, SubprocessRunner
+    from nbhosting_core.system.doctor import egress_check
+
+    check = egress_check(Settings(egress=False), SubprocessRunner())
+    assert check.ok and "no network" in check.detail

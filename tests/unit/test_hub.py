@@ -49,7 +49,9 @@ def clock():
 
 @pytest.fixture
 def settings(tmp_path):
-    s = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run", start_timeout=30, idle_timeout=7200)
+    s = Settings(
+        data_root=tmp_path / "data", run_dir=tmp_path / "run", start_timeout=30, idle_timeout=7200, max_running=100
+    )
     course = s.courses_dir / "python"
     (course / "w1").mkdir(parents=True)
     nbformat.write(new_notebook(cells=[new_code_cell("1 + 1")]), str(course / "w1" / "intro.ipynb"))

@@ -40,3 +40,12 @@ def test_bad_settings_are_refused_with_the_field_named(field, value):
 def test_unknown_settings_are_refused():
     with pytest.raises(ValidationError, match="data_rot"):
         Settings(data_rot="/x")
+
+
+def test_settings_survive_the_trip_through_the_environment_to_the_server_processes(monkeypatch):
+    from nbhosting_server.serve import settings_environment
+
+    s = Settings(data_root="/srv/x", egress_allow=["10.1.2.0/24", "fd00:1::/64"], max_running=7, egress=False)
+    for name, value in settings_environment(s).items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == s
