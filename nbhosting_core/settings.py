@@ -245,8 +245,13 @@ class Settings(BaseSettings):
         None,
         ge=1,
         description="Servers that may run at once; beyond, launches that would start one are told to come back "
-        "(503). Default: as many as can each use their whole memory_limit within students_memory_fraction of "
-        "the host's memory.",
+        "(503). Default: students_memory_fraction of the host's memory / server_memory_estimate.",
+    )
+    server_memory_estimate: int = Field(
+        256 * 1024**2,
+        ge=16 * 1024**2,
+        description="What a running server typically uses (measured: ~50 MiB idle, ~110-160 MiB with a kernel), "
+        "to size the default max_running.",
     )
     busy_retry_after: int = Field(
         30, ge=1, description="Seconds a launch refused at the cap of running servers is told to wait (Retry-After)."

@@ -71,19 +71,22 @@ class ThrottlePolicy:
         return cls(
             platform=Rate(s.creation_platform_burst, s.creation_platform_per_minute),
             client=Rate(s.creation_client_burst, s.creation_client_per_minute),
-            max_running=s.max_running or default_max_running(mem_total, s.students_memory_fraction, s.memory_limit),
+            max_running=s.max_running
+            or default_max_running(mem_total, s.students_memory_fraction, s.server_memory_estimate),
             cap_retry_after=s.busy_retry_after,
             claim_ttl=s.start_timeout,
         )
 
 
-def default_max_running(mem_total: int, fraction: float, memory_limit: int) -> int:
-    """As many servers as can each use their whole memory limit within the students' share of the host (pure).
+def default_max_running(mem_total: int, fraction: float, estimate: int) -> int:
+    """As many servers as the students' share of the host holds at ``estimate`` bytes each (pure). At least one.
 
-    No overcommit: every server admitted can really use ``memory_limit`` without making the students' group
-    (``students_memory_fraction`` of the host) kill a neighbour's kernel. At least one.
+    Not their memory limit: a server uses far less than its limit most of the time (~50 MiB idle, ~110-160 MiB
+    with a kernel, measured), and the students' group (``students_memory_fraction`` of the host) already keeps the
+    host safe when many use a lot at once (their own kernels are killed, not the host's processes). The cap is
+    there so that a host is not asked for more servers than it can serve well.
     """
-    return max(1, int(mem_total * fraction) // memory_limit)
+    return max(1, int(mem_total * fraction) // estimate)
 
 
 class Need(str, enum.Enum):

@@ -120,8 +120,8 @@ def door_checks(settings: Settings, *, mem_total: int | None = None) -> list[Che
     policy = ThrottlePolicy.from_settings(s, mem_total=memory)
     if s.max_running is None:
         source = (
-            f"{s.students_memory_fraction:g} x {memory / 2**30:.1f} GiB of memory / {s.memory_limit / 2**30:g} GiB "
-            "memory_limit, so each can use its whole limit; NBH_MAX_RUNNING to choose"
+            f"{s.students_memory_fraction:g} x {memory / 2**30:.1f} GiB of memory / "
+            f"{s.server_memory_estimate / 2**20:.0f} MiB a server typically uses; NBH_MAX_RUNNING to choose"
         )
     else:
         source = "NBH_MAX_RUNNING"

@@ -42,7 +42,7 @@ def test_doctor_shows_the_doors_limits_and_where_the_cap_comes_from():
 
     rate, cap = door_checks(Settings(), mem_total=24 * 2**30)
     assert "per platform 60 at once, then 60/min" in rate.detail and "per client address" in rate.detail
-    assert "at most 10 servers" in cap.detail and "2 GiB memory_limit" in cap.detail
+    assert "at most 81 servers" in cap.detail and "256 MiB a server typically uses" in cap.detail
     assert "at most 3 servers" in door_checks(Settings(max_running=3), mem_total=24 * 2**30)[1].detail
 
 

@@ -200,16 +200,17 @@ def test_a_refusal_at_the_cap_draws_no_rate():
 # --------------------------------------------------------------------------------------------- defaults
 
 
-def test_by_default_every_running_server_can_use_its_whole_memory_limit():
-    assert default_max_running(24 * GiB, 0.85, 2 * GiB) == 10
+def test_by_default_the_cap_is_what_the_students_share_holds_at_what_a_server_typically_uses():
+    assert default_max_running(24 * GiB, 0.85, 256 * 2**20) == 81
     assert default_max_running(64 * GiB, 0.85, 512 * 2**20) == 108
+    assert default_max_running(1 * GiB, 0.5, 2 * GiB) == 1  # at least one
     assert default_max_running(1 * GiB, 0.85, 2 * GiB) == 1  # at least one
 
 
 def test_the_policy_comes_from_the_settings():
     policy = ThrottlePolicy.from_settings(Settings(), mem_total=24 * GiB)
     assert policy.platform == Rate(60, 60) and policy.client == Rate(20, 2)
-    assert policy.max_running == 10 and policy.cap_retry_after == 30 and policy.claim_ttl == 60
+    assert policy.max_running == 81 and policy.cap_retry_after == 30 and policy.claim_ttl == 60
     assert ThrottlePolicy.from_settings(Settings(max_running=3), mem_total=24 * GiB).max_running == 3
 
 
