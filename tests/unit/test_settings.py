@@ -40,3 +40,31 @@ def test_bad_settings_are_refused_with_the_field_named(field, value):
 def test_unknown_settings_are_refused():
     with pytest.raises(ValidationError, match="data_rot"):
         Settings(data_rot="/x")
+
+
+def test_servers_get_their_own_origins_by_default_under_nb_dot_the_site():
+    s = Settings()
+    assert s.origin_mode == "subdomain" and s.effective_servers_domain == "nb.localhost"
+    assert Settings(site_address="Notebooks.Example.org").effective_servers_domain == "nb.notebooks.example.org"
+    assert Settings(servers_domain="nbh.example.net").effective_servers_domain == "nbh.example.net"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"site_address": "192.0.2.7"}, "needs servers_domain"),
+        ({"servers_domain": "example"}, "servers_domain"),
+        ({"servers_domain": "*.example.org"}, "servers_domain"),
+        ({"servers_domain": "a.example.org { respond 1 }"}, "servers_domain"),
+        ({"servers_tls": "files"}, "servers_tls_cert"),
+        ({"origin_mode": "both"}, "origin_mode"),
+    ],
+)
+def test_origin_settings_that_cannot_work_are_refused(values, message):
+    with pytest.raises(ValidationError, match=message):
+        Settings(**values)
+
+
+def test_an_ip_address_site_may_use_path_mode_or_name_the_servers_domain():
+    assert Settings(site_address="192.0.2.7", origin_mode="path").origin_mode == "path"
+    assert Settings(site_address="192.0.2.7", servers_domain="nb.example.org").effective_servers_domain
