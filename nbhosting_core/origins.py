@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .naming import is_key
@@ -65,6 +66,19 @@ def key_of_host(settings: Settings, host: str) -> str | None:
     if not dot or domain != settings.effective_servers_domain or not is_key(key):
         return None
     return key
+
+
+def frame_ancestors(settings: Settings, platform_origins: Iterable[str]) -> str:
+    """CSP ``frame-ancestors`` sources for notebooks and nbhosting's pages: who may embed them in an iframe.
+
+    The ``frame_ancestors`` setting when set (an explicit override); else ``'self'``, the site's origin and
+    every trusted platform's origins (:meth:`~nbhosting_core.platforms.Platforms.origins`), never ``*``.
+    """
+    if settings.frame_ancestors is not None:
+        return " ".join(settings.frame_ancestors.split())
+    sources = ["'self'", site_origin(settings)]
+    sources += [o for o in sorted(set(platform_origins)) if o not in sources]
+    return " ".join(sources)
 
 
 class OriginVerdict(str, enum.Enum):

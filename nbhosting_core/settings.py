@@ -17,7 +17,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .naming import USER_PREFIX, USER_PREFIX_RE
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+#: frame-ancestors sources that let any site (any https: or http: site) frame a page
+BROAD_SOURCES = frozenset({"*", "https:", "http:", "https://*", "http://*"})
 _HOSTNAME_RE = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+
+
+def is_local_host(host: str) -> bool:
+    """True for the loopback's names: localhost, any *.localhost, 127.0.0.1, ::1 (pure)."""
+    host = host.lower().strip("[]")
+    return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
 
 
 def _is_hostname(value: str) -> bool:
@@ -84,11 +92,12 @@ class Settings(BaseSettings):
         None, description="servers_tls 'files': the certificate of *.<servers_domain>."
     )
     servers_tls_key: Path | None = Field(None, description="servers_tls 'files': the key of servers_tls_cert.")
-    frame_ancestors: str = Field(
-        "*",
+    frame_ancestors: str | None = Field(
+        None,
         pattern=r"^[A-Za-z0-9*'.:/ _-]+$",
-        description="Who may embed notebooks in an iframe (CSP frame-ancestors): set it to your course "
-        "platform's origin in production, e.g. \"'self' https://courses.example.org\".",
+        description="An explicit CSP frame-ancestors for notebooks and nbhosting's pages (who may embed them in an "
+        "iframe), instead of the default: 'self', the site, and every trusted platform's origins. '*' is refused "
+        "unless the site is localhost.",
     )
     app_host: str = Field(
         "127.0.0.1", pattern=r"^[A-Za-z0-9.:-]+$", description="Where the Starlette app listens (Caddy's upstream)."
@@ -211,6 +220,13 @@ class Settings(BaseSettings):
             )
         if self.servers_tls == "files" and not (self.servers_tls_cert and self.servers_tls_key):
             raise ValueError("servers_tls 'files' needs servers_tls_cert and servers_tls_key")
+        if self.frame_ancestors is not None and not is_local_host(self.site_address):
+            broad = sorted(set(self.frame_ancestors.split()) & BROAD_SOURCES)
+            if broad:
+                raise ValueError(
+                    f"frame_ancestors may not hold {' '.join(broad)} off localhost: any site could frame the "
+                    "notebooks; name the platforms' origins (or leave it unset: they come from the platforms file)"
+                )
         return self
 
     @field_validator("url_prefix")

@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -36,10 +37,12 @@ from nbhosting_core import (
 )
 from nbhosting_core.access import COOKIE_NAME
 from nbhosting_core.launches import check_poll_token, poll_token
+from nbhosting_core.origins import frame_ancestors
 from nbhosting_core.platforms import PlatformsFile
 
 from . import pages
 from .errors import http_status, retryable
+from .framing import FrameAncestors
 
 log = logging.getLogger("nbhosting")
 LAUNCH_PREFIXES = ("notebookLazyCopy", "ipythonExercice")
@@ -277,7 +280,15 @@ def create_app(
             if culler is not None:
                 culler.stop()
 
-    app = Starlette(routes=routes, exception_handlers={404: _not_found, Exception: _server_error}, lifespan=lifespan)
+    def ancestors() -> str:
+        return frame_ancestors(hub.settings, e.platforms.current().origins())
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: _not_found, Exception: _server_error},
+        lifespan=lifespan,
+        middleware=[Middleware(FrameAncestors, sources=ancestors)],
+    )
     app.state.hub = hub
     return app
 

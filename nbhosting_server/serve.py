@@ -47,7 +47,6 @@ def caddy_environment(settings: Settings) -> dict[str, str]:
         "NBH_PREFIX": settings.url_prefix,
         "NBH_APP": f"{settings.app_host}:{settings.app_port}",
         "NBH_SOCKETS_DIR": str(settings.jupyter_sockets_dir),
-        "NBH_FRAME_ANCESTORS": settings.frame_ancestors,
         "XDG_DATA_HOME": str(caddy_home / "data"),
         "XDG_CONFIG_HOME": str(caddy_home / "config"),
     }

@@ -3,6 +3,9 @@
 Everything runs on test ports (HTTPS 18443, HTTP 18080, app 18710) inside a throwaway installation
 (:func:`tests.support.installation`), with the shared, cached notebook rootfs.
 
+The installation trusts one platform, ``demo`` (written before `nbh serve --demo` starts, which keeps it), whose
+course pages come from :class:`CoursePages`, a plain HTTP server on another origin (``http://127.0.0.1:<port>``).
+
 Students are removed with the installation (only those whose home is under its root).
 
 These tests skip when the host cannot run them (not root, or chromium/chromedriver/caddy/podman missing),
@@ -12,27 +15,31 @@ broken CI image can never turn the end-to-end tests into silent skips.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import secrets
 import shutil
 import signal
 import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nbhosting_core import Settings
+from nbhosting_server.demo import DEMO_COURSE, DEMO_PLATFORM
 from nbhosting_server.serve import caddy_root_cert, settings_environment
-from tests.support import built_rootfs, installation, is_root
+from tests.support import built_rootfs, free_port, installation, is_root
 
 # Selenium Manager must never try to download a browser or a driver (we pass both paths explicitly).
 os.environ.setdefault("SE_OFFLINE", "true")
@@ -84,6 +91,56 @@ def rootfs_with_retries(attempts: int = 3) -> Path:
     raise AssertionError("unreachable")
 
 
+class CoursePages:
+    """A course platform's pages, on an origin of their own (``http://127.0.0.1:<port>``): tests put pages in."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.pages: dict[str, bytes] = {}
+        pages = self.pages
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                page = pages.get(self.path)
+                self.send_response(200 if page is not None else 404)
+                self.send_header("Content-Type", "text/html")
+                self.end_headers()
+                self.wfile.write(page or b"no such page")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def put(self, path: str, html: str) -> str:
+        """Serve ``html`` at ``path``; its URL."""
+        self.pages[path] = html.encode()
+        return self.origin + path
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def write_platforms(path: Path, course_origin: str) -> None:
+    """The platforms file of the e2e installation: the demo platform, whose pages come from ``course_origin``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = (
+        "[[platform]]\n"
+        f'name = "{DEMO_PLATFORM}"\n'
+        f'origins = ["{course_origin}"]\n'
+        f'courses = ["{DEMO_COURSE}"]\n'
+        'methods = ["signed"]\n'
+        f'secret = "{secrets.token_urlsafe(32)}"\n'
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 @dataclass
 class Served:
     """A running `nbh serve --demo` and how to talk to it."""
@@ -93,7 +150,8 @@ class Served:
     log_path: Path
     process: subprocess.Popen[bytes]
     ssl_context: ssl.SSLContext  # trusts Caddy's internal CA (hostname checked)
-    state: dict[str, Any]  # what tests of the module hand over to each other (e.g. alice's key)
+    course: CoursePages
+    state: dict[str, Any] = field(default_factory=dict)  # what tests of a module hand over to each other
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -234,11 +292,13 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
     assert not busy, f"ports {busy} are already in use: another e2e run (or something else) holds them"
     rootfs = rootfs_with_retries()
     failed_before = request.session.testsfailed
+    course = CoursePages()
     with installation(
         rootfs, https_port=HTTPS_PORT, http_port=HTTP_PORT, app_port=APP_PORT, public_url=BASE_URL
     ) as settings:
         root = settings.data_root.parent
         log_path = root / "serve.log"
+        write_platforms(settings.effective_platforms_file, course.origin)
         env = {**os.environ, **settings_environment(settings)}
         cmd = [sys.executable, "-m", "nbhosting_server.cli", "serve", "--demo", "--workers", "2"]
         with open(log_path, "wb") as log:
@@ -252,10 +312,16 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
             assert cert.is_file(), f"Caddy's root certificate is not at {cert}"
             context = ssl.create_default_context(cafile=str(cert))
             served = Served(
-                settings=settings, base_url=BASE_URL, log_path=log_path, process=process, ssl_context=context, state={}
+                settings=settings,
+                base_url=BASE_URL,
+                log_path=log_path,
+                process=process,
+                ssl_context=context,
+                course=course,
             )
             yield served
         finally:
+            course.close()
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGTERM)  # only our `nbh serve`; it stops its uvicorn and Caddy
                 try:

@@ -322,35 +322,20 @@ def test_a_cold_launch_shows_the_progress_page_then_redirects(served: Served) ->
 
 
 def test_a_notebook_embedded_in_a_course_page_iframe_works(served: Served, browser: Any) -> None:
-    """The course page lives on another site (http://127.0.0.1:PORT vs https://localhost): the launch sets its
-    cookie inside the iframe (SameSite=None; Secure; Partitioned) and the notebook and its kernel come up."""
-    import http.server
-    import threading
-
+    """The course page lives on another site (the platform's origin, http://127.0.0.1:PORT, vs https://localhost):
+    the launch sets its cookie inside the iframe (SameSite=None; Secure; Partitioned), the notebook and its kernel
+    come up, framed as the platforms' origins allow (Jupyter's own policy, with their frame-ancestors)."""
     launch = served.url(served.launch_path(LOOPS, "e2e-dave"))
-    page = (
-        f"<!doctype html><title>Course</title><h1>Week 1</h1>"
-        f'<iframe id="nb" src="{launch}" width="1200" height="800"></iframe>'
-    ).encode()
-
-    class CoursePage(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CoursePage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    page = served.course.put(
+        "/week1.html",
+        f'<!doctype html><title>Course</title><h1>Week 1</h1><iframe id="nb" src="{launch}" width="1200" height="800">'
+        "</iframe>",
+    )
+    browser.get(page)
+    frame = browser.find_element("id", "nb")
+    browser.switch_to.frame(frame)
+    pattern = notebook_url_re(served, LOOPS)
     try:
-        browser.get(f"http://127.0.0.1:{server.server_address[1]}/course.html")
-        frame = browser.find_element("id", "nb")
-        browser.switch_to.frame(frame)
-        pattern = notebook_url_re(served, LOOPS)
 
         def embedded_ready(b: Any) -> bool:
             url = b.execute_script("return location.href")
@@ -367,4 +352,3 @@ def test_a_notebook_embedded_in_a_course_page_iframe_works(served: Served, brows
         assert pattern.match(browser.execute_script("return location.href"))
     finally:
         browser.switch_to.default_content()
-        server.shutdown()

@@ -306,3 +306,16 @@ def test_the_platforms_file_is_read_again_when_it_changes(setup):
     assert client.get(url("bob")).status_code == 403  # demo is not a course of this platform any more
     settings.effective_platforms_file.write_text("[[platform]\nbroken")  # a mistake: the last good one stays
     assert client.get(url("carol")).status_code == 403
+
+
+def test_nbhostings_pages_may_be_framed_by_the_platforms_only(setup):
+    settings, _, client, _, _ = setup
+    for response in (client.get("/"), client.get(url("alice")), client.get("/no/such/page")):
+        assert response.headers["content-security-policy"] == (
+            "frame-ancestors 'self' https://localhost:8443 https://course.example.org"
+        )
+    # a platform added to the file frames them at once
+    settings.effective_platforms_file.write_text(
+        PLATFORMS.replace('origins = ["https://course.example.org"]', 'origins = ["https://lms.example.net"]')
+    )
+    assert client.get("/").headers["content-security-policy"].endswith("https://localhost:8443 https://lms.example.net")

@@ -6,6 +6,7 @@ from nbhosting_core import Settings
 from nbhosting_core.origins import (
     OriginVerdict,
     check_origin,
+    frame_ancestors,
     key_of_host,
     server_host,
     server_origin,
@@ -60,6 +61,24 @@ def test_a_servers_key_is_read_from_its_host_and_from_nothing_else():
 def test_a_server_host_needs_a_key():
     with pytest.raises(ValueError, match="not a server key"):
         server_host(Settings(), "../etc")
+
+
+# ------------------------------------------------------------------------------------------ who may frame them
+
+
+def test_frame_ancestors_are_self_the_site_and_the_platforms_never_a_wildcard():
+    s = Settings()
+    value = frame_ancestors(
+        s, ["https://courses.example.org", "https://lms.example.net", "https://courses.example.org"]
+    )
+    assert value == "'self' https://localhost:8443 https://courses.example.org https://lms.example.net"
+    assert frame_ancestors(s, []) == "'self' https://localhost:8443"
+    assert "*" not in frame_ancestors(s, ["https://a.example"])
+
+
+def test_the_frame_ancestors_setting_overrides_them_all():
+    s = Settings(frame_ancestors="'self'  https://only.example.org")
+    assert frame_ancestors(s, ["https://courses.example.org"]) == "'self' https://only.example.org"
 
 
 # ------------------------------------------------------------------------------------- which requests reach them

@@ -68,3 +68,14 @@ def test_origin_settings_that_cannot_work_are_refused(values, message):
 def test_an_ip_address_site_may_use_path_mode_or_name_the_servers_domain():
     assert Settings(site_address="192.0.2.7", origin_mode="path").origin_mode == "path"
     assert Settings(site_address="192.0.2.7", servers_domain="nb.example.org").effective_servers_domain
+
+
+def test_frame_ancestors_is_an_explicit_override_refused_as_a_wildcard_off_localhost():
+    assert Settings().frame_ancestors is None  # default: the platforms' origins (nbhosting_core.origins)
+    assert Settings(frame_ancestors="*").frame_ancestors == "*"  # a demo on localhost
+    site = {"site_address": "notebooks.example.org", "public_url": "https://notebooks.example.org"}
+    for broad in ("*", "'self' *", "https:", "'self' http:"):
+        with pytest.raises(ValidationError, match="frame_ancestors may not hold"):
+            Settings(**site, frame_ancestors=broad)
+    named = Settings(**site, frame_ancestors="'self' https://courses.example.org https://*.example.org")
+    assert named.frame_ancestors is not None
