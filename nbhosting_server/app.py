@@ -43,6 +43,7 @@ from nbhosting_core.platforms import PlatformsFile
 from . import pages
 from .errors import http_status, retryable
 from .framing import FrameAncestors
+from .logs import mask_access_log
 
 log = logging.getLogger("nbhosting")
 LAUNCH_PREFIXES = ("notebookLazyCopy", "ipythonExercice")
@@ -296,4 +297,5 @@ def create_app(
 def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory`` (`nbh serve`): settings from the NBH_* environment, culler on."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    mask_access_log()
     return create_app(Settings(), cull=True)

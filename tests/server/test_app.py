@@ -319,3 +319,28 @@ def test_nbhostings_pages_may_be_framed_by_the_platforms_only(setup):
         PLATFORMS.replace('origins = ["https://course.example.org"]', 'origins = ["https://lms.example.net"]')
     )
     assert client.get("/").headers["content-security-policy"].endswith("https://localhost:8443 https://lms.example.net")
+
+
+def test_the_access_log_never_holds_a_capability():
+    import logging
+
+    from nbhosting_server.logs import MaskCapabilities
+
+    ticket = "k" * 40 + ".nbh-x.99.nonce.mac"
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", f"/_nbh/ticket?t={ticket}&next=/nb/x/", "1.1", 302),
+        None,
+    )
+    MaskCapabilities().filter(record)
+    line = record.getMessage()
+    assert ticket not in line and "t=REDACTED&next=/nb/x/" in line
+    launch = "/notebookLazyCopy/demo/a.ipynb/al?platform=p&expires=9&signature=SIG&poll=POLL&status=1"
+    record.args = ("127.0.0.1:5", "GET", launch, "1.1", 200)
+    MaskCapabilities().filter(record)
+    assert "SIG" not in record.getMessage() and "POLL" not in record.getMessage()
+    assert "platform=p&expires=9&signature=REDACTED&poll=REDACTED&status=1" in record.getMessage()
