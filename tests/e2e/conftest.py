@@ -1,7 +1,8 @@
 """End-to-end fixtures: the real stack (`nbh serve --demo`: Caddy + the app + rootless podman) and headless Chromium.
 
 Everything runs on test ports (HTTPS 18443, HTTP 18080, app 18710) inside a throwaway installation
-(:func:`tests.support.installation`), with the shared, cached notebook rootfs.
+(:func:`tests.support.installation`), with the shared, cached notebook rootfs. A test module chooses the origin
+mode with ``ORIGIN_MODE`` (default ``subdomain``: each server on ``https://<key>.nb.localhost:18443``).
 
 The installation trusts one platform, ``demo`` (written before `nbh serve --demo` starts, which keeps it), whose
 course pages come from :class:`CoursePages`, a plain HTTP server on another origin (``http://127.0.0.1:<port>``).
@@ -15,12 +16,15 @@ broken CI image can never turn the end-to-end tests into silent skips.
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -28,6 +32,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -141,6 +146,15 @@ def write_platforms(path: Path, course_origin: str) -> None:
         out.write(text)
 
 
+class _LoopbackHTTPS(http.client.HTTPSConnection):
+    """HTTPS to this host's loopback whatever the host name: glibc resolves no ``*.localhost``, but Caddy must
+    see the name, in ``Host`` and in TLS SNI (and the certificate is checked against it)."""
+
+    def connect(self) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
 @dataclass
 class Served:
     """A running `nbh serve --demo` and how to talk to it."""
@@ -155,6 +169,24 @@ class Served:
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    def server_origin(self, key: str) -> str:
+        """Where the server ``key`` is served: its own host (mode subdomain) or the site (mode path)."""
+        if self.settings.origin_mode == "subdomain":
+            return f"https://{key}.{self.settings.effective_servers_domain}:{HTTPS_PORT}"
+        return self.base_url
+
+    def server_url(self, key: str, path: str) -> str:
+        """A URL of the server ``key``, ``path`` under its base URL (``api/status``, ``notebooks/x.ipynb``)."""
+        return f"{self.server_origin(key)}/{self.settings.url_prefix}/{key}/{path.lstrip('/')}"
+
+    def notebook_url_re(self, notebook: str) -> re.Pattern[str]:
+        """The URL of ``notebook`` opened in any server (group 1: the key)."""
+        prefix, tail = self.settings.url_prefix, f"notebooks/{re.escape(notebook)}"
+        if self.settings.origin_mode == "subdomain":
+            domain = re.escape(self.settings.effective_servers_domain)
+            return re.compile(rf"^https://([0-9a-f]{{40}})\.{domain}:{HTTPS_PORT}/{prefix}/\1/{tail}$")
+        return re.compile(rf"^{re.escape(self.base_url)}/{prefix}/([0-9a-f]{{40}})/{tail}$")
 
     def launch_path(self, notebook: str, student: str, prefix: str = "notebookLazyCopy", course: str = "demo") -> str:
         """A launch URL (path and query) signed by the demo platform, as a course platform makes them."""
@@ -171,55 +203,95 @@ class Served:
         return f"demo:{student}"
 
     def request(
-        self, path: str, headers: dict[str, str] | None = None, timeout: float = 90.0
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        timeout: float = 90.0,
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
     ) -> tuple[int, dict[str, str], list[str], bytes]:
-        """GET ``path`` over HTTPS (Caddy's CA trusted), without following redirects.
+        """``method`` ``url`` over HTTPS (Caddy's CA trusted), without following redirects.
 
-        Returns (status, headers lower-cased, every Set-Cookie header, body).
+        ``url``: absolute (any ``*.localhost`` host: connected to 127.0.0.1, the name in Host and SNI), or a path
+        of the site. Returns (status, headers lower-cased, every Set-Cookie header, body).
         """
-        req = urllib.request.Request(self.url(path), headers=headers or {})
-        opener = urllib.request.build_opener(_NoRedirect(), urllib.request.HTTPSHandler(context=self.ssl_context))
+        parts = urllib.parse.urlsplit(url if url.startswith("https://") else self.url(url))
+        assert parts.hostname is not None and parts.port is not None, url
+        conn = _LoopbackHTTPS(parts.hostname, parts.port, context=self.ssl_context, timeout=timeout)
         try:
-            with opener.open(req, timeout=timeout) as resp:
-                return (
-                    resp.status,
-                    {k.lower(): v for k, v in resp.headers.items()},
-                    resp.headers.get_all("set-cookie") or [],
-                    resp.read(),
-                )
-        except urllib.error.HTTPError as err:
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            conn.request(method, target, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            data = resp.read()
             return (
-                err.code,
-                {k.lower(): v for k, v in err.headers.items()},
-                err.headers.get_all("set-cookie") or [],
-                err.read(),
+                resp.status,
+                {k.lower(): v for k, v in resp.getheaders()},
+                resp.headers.get_all("set-cookie") or [],
+                data,
             )
+        finally:
+            conn.close()
 
-    def launch_json(self, notebook: str, student: str, timeout: float = 90.0) -> tuple[dict[str, Any], list[str]]:
+    def launch_json(self, notebook: str, student: str, timeout: float = 90.0) -> dict[str, Any]:
         """What the progress page's script does: poll the launch URL with ?status=1 until the server is ready.
 
-        Returns the last answer and the cookies set along the way.
+        Returns the last answer (``url``: where to go then, the server's origin with a one-time ticket).
         """
         deadline = time.monotonic() + timeout
-        cookies: list[str] = []
         while True:
             status, _, set_cookies, body = self.request(
                 self.launch_path(notebook, student) + "&status=1", {"Accept": "application/json"}, timeout=10
             )
             assert status == 200, f"launch of {notebook} for {student} answered {status}: {body[:500]!r}"
-            cookies += set_cookies
-            answer = json.loads(body)
+            assert not set_cookies, f"a launch set cookies on nbhosting's origin: {set_cookies}"
+            answer: dict[str, Any] = json.loads(body)
             if answer["state"] == "ready" or time.monotonic() > deadline:
-                return answer, cookies
+                return answer
             time.sleep(0.1)
+
+    def sign_in(self, notebook: str, student: str) -> tuple[str, str]:
+        """A student's launch followed to the end, from Python: (the server's key, the access cookie's value)."""
+        answer = self.launch_json(notebook, student)
+        assert answer["state"] == "ready", answer
+        status, headers, set_cookies, body = self.request(answer["url"])
+        assert status == 302, f"the ticket answered {status}: {body[:300]!r}"
+        match = self.notebook_url_re(notebook).match(
+            self.server_origin(_key_of(headers["location"])) + headers["location"]
+        )
+        assert match, headers["location"]
+        [cookie] = set_cookies
+        name, _, rest = cookie.partition("=")
+        return match.group(1), rest.split(";", 1)[0]
+
+    def websocket(self, url: str, headers: dict[str, str]) -> Any:
+        """A websocket to ``url`` (``wss://`` on any ``*.localhost`` host) through Caddy; raises
+        ``websockets.exceptions.InvalidStatus`` when the handshake is refused."""
+        from websockets.sync.client import connect
+
+        parts = urllib.parse.urlsplit(url)
+        sock = socket.create_connection(("127.0.0.1", parts.port or 443), 10)
+        try:
+            return connect(
+                url,
+                sock=sock,
+                ssl=self.ssl_context,
+                server_hostname=parts.hostname,
+                additional_headers=headers,
+                proxy=None,
+                open_timeout=30,
+            )
+        except BaseException:
+            sock.close()
+            raise
 
     def log_tail(self, lines: int = 80) -> str:
         return _log_tail(self.log_path, lines)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+def _key_of(path: str) -> str:
+    """The key in a server's path (``/nb/<key>/...``)."""
+    return path.split("/")[2]
 
 
 def _wait_healthy(process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
@@ -285,16 +357,18 @@ def _print_uncaptured(request: pytest.FixtureRequest, text: str, title: str) -> 
 
 @pytest.fixture(scope="module")
 def served(request: pytest.FixtureRequest) -> Iterator[Served]:
-    """`nbh serve --demo --workers 2` in a throwaway installation, behind Caddy on https://localhost:18443."""
+    """`nbh serve --demo --workers 2` in a throwaway installation, behind Caddy on https://localhost:18443, in the
+    origin mode the module says (``ORIGIN_MODE``, default subdomain)."""
     require_stack()
     require_browser()
     busy = _ports_free()
     assert not busy, f"ports {busy} are already in use: another e2e run (or something else) holds them"
     rootfs = rootfs_with_retries()
     failed_before = request.session.testsfailed
+    mode = getattr(request.module, "ORIGIN_MODE", "subdomain")
     course = CoursePages()
     with installation(
-        rootfs, https_port=HTTPS_PORT, http_port=HTTP_PORT, app_port=APP_PORT, public_url=BASE_URL
+        rootfs, https_port=HTTPS_PORT, http_port=HTTP_PORT, app_port=APP_PORT, public_url=BASE_URL, origin_mode=mode
     ) as settings:
         root = settings.data_root.parent
         log_path = root / "serve.log"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from nbhosting_core import Hub, Launch, LaunchState, Settings
+from nbhosting_core.origins import server_origin
 from nbhosting_core.system.unixhttp import get
 from nbhosting_core.tokens import jupyter_token
 from nbhosting_server.serve import settings_environment
@@ -195,7 +196,8 @@ def test_concurrent_opens_from_separate_processes_give_one_container(settings):
     assert len({launch["key"] for launch in launches}) == 1
     assert sum(launch["created"] for launch in launches) == 1
     assert all(launch["state"] == "ready" for launch in launches)
-    assert launches[0]["url"].startswith(settings.public_url)
+    key = launches[0]["key"]
+    assert launches[0]["url"] == f"{server_origin(settings, key)}/nb/{key}/notebooks/01-welcome.ipynb"
 
 
 def test_a_second_student_cannot_reach_the_first_ones_socket_or_files(hub):
