@@ -18,6 +18,11 @@ from .settings import Settings
 WORKDIR = "/home/student"
 SOCKET_MOUNT = "/nbhosting/run"
 SOCKET_NAME = "jupyter.sock"
+#: Jupyter's configuration written by nbhosting before each start (see :func:`jupyter_config`), in the socket folder
+CONFIG_DIR = "config"
+CONFIG_NAME = "jupyter_server_config.json"
+#: where Jupyter answers the reports of its Content-Security-Policy (under its base_url): its own default
+CSP_REPORT_PATH = "api/security/csp-report"
 ENTRYPOINT = ["tini", "-g", "--", "/usr/local/bin/nbhosting-jupyter"]
 #: what each label holds: the same keys are written at creation and read back by the backend.
 LABELS = {
@@ -92,6 +97,27 @@ def jupyter_options(settings: Settings, key: str) -> list[str]:
     return options
 
 
+def jupyter_csp(settings: Settings, key: str, frame_ancestors: str) -> str:
+    """Jupyter's own Content-Security-Policy for the server ``key``, with ``frame_ancestors`` (pure).
+
+    Jupyter's default is ``frame-ancestors 'self'; report-uri <base_url>api/security/csp-report``; a policy in its
+    ``headers`` setting replaces that default, and Jupyter still adds to it where it must (``; sandbox
+    allow-scripts`` on /files/ and other served files, ``; default-src 'none'`` on its API).
+    """
+    return f"frame-ancestors {frame_ancestors}; report-uri /{settings.url_prefix}/{key}/{CSP_REPORT_PATH}"
+
+
+def jupyter_config(settings: Settings, key: str, frame_ancestors: str) -> dict[str, Any]:
+    """The Jupyter configuration nbhosting writes before each start of the server ``key`` (pure).
+
+    Written at each start rather than passed as options at creation, so that a change of who may frame the
+    notebooks (the platforms' origins) reaches each server at its next start. It only adds to the image's own
+    configuration (Jupyter merges every file of its config path).
+    """
+    csp = jupyter_csp(settings, key, frame_ancestors)
+    return {"ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": csp}}}}
+
+
 def container_spec(
     settings: Settings,
     account: Account,
@@ -139,7 +165,14 @@ def container_spec(
             ),
         ],
         "shm_size": SHM_SIZE,
-        "env": {"HOME": "/tmp", "USER": account.user, "JUPYTER_TOKEN": token, "PATH": "/usr/local/bin:/usr/bin:/bin"},
+        "env": {
+            "HOME": "/tmp",
+            "USER": account.user,
+            "JUPYTER_TOKEN": token,
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            # nbhosting's configuration of this server, written before each start (see jupyter_config)
+            "JUPYTER_CONFIG_PATH": f"{SOCKET_MOUNT}/{CONFIG_DIR}",
+        },
         "labels": labels,
         "work_dir": WORKDIR,
         "hostname": course[:63],

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import PurePosixPath
 
-from . import access, throttle
+from . import access, origins, throttle, tickets
 from .accounts import Accounts, AccountStore
 from .activity import ActivityLog
 from .backend import NotebookBackend
 from .culling import CullPolicy, last_seen, should_cull
-from .errors import Busy, NotFound, StartFailed, StartTimeout
+from .errors import Busy, LaunchRefused, NotFound, StartFailed, StartTimeout
 from .models import (
     AccessCookie,
     Account,
@@ -41,10 +41,13 @@ from .system.locks import file_lock
 from .system.quota import NoQuota, Quota, quota_for
 from .system.runner import CommandRunner, SubprocessRunner
 from .system.secretfile import load_or_create_secret
+from .system.spent import SpentNonces
 from .throttle import Need, Requester, ThrottlePolicy
 from .workspaces import Workspaces
 
 log = logging.getLogger(__name__)
+#: where a server's origin takes a one-time ticket and sets its access cookie (served by the app through Caddy)
+TICKET_PATH = "/_nbh/ticket"
 
 
 class Hub:
@@ -91,6 +94,7 @@ class Hub:
             settings, mem_total=meminfo("MemTotal") if settings.max_running is None else 0
         )
         self.counters: Counters = counters or SqliteCounters(settings.throttle_dir / "counters.sqlite")
+        self.spent = SpentNonces(settings.tickets_dir)
         #: seconds since the epoch, as this hub tells time (a fake in tests): the web layer uses it too
         self.clock = clock
         self._clock = clock
@@ -222,16 +226,63 @@ class Hub:
         quoted = urllib.parse.quote(str(notebook))
         return f"/{self.settings.url_prefix}/{key}/{view}/{quoted}"
 
+    def server_origin(self, key: str) -> str:
+        """The origin the server ``key`` is served from (see :mod:`nbhosting_core.origins`)."""
+        return origins.server_origin(self.settings, key)
+
     def access_cookie(self, launch: Launch) -> AccessCookie:
-        """The cookie that lets this browser reach the server of ``launch`` (and no other)."""
-        s = self.settings
-        value = access.access_cookie_value(self.secret, launch.key, launch.user, self._clock(), s.cookie_max_age)
-        return AccessCookie(
-            name=access.COOKIE_NAME,
-            value=value,
-            path=access.cookie_path(s.url_prefix, launch.key),
-            max_age=s.cookie_max_age,
-        )
+        """The cookie that lets this browser reach the server of ``launch`` (and no other).
+
+        It is set by the server's origin (see :meth:`redeem_ticket`) and has no Domain: in origin mode
+        ``subdomain`` it is sent to that server's host only (path ``/``); in mode ``path``, only with that server's
+        paths (``/<prefix>/<key>/``).
+        """
+        return self._access_cookie(launch.key, launch.user)
+
+    def ticket_url(self, launch: Launch) -> str:
+        """Where a browser goes once ``launch`` is ready (absolute): the server's own origin, with a one-time
+        ticket that sets the access cookie there, then on to the notebook. A capability: never log it.
+        """
+        ticket = tickets.make_ticket(self.secret, launch.key, launch.user, now=self._clock())
+        query = urllib.parse.urlencode({"t": ticket, "next": launch.url})
+        return f"{self.server_origin(launch.key)}{TICKET_PATH}?{query}"
+
+    def redeem_ticket(self, text: str, *, host_key: str | None) -> AccessCookie:
+        """The access cookie a ticket hands over, once: the ticket is checked, then spent.
+
+        Args:
+            text: the ticket (see :mod:`nbhosting_core.tickets`).
+            host_key: the key of the server's host the browser brought it to (in origin mode ``subdomain``, as
+                Caddy routed it); None on the site's own origin (mode ``path``).
+
+        Raises:
+            LaunchRefused: the ticket is malformed, forged, expired, spent, or not for this host's server.
+        """
+        now = self._clock()
+        try:
+            ticket = tickets.read_ticket(self.secret, text, now=now)
+            expected = ticket.key if self.settings.origin_mode == "subdomain" else None
+            if host_key != expected:
+                raise tickets.refused_host(ticket, host_key)
+            if not self.spent.spend(ticket.nonce, ticket.expires, now=now):
+                raise tickets.refused_spent(ticket)
+        except LaunchRefused as exc:
+            log.info("ticket refused [%s]: %s", exc.why, exc.log_detail)
+            raise
+        log.info("ticket user=%s key=%s: access cookie handed over", ticket.user, _short(ticket.key))
+        return self._access_cookie(ticket.key, ticket.user)
+
+    def may_certify(self, host: str) -> bool:
+        """On-demand TLS's question (Caddy's ``ask``): may a certificate be obtained for ``host``?
+
+        Yes only for the host of an existing server, in origin mode ``subdomain``: no one can make Caddy ask a CA
+        for certificates of invented names.
+        """
+        key = origins.key_of_host(self.settings, host)
+        allowed = key is not None and self.backend.find(key) is not None
+        shown = f"server {_short(key)}" if key is not None else repr(host[:80])
+        log.info("tls ask for %s: %s", shown, "yes" if allowed else "no")
+        return allowed
 
     def authorize(self, uri: str, cookie_values: list[str]) -> access.AccessDecision:
         """Caddy's forward_auth question: may a request for ``uri`` with these cookies go through?
@@ -447,6 +498,12 @@ class Hub:
             activity=activity,
             usage=self.backend.usage(server) if details else None,
         )
+
+    def _access_cookie(self, key: str, user: str) -> AccessCookie:
+        s = self.settings
+        value = access.access_cookie_value(self.secret, key, user, self._clock(), s.cookie_max_age)
+        path = "/" if s.origin_mode == "subdomain" else access.cookie_path(s.url_prefix, key)
+        return AccessCookie(name=access.COOKIE_NAME, value=value, key=key, path=path, max_age=s.cookie_max_age)
 
     def _student_lock(self, user: str) -> AbstractContextManager[None]:
         """Held while a student's storage is prepared or released and their servers start or stop."""

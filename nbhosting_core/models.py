@@ -159,9 +159,10 @@ class Launch(_Frozen):
 
 
 class AccessCookie(_Frozen):
-    """The cookie that lets one browser reach one notebook server (scoped to its path)."""
+    """The cookie that lets one browser reach one notebook server (set by the server's origin, no Domain)."""
 
     name: str
     value: str
+    key: str  # the server it opens
     path: str
     max_age: int

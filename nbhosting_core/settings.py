@@ -7,15 +7,30 @@ at ``os.environ``. Every path nbhosting writes is derived from ``data_root`` (pe
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, IPvAnyNetwork, field_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .naming import USER_PREFIX, USER_PREFIX_RE
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+#: frame-ancestors sources that let any site (any https: or http: site) frame a page
+BROAD_SOURCES = frozenset({"*", "https:", "http:", "https://*", "http://*"})
+_HOSTNAME_RE = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+
+
+def is_local_host(host: str) -> bool:
+    """True for the loopback's names: localhost, any *.localhost, 127.0.0.1, ::1 (pure)."""
+    host = host.lower().strip("[]")
+    return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
+
+
+def _is_hostname(value: str) -> bool:
+    """True for a DNS host name (at least one letter: not an IPv4 address)."""
+    return bool(_HOSTNAME_RE.match(value.lower()))
 
 
 class Settings(BaseSettings):
@@ -54,11 +69,35 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, ge=1, le=65535, description="Caddy's HTTP port (ACME challenges, redirects).")
     tls_cert: Path | None = Field(None, description="A certificate file; default Caddy's internal CA.")
     tls_key: Path | None = Field(None, description="The key of tls_cert.")
-    frame_ancestors: str = Field(
-        "*",
+    origin_mode: Literal["subdomain", "path"] = Field(
+        "subdomain",
+        description="Where each notebook server is served: 'subdomain', on its own origin "
+        "https://<key>.<servers_domain>/ (needs a wildcard DNS record, none for *.localhost), or 'path', under the "
+        "site's origin at /<url_prefix>/<key>/ (one origin shared by every student's server: see the README).",
+    )
+    servers_domain: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$",
+        description="In origin mode 'subdomain', the domain under which each server has its host "
+        "<key>.<servers_domain>; default nb.<site_address>.",
+    )
+    servers_tls: Literal["internal", "files", "on_demand"] = Field(
+        "internal",
+        description="How the servers' hosts get certificates: 'internal' (one wildcard certificate from Caddy's "
+        "own CA), 'files' (the admin's wildcard certificate: servers_tls_cert, servers_tls_key), or 'on_demand' "
+        "(one certificate per server's host from an ACME CA, asked for when a server's host is first visited, "
+        "only for keys of existing servers).",
+    )
+    servers_tls_cert: Path | None = Field(
+        None, description="servers_tls 'files': the certificate of *.<servers_domain>."
+    )
+    servers_tls_key: Path | None = Field(None, description="servers_tls 'files': the key of servers_tls_cert.")
+    frame_ancestors: str | None = Field(
+        None,
         pattern=r"^[A-Za-z0-9*'.:/ _-]+$",
-        description="Who may embed notebooks in an iframe (CSP frame-ancestors): set it to your course "
-        "platform's origin in production, e.g. \"'self' https://courses.example.org\".",
+        description="An explicit CSP frame-ancestors for notebooks and nbhosting's pages (who may embed them in an "
+        "iframe), instead of the default: 'self', the site, and every trusted platform's origins. '*' is refused "
+        "unless the site is localhost.",
     )
     app_host: str = Field(
         "127.0.0.1", pattern=r"^[A-Za-z0-9.:-]+$", description="Where the Starlette app listens (Caddy's upstream)."
@@ -257,12 +296,34 @@ class Settings(BaseSettings):
         30, ge=1, description="Seconds a launch refused at the cap of running servers is told to wait (Retry-After)."
     )
 
+    @model_validator(mode="after")
+    def _origins(self) -> Settings:
+        if self.origin_mode == "subdomain" and self.servers_domain is None and not _is_hostname(self.site_address):
+            raise ValueError(
+                f"origin_mode 'subdomain' needs servers_domain: site_address {self.site_address!r} is not a host name"
+            )
+        if self.servers_tls == "files" and not (self.servers_tls_cert and self.servers_tls_key):
+            raise ValueError("servers_tls 'files' needs servers_tls_cert and servers_tls_key")
+        if self.frame_ancestors is not None and not is_local_host(self.site_address):
+            broad = sorted(set(self.frame_ancestors.split()) & BROAD_SOURCES)
+            if broad:
+                raise ValueError(
+                    f"frame_ancestors may not hold {' '.join(broad)} off localhost: any site could frame the "
+                    "notebooks; name the platforms' origins (or leave it unset: they come from the platforms file)"
+                )
+        return self
+
     @field_validator("url_prefix")
     @classmethod
     def _slug_prefix(cls, value: str) -> str:
         if not value.isascii() or not value.replace("-", "").isalnum() or not value.islower():
             raise ValueError("url_prefix must be a lower-case slug such as 'nb'")
         return value
+
+    @property
+    def effective_servers_domain(self) -> str:
+        """The domain of the servers' hosts (origin mode 'subdomain'): ``servers_domain``, or nb.<site_address>."""
+        return self.servers_domain or f"nb.{self.site_address.lower()}"
 
     @property
     def courses_dir(self) -> Path:
@@ -313,6 +374,11 @@ class Settings(BaseSettings):
     def throttle_dir(self) -> Path:
         """RUN_DIR/throttle/: the door's counters (rate limits, claims on the cap), shared by every app process."""
         return self.run_dir / "throttle"
+
+    @property
+    def tickets_dir(self) -> Path:
+        """RUN_DIR/tickets: the one-time tickets spent lately (see nbhosting_core.system.spent)."""
+        return self.run_dir / "tickets"
 
     @property
     def activity_dir(self) -> Path:

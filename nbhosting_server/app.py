@@ -1,8 +1,9 @@
-"""The Starlette app: launch routes, the LTI endpoints (:mod:`nbhosting_server.lti`), Caddy's forward-auth check,
-health, friendly errors, the culler.
+"""The Starlette app: launch routes, the LTI endpoints (:mod:`nbhosting_server.lti`), tickets, Caddy's
+forward-auth and TLS checks, health, friendly errors, the culler.
 
 No handler waits for a notebook server to start: a cold launch answers at once with a progress page whose
-script polls the same URL with ``?status=1``; every poll answers at once too.
+script polls the same URL with ``?status=1``; every poll answers at once too. A ready launch sends the browser to
+the server's own origin with a one-time ticket (``/_nbh/ticket``), which sets the server's access cookie there.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from nbhosting_core import (
+    AccessCookie,
     Admission,
     Busy,
     Culler,
@@ -37,17 +40,20 @@ from nbhosting_core import (
     validate_notebook_path,
     validate_student_id,
 )
-from nbhosting_core.access import COOKIE_NAME
+from nbhosting_core.access import COOKIE_NAME, key_from_uri
+from nbhosting_core.hub import TICKET_PATH
 from nbhosting_core.launches import check_admission_token, check_poll_token, poll_token
+from nbhosting_core.origins import check_origin, frame_ancestors
 from nbhosting_core.platforms import PlatformsFile
 
 from . import pages
 from .errors import http_status, retry_after, retryable
+from .framing import FrameAncestors
+from .logs import mask_access_log
 from .lti import LtiEndpoints
 
 log = logging.getLogger("nbhosting")
 LAUNCH_PREFIXES = ("notebookLazyCopy", "ipythonExercice")
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 #: the query parameter of the progress page's polls (``wait`` is what pages served by older versions send)
 POLL_PARAMS = ("status", "wait")
 
@@ -58,8 +64,8 @@ def _is_poll(request: Request) -> bool:
     )
 
 
-def _set_access_cookie(response: Response, hub: Hub, launch: Launch) -> None:
-    cookie = hub.access_cookie(launch)
+def _set_access_cookie(response: Response, cookie: AccessCookie) -> None:
+    # No Domain: host-only, on the origin that sets it (the server's own, in origin mode "subdomain").
     # SameSite=None + Secure + Partitioned: the cookie survives inside a course page's iframe.
     # (Written by hand: http.cookies learns "Partitioned" only in Python 3.14.)
     response.headers.append(
@@ -67,6 +73,25 @@ def _set_access_cookie(response: Response, hub: Hub, launch: Launch) -> None:
         f"{cookie.name}={cookie.value}; Max-Age={cookie.max_age}; Path={cookie.path}; Secure; HttpOnly; "
         "SameSite=None; Partitioned",
     )
+
+
+def _is_websocket(request: Request) -> bool:
+    """Whether the request forward-auth checks is a websocket handshake (Caddy says so in X-Nbh-Upgrade, as it
+    strips Upgrade from the check itself; a handshake also always has a Sec-WebSocket-Key)."""
+    headers = request.headers
+    return (
+        "websocket" in headers.get("x-nbh-upgrade", "").lower()
+        or "sec-websocket-key" in headers
+        or headers.get("sec-fetch-mode", "").lower() == "websocket"
+    )
+
+
+def _next_path(value: str, prefix: str, key: str) -> str:
+    """Where a ticket sends the browser: ``value`` if it is a path of the server ``key``, else its root (pure)."""
+    root = f"/{prefix}/{key}/"
+    if value.startswith(root) and "\\" not in value and value.isprintable() and len(value) <= 2048:
+        return value
+    return root
 
 
 def _cookie_values(header: str, name: str) -> list[str]:
@@ -134,13 +159,25 @@ class Endpoints:
                 )
         except NbhostingError as exc:
             return self._error(request, exc, poll)
+        ready = launch.state is LaunchState.READY
         if poll:
+            # url: where to go once ready (the server's origin, with a one-time ticket); a capability
             response: Response = JSONResponse(
-                {"state": launch.state.value, "url": launch.url, "user": launch.user, "container": launch.container},
-                headers={"Cache-Control": "no-store"},
+                {
+                    "state": launch.state.value,
+                    "url": self.hub.ticket_url(launch) if ready else None,
+                    "notebook_url": self.hub.server_origin(launch.key) + launch.url,
+                    "user": launch.user,
+                    "container": launch.container,
+                },
+                headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
             )
-        elif launch.state is LaunchState.READY:
-            response = RedirectResponse(launch.url, status_code=302, headers={"Cache-Control": "no-store"})
+        elif ready:
+            response = RedirectResponse(
+                self.hub.ticket_url(launch),
+                status_code=302,
+                headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+            )
         else:
             token = poll_token(
                 self.hub.secret,
@@ -152,7 +189,6 @@ class Endpoints:
             )
             follow = f"{_raw_path(request)}?{urllib.parse.urlencode({'poll': token})}"
             response = pages.progress_page(follow, launch.notebook, launch.course, self.hub.settings.start_timeout)
-        _set_access_cookie(response, self.hub, launch)
         return response
 
     def _admit(self, request: Request, course: str, notebook: str, student: str) -> Admission:
@@ -215,21 +251,68 @@ class Endpoints:
         response.headers.update(headers)
         return response
 
+    async def ticket(self, request: Request) -> Response:
+        """GET /_nbh/ticket?t=<ticket>&next=<path>: on a server's origin, trade a one-time ticket for its access
+        cookie, then go on to the notebook.
+
+        Caddy sends here from a server's host only, and names that host's key in ``X-Nbh-Key`` (origin mode
+        ``subdomain``); in mode ``path`` the ticket comes to the site's origin. The ticket is never logged.
+        """
+        host_key = request.headers.get("x-nbh-key")
+        try:
+            cookie = self.hub.redeem_ticket(request.query_params.get("t", ""), host_key=host_key)
+        except LaunchRefused as exc:
+            status, title = http_status(exc)
+            return pages.error_page(status, title, exc.message)
+        target = _next_path(request.query_params.get("next", ""), self.hub.settings.url_prefix, cookie.key)
+        response = RedirectResponse(
+            target, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        )
+        _set_access_cookie(response, cookie)
+        return response
+
+    async def tls_ask(self, request: Request) -> Response:
+        """GET /_nbh/tls-ask?domain=<host>: Caddy's on-demand TLS question; 200 only for an existing server's host."""
+        allowed = await run_in_threadpool(self.hub.may_certify, request.query_params.get("domain", ""))
+        return Response(status_code=200 if allowed else 404)
+
     async def auth(self, request: Request) -> Response:
         """GET /_nbh/auth: Caddy's forward_auth; 200 + the Jupyter Authorization header, or a refusal.
 
-        The key Caddy routes on comes in ``X-Nbh-Key`` (what its path matcher captured); the check is made
-        on that key, so that the key authorised is the key proxied to, whatever the raw URI says.
+        The key Caddy routes on comes in ``X-Nbh-Key`` (what its host or path matcher captured); the check is
+        made on that key, so that the key authorised is the key proxied to, whatever the raw URI says. A write or
+        a websocket handshake must come from the server's own origin (:func:`~nbhosting_core.origins.check_origin`).
         """
+        prefix = self.hub.settings.url_prefix
         uri = request.headers.get("x-forwarded-uri", "")
         routed = request.headers.get("x-nbh-key")
         if routed is not None:
-            uri = f"/{self.hub.settings.url_prefix}/{routed}/"
+            uri = f"/{prefix}/{routed}/"
         method = request.headers.get("x-forwarded-method", "GET").upper()
-        if method not in SAFE_METHODS and request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
-            # the access cookie is SameSite=None (for iframes): refuse writes forged by other sites
-            log.info("refused cross-site %s %s", method, uri[:200])
-            return pages.error_page(403, "Request refused", "Changes to a notebook can only come from the notebook.")
+        key = key_from_uri(uri, prefix)
+        if key is not None:
+            origin = check_origin(
+                method=method,
+                websocket=_is_websocket(request),
+                origin=request.headers.get("origin"),
+                fetch_site=request.headers.get("sec-fetch-site"),
+                own_origin=self.hub.server_origin(key),
+            )
+            if not origin.allowed:
+                log.info(
+                    "refused %s%s to key=%s: %s (Origin %.80r, Sec-Fetch-Site %.20r)",
+                    method,
+                    " websocket" if _is_websocket(request) else "",
+                    key[:8],
+                    origin.verdict.value,
+                    request.headers.get("origin"),
+                    request.headers.get("sec-fetch-site"),
+                )
+                return pages.error_page(
+                    403,
+                    "Request refused",
+                    "Changes to a notebook, and its kernels, can only come from the notebook itself.",
+                )
         decision = self.hub.authorize(uri, _cookie_values(request.headers.get("cookie", ""), COOKIE_NAME))
         if decision.allowed:
             return Response(status_code=200, headers={"Authorization": decision.authorization})
@@ -307,6 +390,8 @@ def create_app(
     routes = [
         Route("/", e.front),
         Route("/_nbh/auth", e.auth),
+        Route(TICKET_PATH, e.ticket),
+        Route("/_nbh/tls-ask", e.tls_ask),
         Route("/_nbh/health", e.health),
         Route("/_nbh/unavailable", e.unavailable, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
     ]
@@ -327,7 +412,15 @@ def create_app(
             if culler is not None:
                 culler.stop()
 
-    app = Starlette(routes=routes, exception_handlers={404: _not_found, Exception: _server_error}, lifespan=lifespan)
+    def ancestors() -> str:
+        return frame_ancestors(hub.settings, e.platforms.current().origins())
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={404: _not_found, Exception: _server_error},
+        lifespan=lifespan,
+        middleware=[Middleware(FrameAncestors, sources=ancestors)],
+    )
     app.state.hub = hub
     return app
 
@@ -335,4 +428,5 @@ def create_app(
 def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory`` (`nbh serve`): settings from the NBH_* environment, culler on."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    mask_access_log()
     return create_app(Settings(), cull=True)

@@ -98,7 +98,7 @@ def cmd_open(settings: Settings, args: argparse.Namespace) -> int:
         launch = hub.wait_ready(launch)
     data = launch.model_dump(mode="json")
     data["created"] = launch.created
-    data["url"] = settings.public_url.rstrip("/") + launch.url
+    data["url"] = hub.server_origin(launch.key) + launch.url  # where it is served (a browser needs a launch's cookie)
     _print_json(data)
     return 0
 

@@ -80,7 +80,8 @@ def ensure_demo_platform(platforms_file: Path) -> bool:
         'methods = ["signed"]\n'
         f'secret = "{secrets.token_urlsafe(32)}"\n'
     )
-    tmp = platforms_file.with_name(f".{platforms_file.name}.{secrets.token_hex(8)}")  # one per caller
+    # a name of its own: two threads (or processes) may make the file at the same time, one link wins
+    tmp = platforms_file.with_name(f".{platforms_file.name}.{os.getpid()}.{secrets.token_hex(8)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(text)

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from nbhosting_core import (
+    CommandFailed,
     Hub,
     NbhostingError,
     NotFound,
@@ -48,10 +49,28 @@ def caddy_environment(settings: Settings) -> dict[str, str]:
         "NBH_PREFIX": settings.url_prefix,
         "NBH_APP": f"{settings.app_host}:{settings.app_port}",
         "NBH_SOCKETS_DIR": str(settings.jupyter_sockets_dir),
-        "NBH_FRAME_ANCESTORS": settings.frame_ancestors,
+        "NBH_ORIGIN_MODE": settings.origin_mode,
+        "NBH_SERVERS_DOMAIN": settings.effective_servers_domain,
+        "NBH_SERVERS_TLS": settings.servers_tls,
+        "NBH_SERVERS_TLS_CERT": str(settings.servers_tls_cert or ""),
+        "NBH_SERVERS_TLS_KEY": str(settings.servers_tls_key or ""),
         "XDG_DATA_HOME": str(caddy_home / "data"),
         "XDG_CONFIG_HOME": str(caddy_home / "config"),
     }
+
+
+def caddy_adapt(settings: Settings, caddy: str = "caddy") -> str:
+    """The JSON configuration Caddy makes of the Caddyfile with ``settings`` (``caddy adapt``); checks it.
+
+    Raises:
+        CommandFailed: Caddy refuses the configuration (its message says the line and why).
+    """
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **caddy_environment(settings)}
+    argv = [caddy, "adapt", "--config", str(CADDYFILE), "--adapter", "caddyfile"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise CommandFailed(argv, done.returncode, done.stderr)
+    return done.stdout
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
@@ -192,7 +211,12 @@ def serve(settings: Settings, *, demo: bool, workers: int) -> int:
                 print(f"open the demo notebook (this link works for 24 h; `nbh sign` makes others): {url}")
             except NbhostingError as exc:
                 print(f"nbh: no demo link: {exc.message}", file=sys.stderr)
-        print(f"(TLS by Caddy's internal CA; trust {caddy_root_cert(settings)} or accept the warning)", flush=True)
+        each = ""
+        if settings.origin_mode == "subdomain":
+            print(f"each notebook server on its own origin: https://<key>.{settings.effective_servers_domain}")
+            each = ", for the site and for each notebook server's host" if settings.servers_tls == "internal" else ""
+        trust = caddy_root_cert(settings)
+        print(f"(TLS by Caddy's internal CA; trust {trust} or accept the warning{each})", flush=True)
     code = 0
     while not stop["signal"]:
         for name, child in children.items():

@@ -12,8 +12,9 @@ from pathlib import Path
 from ..containers import SHM_SIZE, TMPFS
 from ..egress import BLOCKED_V4, BLOCKED_V6
 from ..errors import CommandFailed, InvalidConfig
+from ..origins import frame_ancestors, site_origin
 from ..platforms import PlatformsFile
-from ..settings import Settings
+from ..settings import Settings, is_local_host
 from ..throttle import ThrottlePolicy
 from .cgroupfs import meminfo
 from .cgroups import limiter_for
@@ -189,6 +190,33 @@ def _platforms_check(settings: Settings) -> Check:
     return Check("platforms", True, detail)
 
 
+def origins_check(settings: Settings) -> Check:
+    """Where students' servers are served from, and what that leaves (a warning in origin mode ``path``)."""
+    platforms = PlatformsFile(settings.effective_platforms_file).current()
+    framing = f"framed by {frame_ancestors(settings, platforms.origins())}"
+    if settings.origin_mode == "path":
+        return Check(
+            "origins",
+            False,
+            f"WARNING: origin mode 'path': every server under {site_origin(settings)}/{settings.url_prefix}/<key>/, "
+            "one origin shared by all students (a page a student serves is same-origin with every other's Jupyter); "
+            f"{framing}",
+            required=False,
+        )
+    domain = settings.effective_servers_domain
+    if is_local_host(domain):
+        dns = "*.localhost resolves to the loopback by itself"
+    else:
+        dns = f"needs a wildcard DNS record *.{domain}"
+    tls = {
+        "internal": "a wildcard certificate from Caddy's internal CA",
+        "files": f"the wildcard certificate {settings.servers_tls_cert}",
+        "on_demand": "one certificate per server from the ACME CA (each server's host name, its key, goes into "
+        "public Certificate Transparency logs; a wildcard certificate does not)",
+    }[settings.servers_tls]
+    return Check("origins", True, f"each server on its own origin https://<key>.{domain} ({dns}; {tls}); {framing}")
+
+
 def diagnose(settings: Settings, runner: CommandRunner | None = None) -> list[Check]:
     """Every check, in the order an admin would fix them."""
     runner = runner or SubprocessRunner()
@@ -296,6 +324,7 @@ def diagnose(settings: Settings, runner: CommandRunner | None = None) -> list[Ch
     )
     checks.append(_platforms_check(settings))
     checks += door_checks(settings)
+    checks.append(origins_check(settings))
     checks.append(
         Check(
             "root",

@@ -49,6 +49,7 @@ def ensure_layout(settings: Settings, runner: CommandRunner | None = None) -> No
         (s.jupyter_sockets_dir, 0o711),
         (s.locks_dir, 0o700),
         (s.activity_dir, 0o700),
+        (s.tickets_dir, 0o700),
         (s.running_dir, 0o700),
         (s.run_dir / "podman", 0o700),
         (s.run_dir / "logs", 0o700),

@@ -10,17 +10,20 @@ against podman's labels in :meth:`PodmanBackend.reconcile`.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import pwd
 import shutil
 import time
 from pathlib import Path
 
-from ..containers import container_spec, plan, server_from_inspect
+from ..containers import CONFIG_NAME, container_spec, jupyter_config, plan, server_from_inspect
 from ..errors import CommandFailed, LimitsNotApplied, RuntimeUnavailable, StartFailed
 from ..jupyterapi import KERNELS_PATH, STATUS_PATH, parse_activity
 from ..models import Account, Action, Ensured, ReconcileReport, Server, ServerActivity, ServerState, Usage
 from ..naming import container_name, is_key, subid_range
+from ..origins import frame_ancestors
+from ..platforms import PlatformsFile
 from ..settings import Settings
 from ..tokens import jupyter_token, new_key
 from .cgroups import Limiter, limiter_for
@@ -56,6 +59,7 @@ class PodmanBackend:
         self._sockets = SocketDirs(settings.jupyter_sockets_dir, self._runner, size=settings.socket_dir_size)
         self._limiter = limiter or limiter_for(settings)
         self._subids = SubordinateIds(settings)
+        self._platforms = PlatformsFile(settings.effective_platforms_file)  # who may frame notebooks
 
     # ----------------------------------------------------------------------------------- the contract
 
@@ -358,7 +362,7 @@ class PodmanBackend:
             phase="creating",
         )
         self._records.put_server(record)  # first: a crash from here on is found by reconcile()
-        socket_dir = self._sockets.prepare(key, account.uid, account.gid)
+        socket_dir = self._prepare_sockets(key, account)
         spec = container_spec(
             self._settings,
             account,
@@ -382,8 +386,16 @@ class PodmanBackend:
         self._records.put_server(record.model_copy(update={"phase": "created"}))
         return self._adopt(account, server, data)
 
+    def _prepare_sockets(self, key: str, account: Account) -> Path:
+        """A fresh socket folder for the server ``key``, with Jupyter's configuration for this start in it."""
+        folder = self._sockets.prepare(key, account.uid, account.gid)
+        ancestors = frame_ancestors(self._settings, self._platforms.current().origins())
+        config = jupyter_config(self._settings, key, ancestors)
+        self._sockets.write_config(key, CONFIG_NAME, json.dumps(config, indent=1).encode())
+        return folder
+
     def _start(self, engine: UserPodman, account: Account, server: Server) -> Server:
-        self._sockets.prepare(server.key, account.uid, account.gid)
+        self._prepare_sockets(server.key, account)
         engine.start(server.name)
         data = engine.inspect(server.name)
         if data is None:

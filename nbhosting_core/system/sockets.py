@@ -5,6 +5,8 @@ stops at ``socket_dir_size`` and never fills the host's /run. Inside it:
 
 * ``run/`` (the student's, 0700) is mounted into the container as ``/nbhosting/run``; Jupyter binds
   ``run/jupyter.sock`` there. The student can put anything in it, symlinks included.
+* ``run/config/`` (root's, 0755) holds the Jupyter configuration root writes before each start
+  (:func:`nbhosting_core.containers.jupyter_config`), while the folder is fresh and nothing runs in it.
 * ``jupyter.sock`` (root's) is a hard link that root makes to Jupyter's socket once it has checked, through
   a descriptor opened with ``O_NOFOLLOW``, that it is a socket owned by the student. Readiness probes and Caddy
   dial only this link: a symlink planted in ``run/`` leads nowhere.
@@ -27,6 +29,7 @@ from .tree import DIR_FLAGS
 
 SOCKET_NAME = "jupyter.sock"
 INNER = "run"
+CONFIG = "config"
 _AT_EMPTY_PATH = 0x1000
 _AT_FDCWD = -100
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -80,6 +83,32 @@ class SocketDirs:
         finally:
             os.close(fd)
         return self.inner(key)
+
+    def write_config(self, key: str, name: str, data: bytes) -> None:
+        """Write ``run/config/<name>`` (root's, readable by all) into a socket folder just prepared.
+
+        Called between :meth:`prepare` and the container's start: the folder is a fresh tmpfs that no process of
+        the student's has seen yet. Still, nothing is followed: every step is made through descriptors, without
+        following links, and files are created, never opened as they are.
+        """
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"not a file name: {name!r}")
+        inner = os.open(self.inner(key), DIR_FLAGS)
+        try:
+            os.mkdir(CONFIG, 0o755, dir_fd=inner)
+            config = os.open(CONFIG, DIR_FLAGS, dir_fd=inner)
+            try:
+                os.fchmod(config, 0o755)  # whatever the umask
+                fd = os.open(
+                    name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=config
+                )
+                with os.fdopen(fd, "wb") as out:
+                    os.fchmod(out.fileno(), 0o644)
+                    out.write(data)
+            finally:
+                os.close(config)
+        finally:
+            os.close(inner)
 
     def verify_and_link(self, key: str, uid: int) -> Path | None:
         """Link Jupyter's socket for root and Caddy if it is a socket owned by ``uid``; the link, or None.

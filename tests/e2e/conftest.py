@@ -1,7 +1,11 @@
 """End-to-end fixtures: the real stack (`nbh serve --demo`: Caddy + the app + rootless podman) and headless Chromium.
 
 Everything runs on test ports (HTTPS 18443, HTTP 18080, app 18710) inside a throwaway installation
-(:func:`tests.support.installation`), with the shared, cached notebook rootfs.
+(:func:`tests.support.installation`), with the shared, cached notebook rootfs. A test module chooses the origin
+mode with ``ORIGIN_MODE`` (default ``subdomain``: each server on ``https://<key>.nb.localhost:18443``).
+
+The installation trusts one platform, ``demo`` (written before `nbh serve --demo` starts, which keeps it), whose
+course pages come from :class:`CoursePages`, a plain HTTP server on another origin (``http://127.0.0.1:<port>``).
 
 Students are removed with the installation (only those whose home is under its root).
 
@@ -12,27 +16,35 @@ broken CI image can never turn the end-to-end tests into silent skips.
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nbhosting_core import Settings
+from nbhosting_server.demo import DEMO_COURSE, DEMO_PLATFORM
 from nbhosting_server.serve import caddy_root_cert, settings_environment
-from tests.support import built_rootfs, installation, is_root
+from tests.support import built_rootfs, free_port, installation, is_root
 
 # Selenium Manager must never try to download a browser or a driver (we pass both paths explicitly).
 os.environ.setdefault("SE_OFFLINE", "true")
@@ -84,6 +96,65 @@ def rootfs_with_retries(attempts: int = 3) -> Path:
     raise AssertionError("unreachable")
 
 
+class CoursePages:
+    """A course platform's pages, on an origin of their own (``http://127.0.0.1:<port>``): tests put pages in."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.pages: dict[str, bytes] = {}
+        pages = self.pages
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                page = pages.get(self.path)
+                self.send_response(200 if page is not None else 404)
+                self.send_header("Content-Type", "text/html")
+                self.end_headers()
+                self.wfile.write(page or b"no such page")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def put(self, path: str, html: str) -> str:
+        """Serve ``html`` at ``path``; its URL."""
+        self.pages[path] = html.encode()
+        return self.origin + path
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def write_platforms(path: Path, course_origin: str) -> None:
+    """The platforms file of the e2e installation: the demo platform, whose pages come from ``course_origin``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = (
+        "[[platform]]\n"
+        f'name = "{DEMO_PLATFORM}"\n'
+        f'origins = ["{course_origin}"]\n'
+        f'courses = ["{DEMO_COURSE}"]\n'
+        'methods = ["signed"]\n'
+        f'secret = "{secrets.token_urlsafe(32)}"\n'
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+class _LoopbackHTTPS(http.client.HTTPSConnection):
+    """HTTPS to this host's loopback whatever the host name: glibc resolves no ``*.localhost``, but Caddy must
+    see the name, in ``Host`` and in TLS SNI (and the certificate is checked against it)."""
+
+    def connect(self) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
 @dataclass
 class Served:
     """A running `nbh serve --demo` and how to talk to it."""
@@ -93,10 +164,29 @@ class Served:
     log_path: Path
     process: subprocess.Popen[bytes]
     ssl_context: ssl.SSLContext  # trusts Caddy's internal CA (hostname checked)
-    state: dict[str, Any]  # what tests of the module hand over to each other (e.g. alice's key)
+    course: CoursePages
+    state: dict[str, Any] = field(default_factory=dict)  # what tests of a module hand over to each other
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    def server_origin(self, key: str) -> str:
+        """Where the server ``key`` is served: its own host (mode subdomain) or the site (mode path)."""
+        if self.settings.origin_mode == "subdomain":
+            return f"https://{key}.{self.settings.effective_servers_domain}:{HTTPS_PORT}"
+        return self.base_url
+
+    def server_url(self, key: str, path: str) -> str:
+        """A URL of the server ``key``, ``path`` under its base URL (``api/status``, ``notebooks/x.ipynb``)."""
+        return f"{self.server_origin(key)}/{self.settings.url_prefix}/{key}/{path.lstrip('/')}"
+
+    def notebook_url_re(self, notebook: str) -> re.Pattern[str]:
+        """The URL of ``notebook`` opened in any server (group 1: the key)."""
+        prefix, tail = self.settings.url_prefix, f"notebooks/{re.escape(notebook)}"
+        if self.settings.origin_mode == "subdomain":
+            domain = re.escape(self.settings.effective_servers_domain)
+            return re.compile(rf"^https://([0-9a-f]{{40}})\.{domain}:{HTTPS_PORT}/{prefix}/\1/{tail}$")
+        return re.compile(rf"^{re.escape(self.base_url)}/{prefix}/([0-9a-f]{{40}})/{tail}$")
 
     def launch_path(self, notebook: str, student: str, prefix: str = "notebookLazyCopy", course: str = "demo") -> str:
         """A launch URL (path and query) signed by the demo platform, as a course platform makes them."""
@@ -113,55 +203,95 @@ class Served:
         return f"demo:{student}"
 
     def request(
-        self, path: str, headers: dict[str, str] | None = None, timeout: float = 90.0
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        timeout: float = 90.0,
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
     ) -> tuple[int, dict[str, str], list[str], bytes]:
-        """GET ``path`` over HTTPS (Caddy's CA trusted), without following redirects.
+        """``method`` ``url`` over HTTPS (Caddy's CA trusted), without following redirects.
 
-        Returns (status, headers lower-cased, every Set-Cookie header, body).
+        ``url``: absolute (any ``*.localhost`` host: connected to 127.0.0.1, the name in Host and SNI), or a path
+        of the site. Returns (status, headers lower-cased, every Set-Cookie header, body).
         """
-        req = urllib.request.Request(self.url(path), headers=headers or {})
-        opener = urllib.request.build_opener(_NoRedirect(), urllib.request.HTTPSHandler(context=self.ssl_context))
+        parts = urllib.parse.urlsplit(url if url.startswith("https://") else self.url(url))
+        assert parts.hostname is not None and parts.port is not None, url
+        conn = _LoopbackHTTPS(parts.hostname, parts.port, context=self.ssl_context, timeout=timeout)
         try:
-            with opener.open(req, timeout=timeout) as resp:
-                return (
-                    resp.status,
-                    {k.lower(): v for k, v in resp.headers.items()},
-                    resp.headers.get_all("set-cookie") or [],
-                    resp.read(),
-                )
-        except urllib.error.HTTPError as err:
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            conn.request(method, target, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            data = resp.read()
             return (
-                err.code,
-                {k.lower(): v for k, v in err.headers.items()},
-                err.headers.get_all("set-cookie") or [],
-                err.read(),
+                resp.status,
+                {k.lower(): v for k, v in resp.getheaders()},
+                resp.headers.get_all("set-cookie") or [],
+                data,
             )
+        finally:
+            conn.close()
 
-    def launch_json(self, notebook: str, student: str, timeout: float = 90.0) -> tuple[dict[str, Any], list[str]]:
+    def launch_json(self, notebook: str, student: str, timeout: float = 90.0) -> dict[str, Any]:
         """What the progress page's script does: poll the launch URL with ?status=1 until the server is ready.
 
-        Returns the last answer and the cookies set along the way.
+        Returns the last answer (``url``: where to go then, the server's origin with a one-time ticket).
         """
         deadline = time.monotonic() + timeout
-        cookies: list[str] = []
         while True:
             status, _, set_cookies, body = self.request(
                 self.launch_path(notebook, student) + "&status=1", {"Accept": "application/json"}, timeout=10
             )
             assert status == 200, f"launch of {notebook} for {student} answered {status}: {body[:500]!r}"
-            cookies += set_cookies
-            answer = json.loads(body)
+            assert not set_cookies, f"a launch set cookies on nbhosting's origin: {set_cookies}"
+            answer: dict[str, Any] = json.loads(body)
             if answer["state"] == "ready" or time.monotonic() > deadline:
-                return answer, cookies
+                return answer
             time.sleep(0.1)
+
+    def sign_in(self, notebook: str, student: str) -> tuple[str, str]:
+        """A student's launch followed to the end, from Python: (the server's key, the access cookie's value)."""
+        answer = self.launch_json(notebook, student)
+        assert answer["state"] == "ready", answer
+        status, headers, set_cookies, body = self.request(answer["url"])
+        assert status == 302, f"the ticket answered {status}: {body[:300]!r}"
+        match = self.notebook_url_re(notebook).match(
+            self.server_origin(_key_of(headers["location"])) + headers["location"]
+        )
+        assert match, headers["location"]
+        [cookie] = set_cookies
+        name, _, rest = cookie.partition("=")
+        return match.group(1), rest.split(";", 1)[0]
+
+    def websocket(self, url: str, headers: dict[str, str]) -> Any:
+        """A websocket to ``url`` (``wss://`` on any ``*.localhost`` host) through Caddy; raises
+        ``websockets.exceptions.InvalidStatus`` when the handshake is refused."""
+        from websockets.sync.client import connect
+
+        parts = urllib.parse.urlsplit(url)
+        sock = socket.create_connection(("127.0.0.1", parts.port or 443), 10)
+        try:
+            return connect(
+                url,
+                sock=sock,
+                ssl=self.ssl_context,
+                server_hostname=parts.hostname,
+                additional_headers=headers,
+                proxy=None,
+                open_timeout=30,
+            )
+        except BaseException:
+            sock.close()
+            raise
 
     def log_tail(self, lines: int = 80) -> str:
         return _log_tail(self.log_path, lines)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+def _key_of(path: str) -> str:
+    """The key in a server's path (``/nb/<key>/...``)."""
+    return path.split("/")[2]
 
 
 def _wait_healthy(process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
@@ -227,18 +357,22 @@ def _print_uncaptured(request: pytest.FixtureRequest, text: str, title: str) -> 
 
 @pytest.fixture(scope="module")
 def served(request: pytest.FixtureRequest) -> Iterator[Served]:
-    """`nbh serve --demo --workers 2` in a throwaway installation, behind Caddy on https://localhost:18443."""
+    """`nbh serve --demo --workers 2` in a throwaway installation, behind Caddy on https://localhost:18443, in the
+    origin mode the module says (``ORIGIN_MODE``, default subdomain)."""
     require_stack()
     require_browser()
     busy = _ports_free()
     assert not busy, f"ports {busy} are already in use: another e2e run (or something else) holds them"
     rootfs = rootfs_with_retries()
     failed_before = request.session.testsfailed
+    mode = getattr(request.module, "ORIGIN_MODE", "subdomain")
+    course = CoursePages()
     with installation(
-        rootfs, https_port=HTTPS_PORT, http_port=HTTP_PORT, app_port=APP_PORT, public_url=BASE_URL
+        rootfs, https_port=HTTPS_PORT, http_port=HTTP_PORT, app_port=APP_PORT, public_url=BASE_URL, origin_mode=mode
     ) as settings:
         root = settings.data_root.parent
         log_path = root / "serve.log"
+        write_platforms(settings.effective_platforms_file, course.origin)
         env = {**os.environ, **settings_environment(settings)}
         cmd = [sys.executable, "-m", "nbhosting_server.cli", "serve", "--demo", "--workers", "2"]
         with open(log_path, "wb") as log:
@@ -252,10 +386,16 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
             assert cert.is_file(), f"Caddy's root certificate is not at {cert}"
             context = ssl.create_default_context(cafile=str(cert))
             served = Served(
-                settings=settings, base_url=BASE_URL, log_path=log_path, process=process, ssl_context=context, state={}
+                settings=settings,
+                base_url=BASE_URL,
+                log_path=log_path,
+                process=process,
+                ssl_context=context,
+                course=course,
             )
             yield served
         finally:
+            course.close()
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGTERM)  # only our `nbh serve`; it stops its uvicorn and Caddy
                 try:

@@ -1,7 +1,8 @@
 """A student in headless Chromium, through Caddy over HTTPS, against the real stack (`nbh serve --demo`).
 
-The tests of this module run in order and share one browser (alice's): the first one runs and saves a cell,
-the next ones build on it.
+Each notebook server on its own origin (``https://<key>.nb.localhost:18443``, the default): a launch on nbhosting's
+origin hands the access cookie over to the server's origin with a one-time ticket. The tests of this module run in
+order and share one browser (alice's): the first one runs and saves a cell, the next ones build on it.
 """
 
 from __future__ import annotations
@@ -11,113 +12,38 @@ import json
 import pwd
 import re
 import time
-from collections.abc import Callable
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from nbhosting_core.access import COOKIE_NAME
 from nbhosting_core.naming import user_name
+from nbhosting_core.system.secretfile import load_or_create_secret
 from tests.e2e.conftest import Served
+from tests.e2e.ui import (
+    code_cell_sources,
+    css,
+    describe_page,
+    kernels,
+    open_notebook_ui,
+    run_first_cell,
+    serve_log_since,
+    until,
+)
+from tests.support import execute_request, jupyter_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.podman]
 
 ALICE, BOB = "e2e-alice", "e2e-bob"
 WELCOME, LOOPS = "01-welcome.ipynb", "02-loops.ipynb"
 SOURCE = "6*7"
-UI_TIMEOUT = 60.0  # launch (account, copy, container, Jupyter) + Notebook 7 UI + kernel
 SCREENSHOT = Path("/tmp/nbh-e2e-notebook.png")
 NO_COOKIE_TITLE = "Open this notebook from your course"  # the app's 401 page (see nbhosting_server.app)
 BAD_COOKIE_TITLE = "Not your notebook"  # its 403 page
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-
-
-def wait(browser: Any, timeout: float = UI_TIMEOUT) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(browser, timeout, poll_frequency=0.1)
-
-
-def until(browser: Any, condition: Callable[[Any], Any], what: Callable[[], str], timeout: float = UI_TIMEOUT) -> None:
-    """Wait for ``condition``; on time-out fail with ``what()``, computed then (the page as it is at the end)."""
-    from selenium.common.exceptions import TimeoutException
-
-    try:
-        wait(browser, timeout).until(condition)
-        return
-    except TimeoutException:
-        pass
-    pytest.fail(f"after {timeout:.0f} s: {what()}", pytrace=False)
-
-
-def css(browser: Any, selector: str) -> list[Any]:
-    from selenium.webdriver.common.by import By
-
-    return browser.find_elements(By.CSS_SELECTOR, selector)
-
-
-def notebook_url_re(served: Served, notebook: str) -> re.Pattern[str]:
-    prefix = served.settings.url_prefix
-    return re.compile(rf"^{re.escape(served.base_url)}/{prefix}/([0-9a-f]{{40}})/notebooks/{re.escape(notebook)}$")
-
-
-def describe_page(browser: Any) -> str:
-    """What the browser shows, for failure messages."""
-    try:
-        text = browser.find_element("tag name", "body").text[:600]
-    except Exception as exc:  # noqa: BLE001 - diagnostics only
-        text = f"(no body: {exc!r})"
-    return f"url={browser.current_url!r} title={browser.title!r} text={text!r}"
-
-
-def open_notebook_ui(served: Served, browser: Any, launch_path: str, notebook: str) -> str:
-    """Open a launch URL; wait (through the progress page) for Notebook 7 with an idle Python kernel.
-
-    Returns the server key from the notebook URL.
-    """
-    pattern = notebook_url_re(served, notebook)
-    browser.get(served.url(launch_path))
-
-    def ui_ready(b: Any) -> bool:
-        if not pattern.match(b.current_url):
-            # nbhosting's error pages (e.g. 503) are final: no need to wait for the time-out
-            return bool(css(b, "main.error"))
-        if not css(b, ".jp-Notebook .jp-CodeCell .cm-content"):
-            return False
-        # the kernel is connected (its name is shown, not "No Kernel") and idle
-        names = [e.text for e in css(b, ".jp-KernelName")]
-        idle = css(b, ".jp-Notebook-ExecutionIndicator[data-status='idle']")
-        return bool(idle) and any("Python" in name for name in names)
-
-    until(
-        browser,
-        ui_ready,
-        lambda: (
-            f"no Notebook 7 with an idle kernel for {launch_path}: "
-            f"{describe_page(browser)}\nbrowser console: {console(browser)}"
-        ),
-    )
-    match = pattern.match(browser.current_url)
-    assert match is not None, f"the launch of {launch_path} failed: {describe_page(browser)}"
-    return match.group(1)
-
-
-def console(browser: Any) -> list[str]:
-    try:
-        return [
-            f"{e['level']} {e['message'][:300]}"
-            for e in browser.get_log("browser")
-            if e["level"] in ("SEVERE", "WARNING")
-        ][-15:]
-    except Exception as exc:  # noqa: BLE001 - diagnostics only
-        return [f"(no console log: {exc!r})"]
-
-
-def code_cell_sources(browser: Any) -> list[str]:
-    return [e.text for e in css(browser, ".jp-Notebook .jp-CodeCell .cm-content")]
 
 
 def student_copy(served: Served, student: str, notebook: str, course: str = "demo") -> Path:
@@ -158,14 +84,6 @@ def saved_cell(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def cookie_value(set_cookies: list[str], name: str) -> str:
-    for header in set_cookies:
-        key, _, rest = header.partition("=")
-        if key.strip() == name:
-            return rest.split(";", 1)[0]
-    raise AssertionError(f"no {name} cookie in {set_cookies!r}")
-
-
 def alice_key(served: Served, browser: Any) -> str:
     """Alice's server key: from the first test, or by opening her notebook now."""
     if "alice_key" not in served.state:
@@ -186,37 +104,12 @@ def test_student_runs_a_cell_and_saves(served: Served, browser: Any) -> None:
 
     key = open_notebook_ui(served, browser, served.launch_path(WELCOME, ALICE), WELCOME)
     served.state["alice_key"] = key
+    assert browser.current_url.startswith(served.server_origin(key) + "/"), "not on the server's own origin"
     assert copy.is_file(), f"the launch did not give alice her copy at {copy}"
     before = copy.read_bytes()
     assert saved_cell(copy) is None, "alice's fresh copy already holds the edited cell"
 
-    # replace the first code cell's source, then run it
-    cell = css(browser, ".jp-Notebook .jp-CodeCell")[0]
-    editor = cell.find_element("css selector", ".cm-content")
-    editor.click()
-    ActionChains(browser).key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL).send_keys(SOURCE).perform()
-    until(
-        browser,
-        lambda _: editor.text.strip() == SOURCE,
-        lambda: f"the cell's source is {editor.text!r}, not {SOURCE!r}",
-        timeout=10,
-    )
-    ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
-
-    def has_42(_: Any) -> bool:
-        outputs = cell.find_elements("css selector", ".jp-OutputArea-output")
-        return any(o.text.strip() == "42" for o in outputs)
-
-    until(
-        browser,
-        has_42,
-        lambda: (
-            f"no output 42 after running {SOURCE!r} (does the kernel's websocket get "
-            f"through Caddy?): {describe_page(browser)}\nbrowser console: {console(browser)}"
-        ),
-    )
-    prompt = cell.find_element("css selector", ".jp-InputPrompt").text
-    assert re.fullmatch(r"\[\d+\]:", prompt.strip()), f"the cell was not executed by a kernel: prompt {prompt!r}"
+    run_first_cell(browser, SOURCE, "42")
     browser.save_screenshot(str(SCREENSHOT))
     print(f"\nscreenshot of the notebook with its output: {SCREENSHOT}")
 
@@ -258,43 +151,42 @@ def test_reopening_keeps_the_students_version(served: Served, browser: Any) -> N
     assert saved_cell(student_copy(served, ALICE, WELCOME)) is not None, "alice's copy was overwritten"
 
 
-def test_other_students_key_is_refused(served: Served, browser: Any) -> None:
-    # bob, from Python: the progress page's JSON polls (?status=1), until his server is ready
-    launch, set_cookies = served.launch_json(WELCOME, BOB)
-    assert launch["state"] == "ready", launch
-    prefix = served.settings.url_prefix
-    match = re.fullmatch(rf"/{prefix}/([0-9a-f]{{40}})/notebooks/{re.escape(WELCOME)}", launch["url"])
-    assert match, f"unexpected launch URL {launch['url']!r}"
-    bob_key = match.group(1)
-    bob_cookie = cookie_value(set_cookies, COOKIE_NAME)
+def test_a_students_cookie_opens_their_server_only_and_is_never_sent_to_another_servers_origin(
+    served: Served, browser: Any
+) -> None:
+    bob_key, bob_cookie = served.sign_in(WELCOME, BOB)  # bob, from Python: polls, then the ticket
     mine = alice_key(served, browser)
     assert bob_key != mine
 
     # control: bob's cookie opens bob's server (so the refusals below are about the key, not the request)
-    status, _, _, body = served.request(f"/{prefix}/{bob_key}/api/status", {"Cookie": f"{COOKIE_NAME}={bob_cookie}"})
+    status, _, _, body = served.request(
+        served.server_url(bob_key, "api/status"), {"Cookie": f"nbh_access={bob_cookie}"}
+    )
     assert status == 200 and b"started" in body, (status, body[:300])
 
-    # alice's browser on bob's server: an nbhosting refusal, not Jupyter
-    for path in (f"/{prefix}/{bob_key}/notebooks/{WELCOME}", f"/{prefix}/{bob_key}/api/contents"):
-        browser.get(served.url(path))
+    # alice's browser on bob's server: her cookie is her server's host's only, so the browser sends none there
+    for path in (f"notebooks/{WELCOME}", "api/contents"):
+        url = served.server_url(bob_key, path)
+        browser.get(url)
         until(
             browser,
             lambda b: b.title in (NO_COOKIE_TITLE, BAD_COOKIE_TITLE),
-            lambda path=path: f"no refusal page for {path}: {describe_page(browser)}",
+            lambda url=url: f"no refusal page for {url}: {describe_page(browser)}",
             timeout=20,
         )
         text = browser.find_element("tag name", "body").text
-        assert re.search(r"Error 40[13]\.", text), text
+        assert browser.title == NO_COOKIE_TITLE and "Error 401." in text, "alice's cookie was sent to bob's server"
         assert WELCOME not in text and LOOPS not in text and '"content"' not in text, (
-            f"Jupyter content leaked at {path}: {text[:500]!r}"
+            f"Jupyter content leaked at {url}: {text[:500]!r}"
         )
-        assert not css(browser, "[class*='jp-']"), f"Jupyter UI at {path}"
-        assert css(browser, "main.error h1"), f"not nbhosting's error page at {path}"
-        status, _, _, body = served.request(path)  # the same, without cookie, as a status code
-        assert status == 401, (path, status, body[:300])
+        assert not css(browser, "[class*='jp-']"), f"Jupyter UI at {url}"
+        assert css(browser, "main.error h1"), f"not nbhosting's error page at {url}"
+        assert browser.get_cookies() == [], "the browser holds a cookie for bob's server's host"
+        status, _, _, body = served.request(url)  # the same, without cookie, as a status code
+        assert status == 401, (url, status, body[:300])
 
     # bob's cookie, forged onto alice's server: refused with 403
-    status, _, _, body = served.request(f"/{prefix}/{mine}/api/status", {"Cookie": f"{COOKIE_NAME}={bob_cookie}"})
+    status, _, _, body = served.request(served.server_url(mine, "api/status"), {"Cookie": f"nbh_access={bob_cookie}"})
     assert status == 403, (status, body[:300])
     assert BAD_COOKIE_TITLE.encode() in body and b'"started"' not in body
 
@@ -309,48 +201,56 @@ def test_legacy_prefix_works(served: Served, browser: Any) -> None:
     print(f"\nlegacy URL to notebook UI in {time.monotonic() - started:.1f} s")
 
 
-def test_a_cold_launch_shows_the_progress_page_then_redirects(served: Served) -> None:
+def test_a_cold_launch_shows_the_progress_page_then_goes_to_the_servers_origin_with_a_one_time_ticket(
+    served: Served,
+) -> None:
     path = served.launch_path("01-welcome.ipynb", "e2e-carol")
     status, headers, cookies, body = served.request(path)
     assert status == 200, status  # a new student: the server is starting, the page says so at once
     assert b"Starting your notebook" in body and b"status=1" in body
-    assert any("Partitioned" in c and "SameSite=None" in c and "HttpOnly" in c for c in cookies)
-    ready, _ = served.launch_json("01-welcome.ipynb", "e2e-carol")
+    assert cookies == []  # nbhosting's origin never holds a server's cookie
+    ready = served.launch_json("01-welcome.ipynb", "e2e-carol")
     assert ready["state"] == "ready"
-    status, headers, _, _ = served.request(path)
-    assert status == 302 and headers["location"] == ready["url"]
+    status, headers, cookies, _ = served.request(path)
+    assert status == 302 and cookies == []
+    ticket_url = headers["location"]
+    key = ticket_url.split("/")[2].split(".")[0]
+    assert ticket_url.startswith(f"{served.server_origin(key)}/_nbh/ticket?t=")
+
+    status, headers, cookies, _ = served.request(ticket_url)
+    assert status == 302 and headers["location"] == f"/nb/{key}/notebooks/01-welcome.ipynb"
+    [cookie] = cookies
+    attributes = {a.strip().split("=")[0] for a in cookie.split(";")[1:]}
+    assert attributes == {"Max-Age", "Path", "Secure", "HttpOnly", "SameSite", "Partitioned"}  # no Domain
+    assert "Path=/;" in cookie and "SameSite=None" in cookie
+
+    status, _, cookies, body = served.request(ticket_url)  # the same ticket again
+    assert status == 403 and cookies == [] and b"used already" in body
+    status, _, cookies, _ = served.request(ticket_url.replace(key, "f" * 40, 1))  # on another server's host
+    assert status in (403, 404) and cookies == []
+    log = served.log_path.read_text(errors="replace")
+    ticket = urllib.parse.parse_qs(urllib.parse.urlsplit(ticket_url).query)["t"][0]
+    assert ticket not in log and ticket.rsplit(".", 1)[1] not in log, "a ticket reached the log"
+    assert "ticket-spent" in log
 
 
-def test_a_notebook_embedded_in_a_course_page_iframe_works(served: Served, browser: Any) -> None:
-    """The course page lives on another site (http://127.0.0.1:PORT vs https://localhost): the launch sets its
-    cookie inside the iframe (SameSite=None; Secure; Partitioned) and the notebook and its kernel come up."""
-    import http.server
-    import threading
-
+def test_a_launch_in_an_iframe_of_a_course_page_runs_a_cell_and_that_page_cannot_use_its_cookie(
+    served: Served, browser: Any
+) -> None:
+    """The course page is on another site (the platform's origin, http://127.0.0.1:PORT): the launch goes to the
+    server's origin inside the iframe, whose ticket sets the cookie there (SameSite=None; Secure; Partitioned), and
+    a cell runs. The course page itself then tries the student's server with that cookie: a kernel websocket and
+    a write are refused, by forward-auth, for their origin."""
     launch = served.url(served.launch_path(LOOPS, "e2e-dave"))
-    page = (
-        f"<!doctype html><title>Course</title><h1>Week 1</h1>"
-        f'<iframe id="nb" src="{launch}" width="1200" height="800"></iframe>'
-    ).encode()
-
-    class CoursePage(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CoursePage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    page = served.course.put(
+        "/week1.html",
+        f'<!doctype html><title>Course</title><h1>Week 1</h1><iframe id="nb" src="{launch}" width="1200" height="800">'
+        "</iframe>",
+    )
+    browser.get(page)
+    browser.switch_to.frame(browser.find_element("id", "nb"))
+    pattern = served.notebook_url_re(LOOPS)
     try:
-        browser.get(f"http://127.0.0.1:{server.server_address[1]}/course.html")
-        frame = browser.find_element("id", "nb")
-        browser.switch_to.frame(frame)
-        pattern = notebook_url_re(served, LOOPS)
 
         def embedded_ready(b: Any) -> bool:
             url = b.execute_script("return location.href")
@@ -364,7 +264,153 @@ def test_a_notebook_embedded_in_a_course_page_iframe_works(served: Served, brows
 
         until(browser, embedded_ready, lambda: f"no notebook in the iframe: {describe_page(browser)}")
         assert not css(browser, "main.error"), describe_page(browser)
-        assert pattern.match(browser.execute_script("return location.href"))
+        match = pattern.match(browser.execute_script("return location.href"))
+        assert match is not None
+        key = match.group(1)
+        run_first_cell(browser, "6*7", "42")
     finally:
         browser.switch_to.default_content()
+
+    # the course page (top level, the platform's origin) tries the student's server with the student's cookie
+    [kernel] = kernels(served, key)
+    ws_url = served.server_origin(key).replace("https:", "wss:") + f"/nb/{key}/api/kernels/{kernel}/channels"
+    offset = served.log_path.stat().st_size
+    opened = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        const ws = new WebSocket(arguments[0]);
+        ws.onopen = () => { ws.close(); done("open"); };
+        ws.onerror = () => done("refused");
+        setTimeout(() => done("timeout"), 20000);
+        """,
+        ws_url,
+    )
+    assert opened == "refused", f"a course page opened the student's kernel websocket: {opened}"
+    write = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        fetch(arguments[0], {method: "POST", mode: "no-cors", credentials: "include",
+                             headers: {"Content-Type": "text/plain"}, body: "{}"})
+          .then(() => done("sent"), (e) => done("failed " + e));
+        """,
+        served.server_url(key, "api/kernels"),
+    )
+    assert write == "sent"  # no-cors: the page cannot read the answer, but Jupyter would have acted on it
+    assert kernels(served, key) == [kernel], "a course page started a kernel in the student's server"
+    until(
+        browser,
+        lambda _: serve_log_since(served, offset).count(f"to key={key[:8]}: other-origin") >= 2,
+        lambda: f"forward-auth did not refuse both for their origin:\n{serve_log_since(served, offset)[-2000:]}",
+        timeout=10,
+    )
+
+
+def test_a_cross_site_websocket_and_a_cross_site_write_with_a_students_cookie_are_refused(served: Served) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    key, cookie = served.sign_in(WELCOME, "e2e-frank")
+    own = served.server_origin(key)
+    other_server = served.server_origin("e" * 40)
+    secret = load_or_create_secret(served.settings.secret_file)
+    status, body = jupyter_call(served.settings, secret, key, "POST", "api/kernels", {"name": "python3"})
+    assert status == 201, body[:300]
+    kernel = json.loads(body)["id"]
+    ws_url = own.replace("https:", "wss:") + f"/nb/{key}/api/kernels/{kernel}/channels"
+    with_cookie = {"Cookie": f"nbh_access={cookie}"}
+
+    for origin in ("https://evil.example", other_server, served.base_url, served.course.origin, "null"):
+        with pytest.raises(InvalidStatus) as refused:
+            served.websocket(ws_url, {**with_cookie, "Origin": origin})
+        assert refused.value.response.status_code == 403, origin
+        assert b"can only come from the notebook itself" in refused.value.response.body
+        status, _, _, body = served.request(
+            served.server_url(key, "api/contents/evil.txt"),
+            {**with_cookie, "Origin": origin, "Content-Type": "application/json"},
+            method="PUT",
+            body=json.dumps({"type": "file", "format": "text", "content": "pwned"}).encode(),
+        )
+        assert status == 403 and b"can only come from the notebook itself" in body, (origin, status)
+    assert not (student_copy(served, "e2e-frank", "evil.txt")).exists()
+
+    # control: from the server's own origin, the same websocket runs code and the same write lands
+    with served.websocket(ws_url, {**with_cookie, "Origin": own}) as ws:
+        request = execute_request("print(6 * 7)")
+        msg_id = request["header"]["msg_id"]  # type: ignore[index]
+        ws.send(json.dumps(request))
+        deadline = time.monotonic() + 30
+        out = ""
+        while "42" not in out and time.monotonic() < deadline:
+            message = json.loads(ws.recv(timeout=30))
+            if message.get("msg_type") == "stream" and message["parent_header"].get("msg_id") == msg_id:
+                out += message["content"]["text"]
+        assert "42" in out
+    status, _, _, body = served.request(
+        served.server_url(key, "api/contents/mine.txt"),
+        {**with_cookie, "Origin": own, "Content-Type": "application/json"},
+        method="PUT",
+        body=json.dumps({"type": "file", "format": "text", "content": "mine"}).encode(),
+    )
+    assert status in (200, 201), (status, body[:300])
+    assert student_copy(served, "e2e-frank", "mine.txt").read_text() == "mine"
+
+
+def test_jupyters_own_policy_is_kept_and_a_servers_service_worker_scope_is_never_widened(served: Served) -> None:
+    key, cookie = served.sign_in(WELCOME, "e2e-erin")
+    with_cookie = {"Cookie": f"nbh_access={cookie}"}
+    expected = f"frame-ancestors 'self' {served.base_url} {served.course.origin}; report-uri /nb/{key}/"
+    status, headers, _, _ = served.request(served.server_url(key, f"notebooks/{WELCOME}"), with_cookie)
+    assert status == 200 and headers["content-security-policy"].startswith(expected), headers
+    status, headers, _, _ = served.request(served.server_url(key, f"files/{WELCOME}"), with_cookie)
+    assert status == 200 and headers["content-security-policy"].endswith("; sandbox allow-scripts"), headers
+    assert headers["content-security-policy"].startswith(expected)
+
+    # what a student's server sends is theirs (their kernel can serve anything in Jupyter's place): Caddy passes
+    # it, but never a Service-Worker-Allowed that would give a service worker more than its own folder. Another
+    # student's server, never proxied to yet (Caddy would reuse a kept-alive connection to the Jupyter it replaces)
+    key, cookie = served.sign_in(WELCOME, "e2e-gina")
+    with_cookie = {"Cookie": f"nbh_access={cookie}"}
+    import http.server
+    import socketserver
+    import threading
+
+    class StudentsOwn(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Type", "text/javascript")
+            self.send_header("Service-Worker-Allowed", "/")
+            self.end_headers()
+            self.wfile.write(b"self.addEventListener('fetch', () => {});")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        def get_request(self) -> Any:
+            request, _ = super().get_request()
+            return request, ("student", 0)
+
+    link = served.settings.jupyter_sockets_dir / key / "jupyter.sock"
+    link.unlink()
+    server = UnixServer(str(link), StudentsOwn)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, headers, _, body = served.request(served.server_url(key, "sw.js"), with_cookie)
+    finally:
         server.shutdown()
+        server.server_close()
+        link.unlink()
+    assert status == 200 and b"addEventListener" in body, (status, body[:200])
+    assert "service-worker-allowed" not in headers, headers
+
+
+def test_the_demo_link_nbh_serve_prints_opens_the_notebook(served: Served, browser: Any) -> None:
+    printed = re.search(r"open the demo notebook [^:]*: (https://\S+)", served.log_path.read_text(errors="replace"))
+    assert printed, "nbh serve --demo printed no demo link"
+    browser.get(printed.group(1))
+    pattern = served.notebook_url_re(WELCOME)
+    until(
+        browser,
+        lambda b: bool(pattern.match(b.current_url)) and bool(css(b, ".jp-Notebook .jp-CodeCell .cm-content")),
+        lambda: f"the demo link opened no notebook: {describe_page(browser)}",
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from nbhosting_core import Hub, Launch, LaunchState, Settings
+from nbhosting_core.origins import server_origin
 from nbhosting_core.system.unixhttp import get
 from nbhosting_core.tokens import jupyter_token
 from nbhosting_server.serve import settings_environment
@@ -37,6 +38,12 @@ def opened(hub: Hub, student_id: str, notebook: str = "01-welcome.ipynb") -> Lau
 
 def jupyter(hub: Hub, key: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
     """A request to a student's Jupyter through root's verified socket link (what Caddy dials)."""
+    status, _, body_bytes = jupyter_raw(hub, key, method, path, body)
+    return status, (json.loads(body_bytes) if body_bytes.strip() else {})
+
+
+def jupyter_raw(hub: Hub, key: str, method: str, path: str, body: dict | None = None) -> tuple[int, str, bytes]:
+    """The same, answered as (status, the response's head, its body)."""
     sock = socket.socket(socket.AF_UNIX)
     sock.settimeout(20)
     sock.connect(str(hub.settings.jupyter_sockets_dir / key / "jupyter.sock"))
@@ -52,8 +59,8 @@ def jupyter(hub: Hub, key: str, method: str, path: str, body: dict | None = None
         raw += chunk
     sock.close()
     status_line, _, rest = raw.partition(b"\r\n")
-    body_bytes = rest.partition(b"\r\n\r\n")[2]
-    return int(status_line.split()[1]), (json.loads(body_bytes) if body_bytes.strip() else {})
+    head, _, body_bytes = rest.partition(b"\r\n\r\n")
+    return int(status_line.split()[1]), head.decode(errors="replace"), body_bytes
 
 
 def test_first_open_creates_account_copy_and_container_running_as_the_student(hub, settings):
@@ -189,7 +196,8 @@ def test_concurrent_opens_from_separate_processes_give_one_container(settings):
     assert len({launch["key"] for launch in launches}) == 1
     assert sum(launch["created"] for launch in launches) == 1
     assert all(launch["state"] == "ready" for launch in launches)
-    assert launches[0]["url"].startswith(settings.public_url)
+    key = launches[0]["key"]
+    assert launches[0]["url"] == f"{server_origin(settings, key)}/nb/{key}/notebooks/01-welcome.ipynb"
 
 
 def test_a_second_student_cannot_reach_the_first_ones_socket_or_files(hub):
@@ -297,3 +305,37 @@ def test_a_student_whose_servers_all_stopped_holds_no_process_and_no_subordinate
     assert subuid_lines() == [] and not (settings.users_run_dir / str(launch.uid)).exists()
     again = opened(hub, sid)  # everything comes back at the next click
     assert again.key == launch.key and again.state is LaunchState.READY and len(subuid_lines()) == 1
+
+
+def csp_of(head: str) -> str:
+    return next(
+        line.split(":", 1)[1].strip() for line in head.splitlines() if line.lower().startswith("content-security")
+    )
+
+
+def test_jupyter_keeps_its_own_policy_with_the_platforms_frame_ancestors_read_again_at_each_start(hub, settings):
+    platforms = settings.effective_platforms_file
+    platforms.write_text(
+        '[[platform]]\nname = "lms"\norigins = ["https://lms.example.org"]\ncourses = ["demo"]\n'
+        'methods = ["signed"]\nsecret = "0123456789abcdef0123456789abcdef"\n'
+    )
+    try:
+        launch = opened(hub, student("csp"))
+        status, head, _ = jupyter_raw(hub, launch.key, "GET", "/files/01-welcome.ipynb")
+        assert status == 200
+        assert csp_of(head) == (
+            f"frame-ancestors 'self' https://localhost:8443 https://lms.example.org; "
+            f"report-uri /nb/{launch.key}/api/security/csp-report; sandbox allow-scripts"
+        )
+        # a platform added later frames the student's server from its next start on (same server, same key)
+        platforms.write_text(platforms.read_text().replace("https://lms.example.org", "https://new.example.org"))
+        hub.stop(launch.container)
+        again = opened(hub, launch.student_id)
+        assert again.key == launch.key
+        status, head, _ = jupyter_raw(hub, again.key, "GET", "/api/status")
+        assert status == 200 and csp_of(head).startswith(
+            "frame-ancestors 'self' https://localhost:8443 https://new.example.org;"
+        )
+        assert "default-src 'none'" in csp_of(head)  # what Jupyter adds on its API is kept too
+    finally:
+        platforms.unlink()

@@ -94,21 +94,38 @@ def test_bad_launches_answer_json_to_the_progress_page(setup):
     assert response.json()["state"] == "failed" and "only .ipynb" in response.json()["message"]
 
 
+def ticket_parts(location):
+    """(origin, path, query) of a ticket URL."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(location)
+    return f"{parts.scheme}://{parts.netloc}", parts.path, dict(urllib.parse.parse_qsl(parts.query))
+
+
 def test_a_cold_launch_answers_at_once_with_a_progress_page_that_polls(setup):
     _, hub, client, backend, clock = setup
     response = client.get(url("alice"), follow_redirects=False)
     assert response.status_code == 200 and "Starting your notebook" in response.text
     assert "status=1" in response.text
-    assert any("Partitioned" in c for c in response.headers.get_list("set-cookie"))
+    assert not response.headers.get_list("set-cookie")  # nbhosting's origin never holds a server's cookie
     follow = poll_url(response.text)  # nbhosting's own token: the platform's signature is not needed to follow
     assert "signature=" not in follow and "poll=" in follow
     poll = client.get(follow + "&status=1")
-    assert poll.status_code == 200 and poll.json()["state"] == "starting"
+    assert poll.status_code == 200 and poll.json()["state"] == "starting" and poll.json()["url"] is None
     clock.now += 1
     ready = client.get(follow + "&status=1").json()
-    assert ready["state"] == "ready" and ready["url"].startswith("/nb/")
+    key = ready["notebook_url"].split("/")[4]
+    assert (
+        ready["state"] == "ready"
+        and ready["notebook_url"] == f"https://{key}.nb.localhost:8443/nb/{key}/notebooks/a.ipynb"
+    )
+    origin, path, query = ticket_parts(ready["url"])
+    assert origin == f"https://{key}.nb.localhost:8443" and path == "/_nbh/ticket"
+    assert query["next"] == f"/nb/{key}/notebooks/a.ipynb"
     again = client.get(url("alice"), follow_redirects=False)
-    assert again.status_code == 302 and again.headers["location"] == ready["url"]
+    assert again.status_code == 302 and ticket_parts(again.headers["location"])[:2] == (origin, path)
+    assert again.headers["location"] != ready["url"]  # a fresh ticket each time
+    assert again.headers["referrer-policy"] == "no-referrer" and "set-cookie" not in again.headers
     assert [verb for verb, _ in backend.journal] == ["create"]
 
 
@@ -152,9 +169,16 @@ def auth(client, uri, cookie=None, **headers):
 
 
 def launched(setup, student="alice"):
-    _, hub, client, _, _ = setup
-    response = client.get(url(student) + "&status=1")
-    key = response.json()["url"].split("/")[2]
+    """A student's launch followed as a browser does, up to the ticket: the key, and the cookie it set."""
+    _, hub, client, backend, clock = setup
+    answer = client.get(url(student) + "&status=1").json()
+    if answer["state"] != "ready":
+        clock.now += 1
+        answer = client.get(url(student) + "&status=1").json()
+    _, path, query = ticket_parts(answer["url"])
+    key = query["next"].split("/")[2]
+    response = client.get(answer["url"], headers={"X-Nbh-Key": key}, follow_redirects=False)
+    assert response.status_code == 302, response.text
     cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith(COOKIE_NAME))
     return key, cookie.split(";")[0]
 
@@ -200,15 +224,181 @@ def test_a_non_ascii_cookie_is_refused_not_a_server_error(setup):
 def test_forward_auth_refuses_cross_site_writes_but_not_reads(setup):
     client = setup[2]
     key, cookie = launched(setup)
-    headers = {"X-Forwarded-Uri": f"/nb/{key}/api/contents/x.ipynb", "Cookie": cookie}
-    forged = client.get("/_nbh/auth", headers={**headers, "X-Forwarded-Method": "PUT", "Sec-Fetch-Site": "cross-site"})
+    own_origin = f"https://{key}.nb.localhost:8443"
+    headers = {"X-Forwarded-Uri": f"/nb/{key}/api/contents/x.ipynb", "X-Nbh-Key": key, "Cookie": cookie}
+    forged = client.get(
+        "/_nbh/auth",
+        headers={
+            **headers,
+            "X-Forwarded-Method": "PUT",
+            "Origin": "https://evil.example",
+            "Sec-Fetch-Site": "cross-site",
+        },
+    )
     assert forged.status_code == 403 and "authorization" not in forged.headers
-    own = client.get("/_nbh/auth", headers={**headers, "X-Forwarded-Method": "PUT", "Sec-Fetch-Site": "same-origin"})
+    own = client.get(
+        "/_nbh/auth",
+        headers={**headers, "X-Forwarded-Method": "PUT", "Origin": own_origin, "Sec-Fetch-Site": "same-origin"},
+    )
     assert own.status_code == 200
     embedded_read = client.get(
         "/_nbh/auth", headers={**headers, "X-Forwarded-Method": "GET", "Sec-Fetch-Site": "cross-site"}
     )
     assert embedded_read.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "handshake",
+    [
+        {"X-Nbh-Upgrade": "websocket"},
+        {"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="},
+        {"Sec-Fetch-Mode": "websocket"},
+    ],
+)
+def test_forward_auth_refuses_a_kernel_websocket_from_another_origin_even_with_the_students_cookie(setup, handshake):
+    client = setup[2]
+    key, cookie = launched(setup)
+    headers = {
+        "X-Forwarded-Uri": f"/nb/{key}/api/kernels/k1/channels",
+        "X-Forwarded-Method": "GET",
+        "X-Nbh-Key": key,
+        "Cookie": cookie,
+        **handshake,
+    }
+    for origin in ("https://evil.example", f"https://{'b' * 40}.nb.localhost:8443", "https://localhost:8443", None):
+        sent = {**headers, "Origin": origin} if origin else headers
+        refused = client.get("/_nbh/auth", headers=sent)
+        assert refused.status_code == 403 and "authorization" not in refused.headers, origin
+        assert "can only come from the notebook itself" in refused.text
+    own = client.get("/_nbh/auth", headers={**headers, "Origin": f"https://{key}.nb.localhost:8443"})
+    assert own.status_code == 200 and own.headers["authorization"].startswith("token ")
+
+
+def test_a_refused_origin_is_logged_without_the_cookie(setup, caplog):
+    client = setup[2]
+    key, cookie = launched(setup)
+    with caplog.at_level("INFO"):
+        client.get(
+            "/_nbh/auth",
+            headers={
+                "X-Nbh-Key": key,
+                "X-Forwarded-Method": "POST",
+                "Origin": "https://evil.example",
+                "Cookie": cookie,
+            },
+        )
+    assert "other-origin" in caplog.text and "evil.example" in caplog.text
+    assert cookie.split("=", 1)[1] not in caplog.text
+
+
+# ----------------------------------------------------------------------------------------------- tickets
+
+
+def test_a_ticket_sets_a_host_only_cookie_on_its_servers_origin_and_goes_on_to_the_notebook(setup):
+    client, clock = setup[2], setup[4]
+    client.get(url("alice") + "&status=1")
+    clock.now += 1
+    answer = client.get(url("alice") + "&status=1").json()
+    _, _, query = ticket_parts(answer["url"])
+    key = query["next"].split("/")[2]
+    response = client.get(answer["url"], headers={"X-Nbh-Key": key}, follow_redirects=False)
+    assert response.status_code == 302 and response.headers["location"] == f"/nb/{key}/notebooks/a.ipynb"
+    [cookie] = response.headers.get_list("set-cookie")
+    attributes = [a.strip() for a in cookie.split(";")]
+    assert attributes[0].startswith(f"{COOKIE_NAME}=")
+    assert set(attributes[1:]) == {"Max-Age=43200", "Path=/", "Secure", "HttpOnly", "SameSite=None", "Partitioned"}
+    assert response.headers["referrer-policy"] == "no-referrer" and response.headers["cache-control"] == "no-store"
+    replay = client.get(answer["url"], headers={"X-Nbh-Key": key}, follow_redirects=False)
+    assert replay.status_code == 403 and "set-cookie" not in replay.headers
+    assert "used already, or it has expired" in replay.text
+
+
+def test_a_ticket_is_refused_on_another_host_and_on_nbhostings_own_origin(setup):
+    client, clock = setup[2], setup[4]
+    client.get(url("alice") + "&status=1")
+    clock.now += 1
+    answer = client.get(url("alice") + "&status=1").json()
+    for headers in ({"X-Nbh-Key": "b" * 40}, {}):  # another server's host; the site (Caddy strips X-Nbh-Key there)
+        refused = client.get(answer["url"], headers=headers, follow_redirects=False)
+        assert refused.status_code == 403 and "set-cookie" not in refused.headers
+
+
+def test_a_ticket_goes_on_within_its_own_server_only(setup):
+    client, clock = setup[2], setup[4]
+    client.get(url("alice") + "&status=1")
+    clock.now += 1
+    answer = client.get(url("alice") + "&status=1").json()
+    _, _, query = ticket_parts(answer["url"])
+    key = query["next"].split("/")[2]
+    for bad_next in ("https://evil.example/", "//evil.example/", f"/nb/{'b' * 40}/tree", "/\\evil.example", ""):
+        hub = setup[1]
+        launch = hub.launch_status("demo", "a.ipynb", "test:alice")
+        ticket_url = hub.ticket_url(launch.model_copy(update={"url": bad_next}))
+        response = client.get(ticket_url, headers={"X-Nbh-Key": key}, follow_redirects=False)
+        assert response.status_code == 302 and response.headers["location"] == f"/nb/{key}/", bad_next
+
+
+def test_in_path_mode_the_ticket_sets_a_cookie_for_the_servers_paths_on_the_sites_origin(setup):
+    settings, hub, _, backend, clock = setup
+    path_hub = Hub(
+        settings.model_copy(update={"origin_mode": "path"}), backend=backend, accounts=hub.accounts, clock=clock
+    )
+    client = TestClient(create_app(hub=path_hub), base_url="https://testserver")
+    client.get(url("alice") + "&status=1")
+    clock.now += 1
+    answer = client.get(url("alice") + "&status=1").json()
+    origin, path, query = ticket_parts(answer["url"])
+    key = query["next"].split("/")[2]
+    assert origin == "https://localhost:8443" and path == "/_nbh/ticket"
+    response = client.get(answer["url"], follow_redirects=False)
+    assert response.status_code == 302
+    assert f"Path=/nb/{key}/;" in response.headers["set-cookie"]
+
+
+def test_on_demand_tls_is_asked_for_existing_servers_hosts_only(setup):
+    client = setup[2]
+    key, _ = launched(setup)
+    assert client.get("/_nbh/tls-ask", params={"domain": f"{key}.nb.localhost"}).status_code == 200
+    for domain in (f"{'b' * 40}.nb.localhost", "localhost", "evil.example", ""):
+        assert client.get("/_nbh/tls-ask", params={"domain": domain}).status_code == 404, domain
+
+
+def test_nbhostings_pages_may_be_framed_by_the_platforms_only(setup):
+    settings, _, client, _, _ = setup
+    for response in (client.get("/"), client.get(url("alice")), client.get("/no/such/page")):
+        assert response.headers["content-security-policy"] == (
+            "frame-ancestors 'self' https://localhost:8443 https://course.example.org"
+        )
+    # a platform added to the file frames them at once
+    settings.effective_platforms_file.write_text(
+        PLATFORMS.replace('origins = ["https://course.example.org"]', 'origins = ["https://lms.example.net"]')
+    )
+    assert client.get("/").headers["content-security-policy"].endswith("https://localhost:8443 https://lms.example.net")
+
+
+def test_the_access_log_never_holds_a_capability():
+    import logging
+
+    from nbhosting_server.logs import MaskCapabilities
+
+    ticket = "k" * 40 + ".nbh-x.99.nonce.mac"
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", f"/_nbh/ticket?t={ticket}&next=/nb/x/", "1.1", 302),
+        None,
+    )
+    MaskCapabilities().filter(record)
+    line = record.getMessage()
+    assert ticket not in line and "t=REDACTED&next=/nb/x/" in line
+    launch = "/notebookLazyCopy/demo/a.ipynb/al?platform=p&expires=9&signature=SIG&poll=POLL&status=1"
+    record.args = ("127.0.0.1:5", "GET", launch, "1.1", 200)
+    MaskCapabilities().filter(record)
+    assert "SIG" not in record.getMessage() and "POLL" not in record.getMessage()
+    assert "platform=p&expires=9&signature=REDACTED&poll=REDACTED&status=1" in record.getMessage()
 
 
 def test_proxied_requests_are_recorded_as_activity_for_the_culler(setup):

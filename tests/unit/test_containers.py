@@ -4,6 +4,7 @@ from nbhosting_core import Account, Action, Server, ServerState, Settings
 from nbhosting_core.containers import (
     LABELS,
     container_spec,
+    jupyter_config,
     jupyter_options,
     keep_id_mappings,
     plan,
@@ -119,3 +120,22 @@ def test_podman_states_fold_into_three():
 def test_a_container_without_labels_reads_as_unusable():
     read = server_from_inspect({"Name": "/x", "State": {"Status": "exited", "StartedAt": "0001-01-01T00:00:00Z"}}, 5)
     assert read.key == "" and read.started_at is None and plan(read, "/r1") is Action.REPLACE
+
+
+def test_the_same_container_serves_both_origin_modes():
+    assert spec(origin_mode="subdomain") == spec(origin_mode="path")
+    assert f"--ServerApp.base_url=/nb/{KEY}/" in spec(origin_mode="subdomain")["command"]
+
+
+def test_jupyter_reads_nbhostings_configuration_from_its_socket_folder_at_each_start():
+    assert spec()["env"]["JUPYTER_CONFIG_PATH"] == "/nbhosting/run/config"
+
+
+def test_jupyters_own_policy_gets_the_frame_ancestors_and_keeps_its_report_uri():
+    config = jupyter_config(Settings(), KEY, "'self' https://localhost:8443 https://courses.example.org")
+    csp = config["ServerApp"]["tornado_settings"]["headers"]["Content-Security-Policy"]
+    assert csp == (
+        "frame-ancestors 'self' https://localhost:8443 https://courses.example.org; "
+        f"report-uri /nb/{KEY}/api/security/csp-report"
+    )
+    assert list(config) == ["ServerApp"] and list(config["ServerApp"]) == ["tornado_settings"]  # adds, replaces nothing

@@ -52,3 +52,17 @@ def test_doctor_says_when_kernels_have_no_network_at_all():
 
     check = egress_check(Settings(egress=False), SubprocessRunner())
     assert check.ok and "no network" in check.detail
+
+
+def test_doctor_says_where_servers_are_served_and_warns_of_what_path_mode_leaves(tmp_path):
+    from nbhosting_core import Settings
+    from nbhosting_core.system.doctor import origins_check
+
+    own = origins_check(Settings(data_root=tmp_path))
+    assert own.ok and "https://<key>.nb.localhost" in own.detail and "resolves to the loopback" in own.detail
+    assert "framed by 'self' https://localhost:8443" in own.detail
+    real = {"data_root": tmp_path, "site_address": "example.org", "public_url": "https://example.org"}
+    assert "wildcard DNS record *.nb.example.org" in origins_check(Settings(**real)).detail
+    assert "Certificate Transparency" in origins_check(Settings(**real, servers_tls="on_demand")).detail
+    shared = origins_check(Settings(data_root=tmp_path, origin_mode="path"))
+    assert not shared.ok and not shared.required and "one origin shared by all students" in shared.detail

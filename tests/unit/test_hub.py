@@ -18,6 +18,7 @@ from nbhosting_core import (
     Hub,
     InvalidInput,
     InvalidNotebook,
+    LaunchRefused,
     LaunchState,
     NotFound,
     RuntimeUnavailable,
@@ -264,9 +265,96 @@ def test_a_cookie_is_scoped_to_its_server(hub):
     alice = hub.open_notebook("python", "loops.ipynb", "alice")
     bob = hub.open_notebook("python", "loops.ipynb", "bob")
     cookie = hub.access_cookie(alice)
-    assert cookie.name == COOKIE_NAME and cookie.path == f"/nb/{alice.key}/"
+    # set by alice's server's own origin, with no Domain: her server's host only, every path of it
+    assert cookie.name == COOKIE_NAME and cookie.path == "/" and cookie.key == alice.key
     refused = hub.authorize(f"/nb/{bob.key}/api/contents", [cookie.value])
     assert not refused.allowed and refused.status == 403
+
+
+def test_in_path_mode_a_cookie_is_scoped_to_its_servers_path(settings, backend, accounts, clock):
+    hub = Hub(settings.model_copy(update={"origin_mode": "path"}), backend=backend, accounts=accounts, clock=clock)
+    alice = hub.open_notebook("python", "loops.ipynb", "alice")
+    assert hub.access_cookie(alice).path == f"/nb/{alice.key}/"
+
+
+# ------------------------------------------------------------------------------------------- tickets
+
+
+def ticket_of(url):
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    return parts, query
+
+
+def test_a_ready_launch_goes_to_its_servers_own_origin_with_a_ticket_for_the_notebook(hub, clock):
+    launch = hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    parts, query = ticket_of(hub.ticket_url(launch))
+    assert (
+        f"{parts.scheme}://{parts.netloc}" == hub.server_origin(launch.key) == f"https://{launch.key}.nb.localhost:8443"
+    )
+    assert parts.path == "/_nbh/ticket" and query["next"] == launch.url
+    cookie = hub.redeem_ticket(query["t"], host_key=launch.key)
+    assert cookie.key == launch.key and hub.authorize(launch.url, [cookie.value]).allowed
+
+
+def test_a_ticket_is_good_once(hub):
+    launch = hub.open_notebook("python", "loops.ipynb", "alice")
+    _, query = ticket_of(hub.ticket_url(launch))
+    hub.redeem_ticket(query["t"], host_key=launch.key)
+    with pytest.raises(LaunchRefused) as refused:
+        hub.redeem_ticket(query["t"], host_key=launch.key)
+    assert refused.value.why == "ticket-spent"
+
+
+def test_a_ticket_is_good_on_its_own_servers_host_only(hub):
+    alice = hub.open_notebook("python", "loops.ipynb", "alice")
+    bob = hub.open_notebook("python", "loops.ipynb", "bob")
+    _, query = ticket_of(hub.ticket_url(alice))
+    for host_key in (bob.key, None):
+        with pytest.raises(LaunchRefused) as refused:
+            hub.redeem_ticket(query["t"], host_key=host_key)
+        assert refused.value.why == "ticket-host"
+    assert hub.redeem_ticket(query["t"], host_key=alice.key).key == alice.key  # not spent by the refusals
+
+
+def test_a_ticket_expires_after_a_minute(hub, clock):
+    launch = hub.open_notebook("python", "loops.ipynb", "alice")
+    _, query = ticket_of(hub.ticket_url(launch))
+    clock.advance(61)
+    with pytest.raises(LaunchRefused) as refused:
+        hub.redeem_ticket(query["t"], host_key=launch.key)
+    assert refused.value.why == "ticket-expired"
+
+
+def test_in_path_mode_the_ticket_is_taken_on_the_sites_own_origin(settings, backend, accounts, clock):
+    hub = Hub(settings.model_copy(update={"origin_mode": "path"}), backend=backend, accounts=accounts, clock=clock)
+    launch = hub.open_notebook("python", "loops.ipynb", "alice")
+    parts, query = ticket_of(hub.ticket_url(launch))
+    assert f"{parts.scheme}://{parts.netloc}" == "https://localhost:8443"
+    assert hub.redeem_ticket(query["t"], host_key=None).path == f"/nb/{launch.key}/"
+
+
+def test_a_ticket_never_reaches_a_log_line(hub, caplog):
+    launch = hub.open_notebook("python", "loops.ipynb", "alice")
+    url = hub.ticket_url(launch)
+    _, query = ticket_of(url)
+    with caplog.at_level("DEBUG"):
+        cookie = hub.redeem_ticket(query["t"], host_key=launch.key)
+        with pytest.raises(LaunchRefused):
+            hub.redeem_ticket(query["t"], host_key=launch.key)
+    assert "handed over" in caplog.text and "ticket-spent" in caplog.text
+    nonce, mac = query["t"].split(".")[3:]
+    assert nonce not in caplog.text and mac not in caplog.text and cookie.value not in caplog.text
+
+
+def test_on_demand_tls_is_allowed_for_existing_servers_hosts_only(hub):
+    launch = hub.open_notebook("python", "loops.ipynb", "alice")
+    assert hub.may_certify(f"{launch.key}.nb.localhost")
+    assert not hub.may_certify(f"{'b' * 40}.nb.localhost")  # no such server
+    assert not hub.may_certify("localhost") and not hub.may_certify(f"x.{launch.key}.nb.localhost")
+    assert not hub.may_certify(f"{launch.key}.nb.elsewhere.org")
 
 
 def test_a_stopped_server_answers_gone_with_a_way_back(hub):

@@ -49,3 +49,42 @@ def test_settings_survive_the_trip_through_the_environment_to_the_server_process
     for name, value in settings_environment(s).items():
         monkeypatch.setenv(name, value)
     assert Settings() == s
+
+
+def test_servers_get_their_own_origins_by_default_under_nb_dot_the_site():
+    s = Settings()
+    assert s.origin_mode == "subdomain" and s.effective_servers_domain == "nb.localhost"
+    assert Settings(site_address="Notebooks.Example.org").effective_servers_domain == "nb.notebooks.example.org"
+    assert Settings(servers_domain="nbh.example.net").effective_servers_domain == "nbh.example.net"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"site_address": "192.0.2.7"}, "needs servers_domain"),
+        ({"servers_domain": "example"}, "servers_domain"),
+        ({"servers_domain": "*.example.org"}, "servers_domain"),
+        ({"servers_domain": "a.example.org { respond 1 }"}, "servers_domain"),
+        ({"servers_tls": "files"}, "servers_tls_cert"),
+        ({"origin_mode": "both"}, "origin_mode"),
+    ],
+)
+def test_origin_settings_that_cannot_work_are_refused(values, message):
+    with pytest.raises(ValidationError, match=message):
+        Settings(**values)
+
+
+def test_an_ip_address_site_may_use_path_mode_or_name_the_servers_domain():
+    assert Settings(site_address="192.0.2.7", origin_mode="path").origin_mode == "path"
+    assert Settings(site_address="192.0.2.7", servers_domain="nb.example.org").effective_servers_domain
+
+
+def test_frame_ancestors_is_an_explicit_override_refused_as_a_wildcard_off_localhost():
+    assert Settings().frame_ancestors is None  # default: the platforms' origins (nbhosting_core.origins)
+    assert Settings(frame_ancestors="*").frame_ancestors == "*"  # a demo on localhost
+    site = {"site_address": "notebooks.example.org", "public_url": "https://notebooks.example.org"}
+    for broad in ("*", "'self' *", "https:", "'self' http:"):
+        with pytest.raises(ValidationError, match="frame_ancestors may not hold"):
+            Settings(**site, frame_ancestors=broad)
+    named = Settings(**site, frame_ancestors="'self' https://courses.example.org https://*.example.org")
+    assert named.frame_ancestors is not None
