@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from nbhosting_core.access import COOKIE_NAME
-from tests.e2e.conftest import Served, _NoRedirect
+from tests.e2e.conftest import Served
 from tests.lti_platforms import Consumer11, Platform13, query_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.podman]
@@ -34,32 +34,23 @@ CONSUMER = Consumer11("e2e-edx", "e2e-edx-shared-secret")
 def post_form(served: Served, path: str, form: str | dict[str, str]) -> tuple[int, dict[str, str], bytes]:
     """POST a form over HTTPS (Caddy's CA trusted), as a course page's auto-submitted form does; no redirect."""
     body = form if isinstance(form, str) else urllib.parse.urlencode(form)
-    request = urllib.request.Request(
-        served.url(path),
-        data=body.encode(),
-        method="POST",
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://courses.example.org"},
-    )
-    opener = urllib.request.build_opener(_NoRedirect(), urllib.request.HTTPSHandler(context=served.ssl_context))
-    try:
-        with opener.open(request, timeout=30) as response:
-            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://courses.example.org"}
+    status, answer_headers, _, answer = served.request(path, headers, method="POST", body=body.encode(), timeout=30)
+    return status, answer_headers, answer
 
 
 def to_jupyter(served: Served, status: int, headers: dict[str, str], body: bytes) -> tuple[str, str]:
     """Follow a verified LTI launch (its 303) as the browser does, until the student's Jupyter answers.
 
-    Returns the notebook URL the launch ended at and the access cookie it set.
+    The launch URL, the progress page's polls, then the server's own origin, where a one-time ticket sets the
+    access cookie. Returns the notebook URL the launch ended at and that cookie's value.
     """
     assert status == 303, f"the LTI launch answered {status}: {body[:400]!r}"
     location = headers["location"]
     assert location.startswith(f"/notebookLazyCopy/demo/{NOTEBOOK}/") and "admit=" in location, location
-    status, _, cookies, page = served.request(location)
+    status, answer_headers, cookies, page = served.request(location)
     assert status in (200, 302), (status, page[:400])
-    cookie = next(c for c in cookies if c.startswith(f"{COOKIE_NAME}="))
-    assert "SameSite=None" in cookie and "Partitioned" in cookie and "Secure" in cookie
+    assert not cookies, f"a launch set cookies on nbhosting's origin: {cookies}"
     if status == 200:  # cold: the progress page, whose script polls with nbhosting's poll token
         follow = json.loads(re.search(rb'var launch = ("[^"]*")', page).group(1))
         deadline = time.monotonic() + 90
@@ -71,17 +62,22 @@ def to_jupyter(served: Served, status: int, headers: dict[str, str], body: bytes
                 break
             time.sleep(0.1)
         assert state["state"] == "ready", state
-        url = state["url"]
+        ticket = state["url"]
     else:
-        url = served.request(location)[1]["location"]
+        ticket = answer_headers["location"]
+    status, answer_headers, cookies, answer = served.request(ticket)  # on the server's own origin
+    assert status == 302, (status, answer[:300])
+    cookie = next(c for c in cookies if c.startswith(f"{COOKIE_NAME}="))
+    assert "SameSite=None" in cookie and "Partitioned" in cookie and "Secure" in cookie and "Domain" not in cookie
     value = cookie.split(";", 1)[0].split("=", 1)[1]
-    key = re.fullmatch(rf"/{served.settings.url_prefix}/([0-9a-f]{{40}})/notebooks/{re.escape(NOTEBOOK)}", url)
-    assert key, url
+    path = answer_headers["location"]
+    key = re.fullmatch(rf"/{served.settings.url_prefix}/([0-9a-f]{{40}})/notebooks/{re.escape(NOTEBOOK)}", path)
+    assert key, path
     status, _, _, answer = served.request(
-        f"/{served.settings.url_prefix}/{key.group(1)}/api/status", {"Cookie": f"{COOKIE_NAME}={value}"}
+        served.server_url(key.group(1), "api/status"), {"Cookie": f"{COOKIE_NAME}={value}"}
     )
     assert status == 200 and b"started" in answer, (status, answer[:300])  # Jupyter itself, through Caddy
-    return url, value
+    return served.server_origin(key.group(1)) + path, value
 
 
 def add_platforms(served: Served, text: str) -> None:
@@ -145,48 +141,38 @@ def test_an_lti11_and_an_lti13_launch_end_with_jupyter_answering_for_that_studen
 
 
 def test_an_inline_lti11_launch_opens_the_notebook_inside_the_course_pages_iframe(served: Served, browser: Any) -> None:
-    """As Open edX renders an inline LTI component: the unit (another site: http://127.0.0.1:PORT) holds an iframe
-    whose page auto-submits the signed form to nbhosting, so the LTI POST arrives cross-site in a frame. The 303,
-    the launch's cookie (SameSite=None; Secure; Partitioned) and the notebook must all work in that frame."""
+    """As Open edX renders an inline LTI component: the unit (another site: the course pages' origin) holds an
+    iframe whose page auto-submits the signed form to nbhosting, so the LTI POST arrives cross-site in a frame. The
+    303, the ticket on the server's own origin, its cookie (SameSite=None; Secure; Partitioned) and the notebook
+    must all work in that frame, which the platform's origin may hold (frame-ancestors)."""
     import html
-    import http.server
-    import threading
 
-    from tests.e2e.test_browser import css, describe_page, notebook_url_re, until
+    from tests.e2e.test_browser import css, describe_page, until
 
     consumer = Consumer11("e2e-inline", "e2e-inline-shared-secret")
     add_platforms(
         served,
-        '[[platform]]\nname = "e2e-inline"\ncourses = ["demo"]\nmethods = ["lti11"]\n'
-        f'[platform.lti11]\nconsumer_key = "{consumer.key}"\nshared_secret = "{consumer.secret}"\n',
+        f'[[platform]]\nname = "e2e-inline"\norigins = ["{served.course.origin}"]\ncourses = ["demo"]\n'
+        f'methods = ["lti11"]\n[platform.lti11]\nconsumer_key = "{consumer.key}"\n'
+        f'shared_secret = "{consumer.secret}"\n',
     )
     form = consumer.form(user_id="e2e-inline-user", custom_course="demo", custom_notebook=NOTEBOOK)
     fields = urllib.parse.parse_qsl(consumer.sign(served.url("/lti/11/launch"), form), keep_blank_values=True)
     inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in fields)
-    pages = {
-        "/unit.html": '<!doctype html><title>Unit</title><h1>Week 1</h1><iframe id="nb" src="/launch.html" '
-        'width="1200" height="800"></iframe>',
-        "/launch.html": f'<!doctype html><form id="lti" method="post" action="{served.url("/lti/11/launch")}">'
+    served.course.put(
+        "/lti-launch.html",
+        f'<!doctype html><form id="lti" method="post" action="{served.url("/lti/11/launch")}">'
         f'{inputs}</form><script>document.getElementById("lti").submit()</script>',
-    }
-
-    class CourseSite(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            body = pages.get(self.path, "not found").encode()
-            self.send_response(200 if self.path in pages else 404)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CourseSite)
-    threading.Thread(target=site.serve_forever, args=(0.05,), daemon=True).start()
+    )
+    unit = served.course.put(
+        "/lti-unit.html",
+        '<!doctype html><title>Unit</title><h1>Week 1</h1><iframe id="nb" src="/lti-launch.html" '
+        'width="1200" height="800"></iframe>',
+    )
     try:
-        browser.get(f"http://127.0.0.1:{site.server_address[1]}/unit.html")
+        browser.get(unit)
         browser.switch_to.frame(browser.find_element("id", "nb"))
-        pattern = notebook_url_re(served, NOTEBOOK)
+        pattern = served.notebook_url_re(NOTEBOOK)
 
         def ready(b: Any) -> bool:
             if css(b, "main.error"):
@@ -199,6 +185,4 @@ def test_an_inline_lti11_launch_opens_the_notebook_inside_the_course_pages_ifram
         assert not css(browser, "main.error"), describe_page(browser)
     finally:
         browser.switch_to.default_content()
-        site.shutdown()
-        site.server_close()
     assert len(server_of(served, "e2e-inline:e2e-inline-user")) == 1
