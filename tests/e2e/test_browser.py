@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from nbhosting_core.access import COOKIE_NAME
 from nbhosting_core.naming import user_name
 from nbhosting_core.system.secretfile import load_or_create_secret
 from tests.e2e.conftest import Served
@@ -414,3 +415,16 @@ def test_the_demo_link_nbh_serve_prints_opens_the_notebook(served: Served, brows
         lambda b: bool(pattern.match(b.current_url)) and bool(css(b, ".jp-Notebook .jp-CodeCell .cm-content")),
         lambda: f"the demo link opened no notebook: {describe_page(browser)}",
     )
+
+
+def test_caddys_own_endpoints_of_the_app_are_not_reachable_from_outside(served: Served) -> None:
+    """The review's /_nbh/auth%0A: Caddy matched the exact path while the app's router ignored a final newline."""
+    key, cookie = served.sign_in(WELCOME, "e2e-probe")
+    for path in ("/_nbh/auth", "/_nbh/auth%0A", "/_nbh/auth/", "/_nbh/auth/x", "/_nbh/tls-ask?domain=x"):
+        for url in (served.url(path), served.server_origin(key) + path):
+            status, headers, _, body = served.request(
+                url,
+                {"Cookie": f"{COOKIE_NAME}={cookie}", "X-Forwarded-Uri": f"/nb/{key}/", "X-Forwarded-Method": "GET"},
+            )
+            assert status == 404, (url, status, body[:200])
+            assert "authorization" not in headers and b"token " not in body, url
