@@ -185,10 +185,18 @@ class PodmanBackend:
             return False
         s = self._settings
         first, count = subid_range(uid, uid_min=s.uid_min, subid_base=s.subid_base, subid_count=s.subid_count)
-        stopped = stop_processes(set(processes_of({uid})) | set(processes_of(range(first, first + count))))
+        stopped: list[int] = []
+        for _ in range(3):  # a process may have started one more (a podman helper) while the others were stopped
+            alive = set(processes_of({uid})) | set(processes_of(range(first, first + count)))
+            if not alive:
+                break
+            stopped += stop_processes(alive)
         runtime = s.users_run_dir / str(uid)
-        if runtime.is_dir():
-            shutil.rmtree(runtime)  # by descriptor, never following a link the student made
+        try:
+            if runtime.is_dir():
+                shutil.rmtree(runtime)  # by descriptor, never following a link the student made
+        except OSError as exc:  # something of theirs still wrote there: podman copes with a stale runtime folder
+            log.warning("release of user=%s: their runtime folder stays: %s", user, exc)
         (s.run_dir / "podman" / f"{user}.sock").unlink(missing_ok=True)
         revoked = self._subids.revoke([user])
         if stopped or revoked:

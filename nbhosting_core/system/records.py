@@ -91,7 +91,8 @@ def processes_of(uids: set[int] | range) -> list[int]:
 
 
 def stop_processes(pids: set[int], grace: float = 2.0) -> list[int]:
-    """SIGTERM ``pids``, then SIGKILL those still there after ``grace`` seconds; the ones that were there."""
+    """SIGTERM ``pids``, then SIGKILL those still there after ``grace`` seconds, and wait (``grace`` again) until
+    they are gone; the ones that were there."""
     there = []
     for pid in sorted(pids):
         with contextlib.suppress(ProcessLookupError):
@@ -104,6 +105,9 @@ def stop_processes(pids: set[int], grace: float = 2.0) -> list[int]:
         if process_uid(pid) is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + grace  # SIGKILL cannot be refused, but dying takes a moment
+    while time.monotonic() < deadline and any(process_uid(p) is not None for p in there):
+        time.sleep(0.02)
     return there
 
 
