@@ -135,9 +135,11 @@ class Hub:
             user = user_name(student_id, self.settings.user_prefix)
             claim = self._ask_door(Need.CREATE, container_name(user, course), user, requester, "new account")
         try:
-            if account is None:
-                account = self.accounts.ensure(student_id)
-            with self._student_lock(account.user):
+            # the student's lock from before their account exists: reconcile never releases what a launch is
+            # making (an account's subordinate ids, before its server runs)
+            with self._student_lock(user_name(student_id, self.settings.user_prefix)):
+                if account is None:
+                    account = self.accounts.ensure(student_id)
                 if claim is None:
                     claim = self._door_for(account, course, requester)
                 self.quota.prepare(account)
