@@ -7,26 +7,16 @@ from starlette.testclient import TestClient
 
 from nbhosting_core import FakeAccounts, FakeBackend, Hub, Settings
 from nbhosting_core.access import COOKIE_NAME, access_cookie_value
-from nbhosting_core.launches import signed_launch_path
-from nbhosting_core.platforms import parse_platforms
 from nbhosting_core.tokens import jupyter_token
 from nbhosting_server import create_app
+from tests.server.platform import PLATFORMS, signed_url
 
 KEY = "d" * 40
-PLATFORMS = """
-[[platform]]
-name = "test"
-origins = ["https://course.example.org"]
-courses = ["*"]
-methods = ["signed"]
-secret = "0123456789abcdef0123456789abcdef"
-"""
-TEST = parse_platforms(PLATFORMS).get("test")
 
 
 def url(student="alice", notebook="a.ipynb", course="demo", prefix="notebookLazyCopy", expires=None):
-    """A launch URL signed by the test platform (as the platform's own code makes them)."""
-    return signed_launch_path(TEST, course, notebook, student, expires or int(Clock.now) + 600, prefix=prefix)
+    """A launch URL signed by the test platform, at the tests' clock."""
+    return signed_url(Clock.now, student, notebook, course, prefix, expires)
 
 
 class Clock:
@@ -294,11 +284,18 @@ def test_a_refused_origin_is_logged_without_the_cookie(setup, caplog):
 # ----------------------------------------------------------------------------------------------- tickets
 
 
+def ready_answer(client, clock, student="alice"):
+    """A launch followed until its server is ready: the last poll's answer (its url: the ticket)."""
+    client.get(url(student) + "&status=1")
+    clock.now += 1
+    answer = client.get(url(student) + "&status=1").json()
+    assert answer["state"] == "ready", answer
+    return answer
+
+
 def test_a_ticket_sets_a_host_only_cookie_on_its_servers_origin_and_goes_on_to_the_notebook(setup):
     client, clock = setup[2], setup[4]
-    client.get(url("alice") + "&status=1")
-    clock.now += 1
-    answer = client.get(url("alice") + "&status=1").json()
+    answer = ready_answer(client, clock)
     _, _, query = ticket_parts(answer["url"])
     key = query["next"].split("/")[2]
     response = client.get(answer["url"], headers={"X-Nbh-Key": key}, follow_redirects=False)
@@ -315,9 +312,7 @@ def test_a_ticket_sets_a_host_only_cookie_on_its_servers_origin_and_goes_on_to_t
 
 def test_a_ticket_is_refused_on_another_host_and_on_nbhostings_own_origin(setup):
     client, clock = setup[2], setup[4]
-    client.get(url("alice") + "&status=1")
-    clock.now += 1
-    answer = client.get(url("alice") + "&status=1").json()
+    answer = ready_answer(client, clock)
     for headers in ({"X-Nbh-Key": "b" * 40}, {}):  # another server's host; the site (Caddy strips X-Nbh-Key there)
         refused = client.get(answer["url"], headers=headers, follow_redirects=False)
         assert refused.status_code == 403 and "set-cookie" not in refused.headers
@@ -325,9 +320,7 @@ def test_a_ticket_is_refused_on_another_host_and_on_nbhostings_own_origin(setup)
 
 def test_a_ticket_goes_on_within_its_own_server_only(setup):
     client, clock = setup[2], setup[4]
-    client.get(url("alice") + "&status=1")
-    clock.now += 1
-    answer = client.get(url("alice") + "&status=1").json()
+    answer = ready_answer(client, clock)
     _, _, query = ticket_parts(answer["url"])
     key = query["next"].split("/")[2]
     for bad_next in ("https://evil.example/", "//evil.example/", f"/nb/{'b' * 40}/tree", "/\\evil.example", ""):
@@ -344,9 +337,7 @@ def test_in_path_mode_the_ticket_sets_a_cookie_for_the_servers_paths_on_the_site
         settings.model_copy(update={"origin_mode": "path"}), backend=backend, accounts=hub.accounts, clock=clock
     )
     client = TestClient(create_app(hub=path_hub), base_url="https://testserver")
-    client.get(url("alice") + "&status=1")
-    clock.now += 1
-    answer = client.get(url("alice") + "&status=1").json()
+    answer = ready_answer(client, clock)
     origin, path, query = ticket_parts(answer["url"])
     key = query["next"].split("/")[2]
     assert origin == "https://localhost:8443" and path == "/_nbh/ticket"

@@ -10,19 +10,8 @@ from starlette.testclient import TestClient
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from nbhosting_core import FakeAccounts, FakeBackend, Hub, Settings
-from nbhosting_core.launches import signed_launch_path
-from nbhosting_core.platforms import parse_platforms
 from nbhosting_server import create_app
-
-PLATFORMS = """
-[[platform]]
-name = "test"
-origins = ["https://course.example.org"]
-courses = ["*"]
-methods = ["signed"]
-secret = "0123456789abcdef0123456789abcdef"
-"""
-TEST = parse_platforms(PLATFORMS).get("test")
+from tests.server.platform import PLATFORMS, signed_url
 
 
 class Clock:
@@ -33,7 +22,7 @@ class Clock:
 
 
 def url(student, notebook="a.ipynb", course="demo"):
-    return signed_launch_path(TEST, course, notebook, student, int(Clock.now) + 600)
+    return signed_url(Clock.now, student, notebook, course)
 
 
 class Door:
