@@ -103,6 +103,24 @@ class Settings(BaseSettings):
         "127.0.0.1", pattern=r"^[A-Za-z0-9.:-]+$", description="Where the Starlette app listens (Caddy's upstream)."
     )
     app_port: int = Field(8710, ge=1, le=65535, description="Port of the Starlette app.")
+    app_user: str = Field(
+        "nbhosting",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="The unprivileged system user the web app runs as (made by `nbh serve` if missing); it holds "
+        "the signing secret and the app's state, and reaches the host only through the privileged helper.",
+    )
+    caddy_user: str = Field(
+        "nbhosting-caddy",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="The unprivileged system user Caddy runs as (made by `nbh serve` if missing); its group may "
+        "dial the students' Jupyter sockets, and nothing else of theirs.",
+    )
+    helper_timeout: float = Field(
+        30.0, gt=0, le=600, description="Seconds the app waits for the privileged helper to answer one request."
+    )
+    helper_workers: int = Field(
+        16, ge=1, le=256, description="Requests the privileged helper serves at once (more wait their turn)."
+    )
     start_timeout: float = Field(60.0, gt=0, description="Seconds a notebook server may take to answer.")
     ready_poll_interval: float = Field(
         0.05, gt=0, description="Seconds between readiness probes (fixed: no back-off to wait out)."
@@ -394,6 +412,11 @@ class Settings(BaseSettings):
     def running_dir(self) -> Path:
         """RUN_DIR/servers/<name>.json: the processes of every server started since boot."""
         return self.run_dir / "servers"
+
+    @property
+    def helper_socket(self) -> Path:
+        """RUN_DIR/helper/helper.sock: the privileged helper's socket (root's, group the app's: 0660 in 0750)."""
+        return self.run_dir / "helper" / "helper.sock"
 
     @property
     def podman_dir(self) -> Path:

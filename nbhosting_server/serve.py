@@ -161,16 +161,10 @@ def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
-def serve(settings: Settings, *, demo: bool, workers: int) -> int:
-    """Run the app (uvicorn) and Caddy in the foreground until SIGINT/SIGTERM; stop both cleanly."""
-    caddy = shutil.which("caddy")
-    if caddy is None:
-        print("nbh: caddy is not installed (apt-get install caddy)", file=sys.stderr)
-        return 2
-    settings = prepare(settings, demo=demo)
-    env = {**os.environ, **settings_environment(settings)}
-    app_cmd = [
-        sys.executable,
+def app_argv(settings: Settings, workers: int, python: str = sys.executable) -> list[str]:
+    """The command that runs the app: uvicorn, ``workers`` processes, on ``app_host:app_port``."""
+    return [
+        python,
         "-m",
         "uvicorn",
         "nbhosting_server.app:app_from_env",
@@ -187,7 +181,23 @@ def serve(settings: Settings, *, demo: bool, workers: int) -> int:
         "--forwarded-allow-ips",
         "127.0.0.1",
     ]
-    caddy_cmd = [caddy, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"]
+
+
+def caddy_argv(caddy: str = "caddy") -> list[str]:
+    """The command that runs Caddy on nbhosting's Caddyfile (its settings come from :func:`caddy_environment`)."""
+    return [caddy, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"]
+
+
+def serve(settings: Settings, *, demo: bool, workers: int) -> int:
+    """Run the app (uvicorn) and Caddy in the foreground until SIGINT/SIGTERM; stop both cleanly."""
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        print("nbh: caddy is not installed (apt-get install caddy)", file=sys.stderr)
+        return 2
+    settings = prepare(settings, demo=demo)
+    env = {**os.environ, **settings_environment(settings)}
+    app_cmd = app_argv(settings, workers)
+    caddy_cmd = caddy_argv(caddy)
     children = {
         "uvicorn": subprocess.Popen(app_cmd, env=env),
         "caddy": subprocess.Popen(caddy_cmd, env={**env, **caddy_environment(settings)}),
