@@ -48,7 +48,12 @@ class ActivityLog:
         except FileNotFoundError:
             self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            os.close(fd)
+            try:
+                if os.geteuid() == 0:  # the helper's touch at a launch: the folder's owner (the app) touches it next
+                    folder = os.stat(self._dir)
+                    os.fchown(fd, folder.st_uid, folder.st_gid)
+            finally:
+                os.close(fd)
             os.utime(path, (now, now), follow_symlinks=False)
         return True
 

@@ -81,7 +81,7 @@ def jupyter_options(settings: Settings, key: str) -> list[str]:
     """The options nbhosting passes to Jupyter in every server (pure)."""
     options = [
         f"--ServerApp.sock={SOCKET_MOUNT}/{SOCKET_NAME}",
-        "--ServerApp.sock_mode=0600",
+        "--ServerApp.sock_mode=0660",  # its group: Caddy's, set by root (see system.sockets)
         f"--ServerApp.base_url=/{settings.url_prefix}/{key}/",
         "--ServerApp.allow_remote_access=True",
         f"--ServerApp.root_dir={WORKDIR}",

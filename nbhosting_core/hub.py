@@ -1,27 +1,29 @@
-"""The facade: one object that wires accounts, workspaces and a notebook backend into nbhosting's flows.
+"""The facade of the host's privileged side: accounts, workspaces and a notebook backend in nbhosting's flows.
 
-Open a notebook, follow its start, decide who reaches which server, and run the host: list, show, stop,
-remove, reconcile, cull. Every decision is logged (logger ``nbhosting_core.hub``) with the student's user,
-the course, the server's key and how long it took.
+Open a notebook, follow its start, and run the host: list, show, stop, remove, reconcile, cull. Every decision
+is logged (logger ``nbhosting_core.hub``) with the student's user, the course, the server's key and how long it
+took. Who reaches which server (cookies, tickets, forward-auth) is the :class:`~nbhosting_core.gate.Gate`'s, which
+needs no privilege; in production the hub runs in the privileged helper (:mod:`nbhosting_core.helper`) and the web
+app reaches it through :class:`~nbhosting_core.helper.HelperClient`, a :class:`~nbhosting_core.launcher.Launcher`
+as the hub is.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import urllib.parse
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import PurePosixPath
 
-from . import access, origins, throttle, tickets
+from . import origins
 from .accounts import Accounts, AccountStore
 from .activity import ActivityLog
 from .backend import NotebookBackend
 from .culling import CullPolicy, last_seen, should_cull
-from .errors import Busy, LaunchRefused, NotFound, StartFailed, StartTimeout
+from .door import Door
+from .errors import NotFound, StartFailed, StartTimeout
 from .models import (
-    AccessCookie,
     Account,
     Action,
     CullDecision,
@@ -40,8 +42,7 @@ from .system.counters import Counters, SqliteCounters
 from .system.locks import file_lock
 from .system.quota import NoQuota, Quota, quota_for
 from .system.runner import CommandRunner, SubprocessRunner
-from .system.secretfile import load_or_create_secret
-from .system.spent import SpentNonces
+from .system.secretfile import load_or_create_secret, secret_owners
 from .throttle import Need, Requester, ThrottlePolicy
 from .workspaces import Workspaces
 
@@ -76,7 +77,7 @@ class Hub:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.secret = load_or_create_secret(settings.secret_file)
+        self.secret = load_or_create_secret(settings.secret_file, owners=secret_owners(settings.app_user))
         runner = runner or SubprocessRunner()
         if backend is None:
             from .system.podman import PodmanBackend
@@ -94,8 +95,8 @@ class Hub:
             settings, mem_total=meminfo("MemTotal") if settings.max_running is None else 0
         )
         self.counters: Counters = counters or SqliteCounters(settings.throttle_dir / "counters.sqlite")
-        self.spent = SpentNonces(settings.tickets_dir)
-        #: seconds since the epoch, as this hub tells time (a fake in tests): the web layer uses it too
+        self.door = Door(self.throttle, self.counters, self.backend.list_running, clock)
+        #: seconds since the epoch, as this hub tells time (a fake in tests)
         self.clock = clock
         self._clock = clock
 
@@ -133,7 +134,7 @@ class Hub:
         if account is None:
             content = self.workspaces.read_course_notebook(course, path)  # InvalidNotebook before creating
             user = user_name(student_id, self.settings.user_prefix)
-            claim = self._ask_door(Need.CREATE, container_name(user, course), user, requester, "new account")
+            claim = self.door.ask(Need.CREATE, container_name(user, course), user, requester, "new account")
         try:
             # the student's lock from before their account exists: reconcile never releases what a launch is
             # making (an account's subordinate ids, before its server runs)
@@ -141,7 +142,7 @@ class Hub:
                 if account is None:
                     account = self.accounts.ensure(student_id)
                 if claim is None:
-                    claim = self._door_for(account, course, requester)
+                    claim = self.door.for_server(self.backend.get(account, course), account.user, course, requester)
                 self.quota.prepare(account)
                 self.quota.check(account)
                 copied = self.workspaces.ensure_copy(account, course, path, content)
@@ -149,7 +150,7 @@ class Hub:
                 self.activity.touch(ensured.server.key)  # a launch is activity: the culler must not stop it now
         finally:
             if claim is not None:  # it runs now (and counts as such), or it will not: the claim has done its work
-                self.counters.release(claim)
+                self.door.release(claim)
         server = ensured.server
         state = LaunchState.READY if self.backend.is_ready(server) else LaunchState.STARTING
         log.info(
@@ -221,85 +222,6 @@ class Hub:
             status = self.launch_status(launch.course, launch.notebook, launch.student_id)
             launch = status.model_copy(update={"action": launch.action, "copied": launch.copied})
         return launch
-
-    def notebook_url(self, key: str, notebook: PurePosixPath) -> str:
-        """Where the browser goes for ``notebook`` in the server ``key`` (path only)."""
-        view = "notebooks" if self.settings.ui == "notebook" else "lab/tree"
-        quoted = urllib.parse.quote(str(notebook))
-        return f"/{self.settings.url_prefix}/{key}/{view}/{quoted}"
-
-    def server_origin(self, key: str) -> str:
-        """The origin the server ``key`` is served from (see :mod:`nbhosting_core.origins`)."""
-        return origins.server_origin(self.settings, key)
-
-    def access_cookie(self, launch: Launch) -> AccessCookie:
-        """The cookie that lets this browser reach the server of ``launch`` (and no other).
-
-        It is set by the server's origin (see :meth:`redeem_ticket`) and has no Domain: in origin mode
-        ``subdomain`` it is sent to that server's host only (path ``/``); in mode ``path``, only with that server's
-        paths (``/<prefix>/<key>/``).
-        """
-        return self._access_cookie(launch.key, launch.user)
-
-    def ticket_url(self, launch: Launch) -> str:
-        """Where a browser goes once ``launch`` is ready (absolute): the server's own origin, with a one-time
-        ticket that sets the access cookie there, then on to the notebook. A capability: never log it.
-        """
-        ticket = tickets.make_ticket(self.secret, launch.key, launch.user, now=self._clock())
-        query = urllib.parse.urlencode({"t": ticket, "next": launch.url})
-        return f"{self.server_origin(launch.key)}{TICKET_PATH}?{query}"
-
-    def redeem_ticket(self, text: str, *, host_key: str | None) -> AccessCookie:
-        """The access cookie a ticket hands over, once: the ticket is checked, then spent.
-
-        Args:
-            text: the ticket (see :mod:`nbhosting_core.tickets`).
-            host_key: the key of the server's host the browser brought it to (in origin mode ``subdomain``, as
-                Caddy routed it); None on the site's own origin (mode ``path``).
-
-        Raises:
-            LaunchRefused: the ticket is malformed, forged, expired, spent, or not for this host's server.
-        """
-        now = self._clock()
-        try:
-            ticket = tickets.read_ticket(self.secret, text, now=now)
-            expected = ticket.key if self.settings.origin_mode == "subdomain" else None
-            if host_key != expected:
-                raise tickets.refused_host(ticket, host_key)
-            if not self.spent.spend(ticket.nonce, ticket.expires, now=now):
-                raise tickets.refused_spent(ticket)
-        except LaunchRefused as exc:
-            log.info("ticket refused [%s]: %s", exc.why, exc.log_detail)
-            raise
-        log.info("ticket user=%s key=%s: access cookie handed over", ticket.user, _short(ticket.key))
-        return self._access_cookie(ticket.key, ticket.user)
-
-    def may_certify(self, host: str) -> bool:
-        """On-demand TLS's question (Caddy's ``ask``): may a certificate be obtained for ``host``?
-
-        Yes only for the host of an existing server, in origin mode ``subdomain``: no one can make Caddy ask a CA
-        for certificates of invented names.
-        """
-        key = origins.key_of_host(self.settings, host)
-        allowed = key is not None and self.backend.find(key) is not None
-        shown = f"server {_short(key)}" if key is not None else repr(host[:80])
-        log.info("tls ask for %s: %s", shown, "yes" if allowed else "no")
-        return allowed
-
-    def authorize(self, uri: str, cookie_values: list[str]) -> access.AccessDecision:
-        """Caddy's forward_auth question: may a request for ``uri`` with these cookies go through?
-
-        A valid cookie for a server that is not running any more is refused (410) with a clear reason.
-        An allowed request counts as the student's activity (see :mod:`nbhosting_core.activity`).
-        """
-        decision = access.decide(self.secret, self.settings.url_prefix, uri, cookie_values, self._clock())
-        if not decision.allowed:
-            return decision
-        server = self.backend.find(decision.key)
-        if server is None or server.state is not ServerState.RUNNING:
-            return access.AccessDecision(False, 410, "gone", key=decision.key, user=decision.user)
-        self.activity.touch(decision.key)
-        return decision
 
     # ------------------------------------------------------------------------------------ the host
 
@@ -399,63 +321,6 @@ class Hub:
 
     # ------------------------------------------------------------------------------------ internals
 
-    def _door_for(self, account: Account, course: str, requester: Requester | None) -> str | None:
-        """Ask the door for a launch of ``account`` in ``course`` (under their lock); the claim, or None if its
-        server runs (reopening asks nothing)."""
-        current = self.backend.get(account, course)
-        if current is not None and current.state is ServerState.RUNNING:
-            return None
-        stopped = current is not None and current.state is ServerState.STOPPED
-        need, what = (Need.START, "stopped server") if stopped else (Need.CREATE, "new server")
-        if current is not None and not stopped:
-            what = f"{current.state.value} server replaced"
-        return self._ask_door(need, container_name(account.user, course), account.user, requester, what)
-
-    def _ask_door(self, need: Need, server: str, user: str, requester: Requester | None, what: str) -> str:
-        """May ``server`` be made to run now (``need``)? Its name, which the counters now hold a claim on.
-
-        Raises:
-            Busy: a rate limit or the cap refuses it.
-        """
-        now = self._clock()
-        rates = throttle.buckets(self.throttle, requester) if requester is not None and need is Need.CREATE else {}
-
-        def decide(counts: throttle.Counts) -> throttle.Verdict:
-            # read under the counters' lock: a start that finished meanwhile shows here as running, or its
-            # claim (released only once it runs) shows in ``counts``: never neither
-            running = frozenset(s.name for s in self.backend.list_running())
-            return throttle.decide(
-                self.throttle, need, server=server, rates=rates, counts=counts, running=running, now=now
-            )
-
-        verdict = self.counters.settle(
-            now=now, buckets=list(rates), claim=server, ttl=self.throttle.claim_ttl, decide=decide
-        )
-        who = (
-            f"user={user} platform={requester.platform} client={requester.address}"
-            if requester is not None
-            else f"user={user} (admin)"
-        )
-        load = f"running {verdict.in_use}/{verdict.max_running}"
-        if not verdict.allowed:
-            log.warning(
-                "door: refused %s (%s) %s: %s, %s, retry in %.0fs",
-                need.value,
-                what,
-                who,
-                verdict.why,
-                load,
-                verdict.retry_after,
-            )
-            raise Busy(
-                _BUSY_CAP if verdict.why == "cap" else _BUSY_RATE,
-                retry_after=verdict.retry_after,
-                why=verdict.why,
-                log_detail=f"{who}: {verdict.why}, {load}",
-            )
-        log.info("door: allowed %s (%s) %s, %s", need.value, what, who, load)
-        return server
-
     def _cull_one(self, server: Server, decision: CullDecision, proxied: float | None) -> CullDecision:
         """Stop ``server`` as decided, unless its student came back meanwhile (a launch or a request)."""
         started = time.monotonic()
@@ -500,12 +365,6 @@ class Hub:
             activity=activity,
             usage=self.backend.usage(server) if details else None,
         )
-
-    def _access_cookie(self, key: str, user: str) -> AccessCookie:
-        s = self.settings
-        value = access.access_cookie_value(self.secret, key, user, self._clock(), s.cookie_max_age)
-        path = "/" if s.origin_mode == "subdomain" else access.cookie_path(s.url_prefix, key)
-        return AccessCookie(name=access.COOKIE_NAME, value=value, key=key, path=path, max_age=s.cookie_max_age)
 
     def _student_lock(self, user: str) -> AbstractContextManager[None]:
         """Held while a student's storage is prepared or released and their servers start or stop."""
@@ -558,16 +417,12 @@ class Hub:
             uid=account.uid,
             container=container_name(account.user, course),
             key=server.key,
-            url=self.notebook_url(server.key, notebook),
+            url=origins.notebook_path(self.settings, server.key, str(notebook)),
             state=state,
             started_at=server.started_at,
             action=action,
             copied=copied,
         )
-
-
-_BUSY_CAP = "All notebook servers are in use right now; yours will start as soon as one is free."
-_BUSY_RATE = "Too many notebooks are being opened from here right now; yours will open in a moment."
 
 
 def _short(key: str) -> str:

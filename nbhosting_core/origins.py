@@ -68,6 +68,12 @@ def key_of_host(settings: Settings, host: str) -> str | None:
     return key
 
 
+def notebook_path(settings: Settings, key: str, notebook: str) -> str:
+    """The path of ``notebook`` in the server ``key``, in the UI the settings choose (pure)."""
+    view = "notebooks" if settings.ui == "notebook" else "lab/tree"
+    return f"/{settings.url_prefix}/{key}/{view}/{urllib.parse.quote(notebook)}"
+
+
 def frame_ancestors(settings: Settings, platform_origins: Iterable[str]) -> str:
     """CSP ``frame-ancestors`` sources for notebooks and nbhosting's pages: who may embed them in an iframe.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.cookies
 import logging
+import os
 import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
@@ -41,7 +42,9 @@ from nbhosting_core import (
     validate_student_id,
 )
 from nbhosting_core.access import COOKIE_NAME, key_from_uri
-from nbhosting_core.hub import TICKET_PATH
+from nbhosting_core.gate import TICKET_PATH, Gate
+from nbhosting_core.helper import HelperClient
+from nbhosting_core.launcher import Launcher
 from nbhosting_core.launches import check_admission_token, check_poll_token, poll_token
 from nbhosting_core.origins import check_origin, frame_ancestors
 from nbhosting_core.platforms import PlatformsFile
@@ -122,10 +125,12 @@ def _raw_path(request: Request) -> str:
 
 
 class Endpoints:
-    """The app's request handlers, bound to one :class:`Hub` and the platforms it trusts."""
+    """The app's request handlers: launches through a :class:`Launcher` (the privileged helper, or a hub in this
+    process), access through a :class:`Gate`, and the platforms it trusts."""
 
-    def __init__(self, hub: Hub, platforms: PlatformsFile) -> None:
-        self.hub = hub
+    def __init__(self, launcher: Launcher, gate: Gate, platforms: PlatformsFile) -> None:
+        self.launcher = launcher
+        self.gate = gate
         self.platforms = platforms
 
     async def launch(self, request: Request) -> Response:
@@ -155,7 +160,7 @@ class Endpoints:
                 launch = await run_in_threadpool(self._status, course, notebook, admission.student_id, requester)
             else:
                 launch = await run_in_threadpool(
-                    self.hub.open_notebook, course, notebook, admission.student_id, requester=requester
+                    self.launcher.open_notebook, course, notebook, admission.student_id, requester=requester
                 )
         except NbhostingError as exc:
             return self._error(request, exc, poll)
@@ -165,8 +170,8 @@ class Endpoints:
             response: Response = JSONResponse(
                 {
                     "state": launch.state.value,
-                    "url": self.hub.ticket_url(launch) if ready else None,
-                    "notebook_url": self.hub.server_origin(launch.key) + launch.url,
+                    "url": self.gate.ticket_url(launch) if ready else None,
+                    "notebook_url": self.gate.server_origin(launch.key) + launch.url,
                     "user": launch.user,
                     "container": launch.container,
                 },
@@ -174,21 +179,21 @@ class Endpoints:
             )
         elif ready:
             response = RedirectResponse(
-                self.hub.ticket_url(launch),
+                self.gate.ticket_url(launch),
                 status_code=302,
                 headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
             )
         else:
             token = poll_token(
-                self.hub.secret,
+                self.gate.secret,
                 admission,
                 course,
                 notebook,
                 student,
-                int(self.hub.clock() + self.hub.settings.start_timeout + 120),
+                int(self.gate.clock() + self.gate.settings.start_timeout + 120),
             )
             follow = f"{_raw_path(request)}?{urllib.parse.urlencode({'poll': token})}"
-            response = pages.progress_page(follow, launch.notebook, launch.course, self.hub.settings.start_timeout)
+            response = pages.progress_page(follow, launch.notebook, launch.course, self.gate.settings.start_timeout)
         return response
 
     def _admit(self, request: Request, course: str, notebook: str, student: str) -> Admission:
@@ -198,12 +203,12 @@ class Endpoints:
         token = query.get("poll")
         if token:
             return check_poll_token(
-                self.hub.secret, self.platforms.current(), token, course, notebook, student, now=self.hub.clock()
+                self.gate.secret, self.platforms.current(), token, course, notebook, student, now=self.gate.clock()
             )
         token = query.get("admit")
         if token:
             return check_admission_token(
-                self.hub.secret, self.platforms.current(), token, course, notebook, student, now=self.hub.clock()
+                self.gate.secret, self.platforms.current(), token, course, notebook, student, now=self.gate.clock()
             )
         return admit(
             self.platforms.current(),
@@ -211,8 +216,8 @@ class Endpoints:
             notebook,
             student,
             query,
-            now=self.hub.clock(),
-            max_ttl=self.hub.settings.signed_launch_max_ttl,
+            now=self.gate.clock(),
+            max_ttl=self.gate.settings.signed_launch_max_ttl,
             referer=request.headers.get("referer"),
             fetch_site=request.headers.get("sec-fetch-site"),
         )
@@ -220,9 +225,9 @@ class Endpoints:
     def _status(self, course: str, notebook: str, student: str, requester: Requester) -> Launch:
         """A poll: where the launch stands; a launch when there is none yet (a client that polls first)."""
         try:
-            return self.hub.launch_status(course, notebook, student)
+            return self.launcher.launch_status(course, notebook, student)
         except NotFound:
-            return self.hub.open_notebook(course, notebook, student, requester=requester)
+            return self.launcher.open_notebook(course, notebook, student, requester=requester)
 
     def _error(self, request: Request, exc: NbhostingError, as_json: bool) -> Response:
         status, title = http_status(exc)
@@ -260,11 +265,11 @@ class Endpoints:
         """
         host_key = request.headers.get("x-nbh-key")
         try:
-            cookie = self.hub.redeem_ticket(request.query_params.get("t", ""), host_key=host_key)
+            cookie = self.gate.redeem_ticket(request.query_params.get("t", ""), host_key=host_key)
         except LaunchRefused as exc:
             status, title = http_status(exc)
             return pages.error_page(status, title, exc.message)
-        target = _next_path(request.query_params.get("next", ""), self.hub.settings.url_prefix, cookie.key)
+        target = _next_path(request.query_params.get("next", ""), self.gate.settings.url_prefix, cookie.key)
         response = RedirectResponse(
             target, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
         )
@@ -273,7 +278,7 @@ class Endpoints:
 
     async def tls_ask(self, request: Request) -> Response:
         """GET /_nbh/tls-ask?domain=<host>: Caddy's on-demand TLS question; 200 only for an existing server's host."""
-        allowed = await run_in_threadpool(self.hub.may_certify, request.query_params.get("domain", ""))
+        allowed = await run_in_threadpool(self.gate.may_certify, request.query_params.get("domain", ""))
         return Response(status_code=200 if allowed else 404)
 
     async def auth(self, request: Request) -> Response:
@@ -283,7 +288,7 @@ class Endpoints:
         made on that key, so that the key authorised is the key proxied to, whatever the raw URI says. A write or
         a websocket handshake must come from the server's own origin (:func:`~nbhosting_core.origins.check_origin`).
         """
-        prefix = self.hub.settings.url_prefix
+        prefix = self.gate.settings.url_prefix
         uri = request.headers.get("x-forwarded-uri", "")
         routed = request.headers.get("x-nbh-key")
         if routed is not None:
@@ -296,7 +301,7 @@ class Endpoints:
                 websocket=_is_websocket(request),
                 origin=request.headers.get("origin"),
                 fetch_site=request.headers.get("sec-fetch-site"),
-                own_origin=self.hub.server_origin(key),
+                own_origin=self.gate.server_origin(key),
             )
             if not origin.allowed:
                 log.info(
@@ -313,7 +318,7 @@ class Endpoints:
                     "Request refused",
                     "Changes to a notebook, and its kernels, can only come from the notebook itself.",
                 )
-        decision = self.hub.authorize(uri, _cookie_values(request.headers.get("cookie", ""), COOKIE_NAME))
+        decision = self.gate.authorize(uri, _cookie_values(request.headers.get("cookie", ""), COOKIE_NAME))
         if decision.allowed:
             return Response(status_code=200, headers={"Authorization": decision.authorization})
         log.info("refused %s %s: %s", method, uri[:200], decision.reason)
@@ -372,21 +377,33 @@ def create_app(
     settings: Settings | None = None,
     hub: Hub | None = None,
     *,
+    launcher: Launcher | None = None,
+    gate: Gate | None = None,
     platforms: PlatformsFile | None = None,
     cull: bool = False,
 ) -> Starlette:
-    """Build the app around ``hub`` (default: a :class:`Hub` on ``settings``, default from the env).
+    """Build the app around a launcher and a gate.
+
+    With ``hub`` (scripts, tests, an app run as root): launches go to it, in this process, and the gate is its
+    own. Without: launches go to ``launcher`` (default: the privileged helper, :class:`HelperClient` on
+    ``settings.helper_socket``), and the gate is ``gate`` (default: one on ``settings``, which reads the server
+    records). ``settings`` default from the environment.
 
     ``platforms``: who may send students in; default the settings' platforms file (read again when it changes).
     The LTI endpoints (``/lti/11/launch``, ``/lti/13/login``, ``/lti/13/launch``, ``/lti/13/jwks``) are mounted
     too: a verified LTI launch continues at the launch route with an admission token.
-    With ``cull``, the app runs the host's culler in a thread (at most one process per host culls: see
-    :class:`~nbhosting_core.culling.Culler`).
+    With ``cull`` and a ``hub``, the app runs the host's culler in a thread (at most one process per host culls:
+    see :class:`~nbhosting_core.culling.Culler`); with the helper, the helper culls.
     """
-    if hub is None:
-        hub = Hub(settings or Settings())
-    platforms = platforms or PlatformsFile(hub.settings.effective_platforms_file)
-    e = Endpoints(hub, platforms)
+    if hub is not None:
+        settings = hub.settings
+        launcher, gate = hub, Gate.of(hub)
+    else:
+        settings = settings or Settings()
+        launcher = launcher or HelperClient(settings.helper_socket, timeout=settings.helper_timeout + 5)
+        gate = gate or Gate(settings)
+    platforms = platforms or PlatformsFile(settings.effective_platforms_file)
+    e = Endpoints(launcher, gate, platforms)
     routes = [
         Route("/", e.front),
         Route("/_nbh/auth", e.auth),
@@ -396,15 +413,13 @@ def create_app(
         Route("/_nbh/unavailable", e.unavailable, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
     ]
     routes += [Route(f"/{prefix}/{{course}}/{{notebook:path}}/{{student}}", e.launch) for prefix in LAUNCH_PREFIXES]
-    routes += LtiEndpoints(hub, platforms).routes()  # /lti/...: LTI 1.1 and 1.3 launches (see nbhosting_server.lti)
+    routes += LtiEndpoints(gate, platforms).routes()  # /lti/...: LTI 1.1 and 1.3 launches (see nbhosting_server.lti)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         culler = None
-        if cull:
-            culler = Culler(
-                hub.cull, lock_path=hub.settings.locks_dir / "culler.lock", interval=hub.settings.cull_interval
-            )
+        if cull and hub is not None:
+            culler = Culler(hub.cull, lock_path=settings.locks_dir / "culler.lock", interval=settings.cull_interval)
             culler.start()
         try:
             yield
@@ -413,7 +428,7 @@ def create_app(
                 culler.stop()
 
     def ancestors() -> str:
-        return frame_ancestors(hub.settings, e.platforms.current().origins())
+        return frame_ancestors(settings, e.platforms.current().origins())
 
     app = Starlette(
         routes=routes,
@@ -422,11 +437,22 @@ def create_app(
         middleware=[Middleware(FrameAncestors, sources=ancestors)],
     )
     app.state.hub = hub
+    app.state.launcher = launcher
+    app.state.gate = gate
     return app
 
 
 def app_from_env() -> Starlette:
-    """Factory for ``uvicorn --factory`` (`nbh serve`): settings from the NBH_* environment, culler on."""
+    """Factory for ``uvicorn --factory`` (`nbh serve`, the app's systemd unit): settings from the NBH_* environment.
+
+    Unprivileged (the production way), launches go to the privileged helper, which also culls. Run as root, the
+    app is the hub itself, culler included (the single-process way: no helper).
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     mask_access_log()
-    return create_app(Settings(), cull=True)
+    settings = Settings()
+    if os.geteuid() == 0:
+        log.warning("the app runs as root, with the hub in its own process: run `nbh serve` to separate them")
+        return create_app(settings, Hub(settings), cull=True)
+    log.info("the app runs as uid %d; launches go to the helper at %s", os.geteuid(), settings.helper_socket)
+    return create_app(settings)

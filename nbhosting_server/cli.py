@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from nbhosting_core import Hub, NbhostingError, ServerView, Settings, ensure_default_rootfs, ensure_layout
+from nbhosting_core.origins import server_origin
 from nbhosting_core.platforms import PlatformsFile
 from nbhosting_core.system.doctor import diagnose
 from nbhosting_core.system.toolkey import ToolKey
@@ -98,7 +99,7 @@ def cmd_open(settings: Settings, args: argparse.Namespace) -> int:
         launch = hub.wait_ready(launch)
     data = launch.model_dump(mode="json")
     data["created"] = launch.created
-    data["url"] = hub.server_origin(launch.key) + launch.url  # where it is served (a browser needs a launch's cookie)
+    data["url"] = server_origin(hub.settings, launch.key) + launch.url  # a browser needs a launch's cookie there
     _print_json(data)
     return 0
 

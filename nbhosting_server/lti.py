@@ -28,7 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from nbhosting_core import Hub, InvalidInput, LaunchRefused, NbhostingError
+from nbhosting_core import InvalidInput, LaunchRefused, NbhostingError
+from nbhosting_core.gate import Gate
 from nbhosting_core.lti import NOT_VERIFIED, LtiLaunch, continue_path
 from nbhosting_core.lti11 import verify_lti11
 from nbhosting_core.lti13 import login_redirect, verify_lti13
@@ -56,21 +57,22 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 class LtiEndpoints:
-    """The LTI handlers, bound to one :class:`Hub` and the platforms it trusts."""
+    """The LTI handlers, bound to the app's :class:`Gate` (its settings, secret and clock) and the platforms it
+    trusts. A verified launch goes on to the launch route, which asks the launcher."""
 
-    def __init__(self, hub: Hub, platforms: PlatformsFile) -> None:
-        self.hub = hub
+    def __init__(self, gate: Gate, platforms: PlatformsFile) -> None:
+        self.gate = gate
         self.platforms = platforms
-        s = hub.settings
+        s = gate.settings
         self.nonces = NonceStore(
-            s.lti_dir / "nonces", keep=max(s.lti_timestamp_window, s.lti_state_ttl) + s.lti_leeway, clock=hub.clock
+            s.lti_dir / "nonces", keep=max(s.lti_timestamp_window, s.lti_state_ttl) + s.lti_leeway, clock=gate.clock
         )
         self.keys = KeySets(
             timeout=s.jwks_timeout,
             max_bytes=s.jwks_max_bytes,
             ttl=s.jwks_cache_ttl,
             refetch_interval=s.jwks_refetch_interval,
-            clock=hub.clock,
+            clock=gate.clock,
         )
         self.tool_key = ToolKey(s.lti_dir / "tool-key.pem")
 
@@ -86,7 +88,7 @@ class LtiEndpoints:
 
     def public(self, path: str) -> str:
         """``path`` on nbhosting's public URL (what browsers, and platforms, use)."""
-        return self.hub.settings.public_url.rstrip("/") + path
+        return self.gate.settings.public_url.rstrip("/") + path
 
     # ---------------------------------------------------------------------------------------------- LTI 1.1
 
@@ -98,7 +100,7 @@ class LtiEndpoints:
         path = raw.decode("ascii", "replace") if isinstance(raw, bytes) else request.url.path
         query = request.scope.get("query_string", b"").decode("ascii", "replace")
         signed_url = self.public(path) + (f"?{query}" if query else "")
-        s = self.hub.settings
+        s = self.gate.settings
 
         async def verify() -> LtiLaunch:
             body = await _form_body(request)
@@ -108,7 +110,7 @@ class LtiEndpoints:
                 signed_url,
                 body,
                 platforms,
-                now=self.hub.clock(),
+                now=self.gate.clock(),
                 window=s.lti_timestamp_window,
                 nonces=self.nonces,
             )
@@ -127,9 +129,9 @@ class LtiEndpoints:
             redirect = login_redirect(
                 self.platforms.current(),
                 params,
-                secret=self.hub.secret,
+                secret=self.gate.secret,
                 redirect_uri=self.public(LTI13_LAUNCH),
-                now=self.hub.clock(),
+                now=self.gate.clock(),
             )
         except NbhostingError as exc:
             return self._refused(request, "lti13 login", exc)
@@ -140,7 +142,7 @@ class LtiEndpoints:
         """POST /lti/13/launch: the platform posts the id_token; a 303 to the launch URL once verified."""
         if request.method != "POST":
             return _not_a_page("LTI 1.3 launch URL (redirect URI)")
-        s = self.hub.settings
+        s = self.gate.settings
 
         async def verify() -> LtiLaunch:
             form = dict(urllib.parse.parse_qsl(await _form_body(request), keep_blank_values=True))
@@ -149,10 +151,10 @@ class LtiEndpoints:
                 verify_lti13,
                 form,
                 platforms,
-                secret=self.hub.secret,
+                secret=self.gate.secret,
                 keys=self.keys,
                 nonces=self.nonces,
-                now=self.hub.clock(),
+                now=self.gate.clock(),
                 state_ttl=s.lti_state_ttl,
                 leeway=s.lti_leeway,
             )
@@ -172,12 +174,12 @@ class LtiEndpoints:
             launch: LtiLaunch = await verify()
         except NbhostingError as exc:
             return self._refused(request, f"{method} launch", exc)
-        location = continue_path(self.hub.secret, launch, now=self.hub.clock())
+        location = continue_path(self.gate.secret, launch, now=self.gate.clock())
         log.info(
             "%s launch admitted: platform=%s user=%s course=%s notebook=%s",
             method,
             launch.platform,
-            user_name(launch.student_id, self.hub.settings.user_prefix),
+            user_name(launch.student_id, self.gate.settings.user_prefix),
             launch.course,
             launch.notebook,
         )

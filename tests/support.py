@@ -15,8 +15,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 from nbhosting_core import Settings
+from nbhosting_core.gate import Gate
+
+if TYPE_CHECKING:
+    from nbhosting_core import Hub
 
 IMAGES_DIR = Path(os.environ.get("NBH_TEST_IMAGES_DIR", "/var/lib/nbhosting/images"))
 TEST_PREFIX = "nbt-"
@@ -401,3 +407,14 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
     except (OSError, IndexError):
         return "?"
+
+
+_GATES: WeakKeyDictionary[Hub, Gate] = WeakKeyDictionary()
+
+
+def gate_of(hub: Hub) -> Gate:
+    """The gate of an in-process ``hub`` (one per hub, as the app has one): cookies, tickets, forward-auth."""
+    gate = _GATES.get(hub)
+    if gate is None:
+        gate = _GATES[hub] = Gate.of(hub)
+    return gate

@@ -8,13 +8,17 @@ egress filter (see :mod:`.nftables`).
 from __future__ import annotations
 
 import os
+import stat
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import quota
 from .mounts import ensure_shared
 from .nftables import ensure_egress_filter
 from .runner import CommandRunner, SubprocessRunner
-from .tree import ensure_dir
+from .secretfile import load_or_create_secret
+from .services import service_user
+from .tree import chown_tree, ensure_dir
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -32,6 +36,9 @@ def ensure_layout(settings: Settings, runner: CommandRunner | None = None) -> No
     quota/                       0700  students' workspace images (quota mode "loop": students/ is shared)
     RUN_DIR/throttle             0700  the door's counters (rates, the cap)
     ==========================  =====  ==================================================================
+
+    As root, with the service users made (see :mod:`.services`), the app's state becomes the app's and what it
+    reads is shared with its group only (see :func:`share_with_app`); Caddy's state (DATA_ROOT/caddy) Caddy's.
 
     Raises:
         EgressUnfiltered: as root, kernels' egress is on and this host cannot filter it (no nft).
@@ -61,3 +68,59 @@ def ensure_layout(settings: Settings, runner: CommandRunner | None = None) -> No
         ensure_shared(s.jupyter_sockets_dir, runner)
         quota.prepare_host(s, runner)
         ensure_egress_filter(s, runner)
+        share_with_app(s)
+
+
+def share_with_app(settings: Settings) -> None:
+    """As root: give the web app (``app_user``) its state, and read access to what it needs; idempotent.
+
+    ==========================  ===========  ========================================================
+    DATA_ROOT/secret            app, 0600    it signs cookies, tickets, tokens (root reads it too)
+    DATA_ROOT/lti/              app, 0700    the LTI tool's key, nonces seen
+    RUN_DIR/activity, tickets   app, 0700    proxied activity (the culler reads it), spent tickets
+    servers/, RUN_DIR/servers   root:app     02750 (records 0640): the gate finds servers by key
+    RUN_DIR/helper              root:app     0750: the helper's socket (0660)
+    platforms file              root:app     0640: the platforms' secrets, for the app only
+    DATA_ROOT/caddy             caddy, 0700  Caddy's certificates and CA
+    ==========================  ===========  ========================================================
+
+    Without the service users (tests with fakes, scripts), nothing changes: root keeps it all.
+    """
+    s = settings
+    app = service_user(s.app_user)
+    if os.geteuid() != 0 or app is None:
+        return
+    for path in (s.lti_dir, s.activity_dir, s.tickets_dir):
+        ensure_dir(path, 0, 0, 0o700)
+        chown_tree(path, app.uid, app.gid)  # state an older, all-root installation left
+    for path in (s.servers_dir, s.running_dir):
+        ensure_dir(path, 0, app.gid, 0o2750)
+        _share_files(path, app.gid)
+    ensure_dir(s.helper_socket.parent, 0, app.gid, 0o750)
+    load_or_create_secret(s.secret_file, owners=frozenset({0, app.uid}))
+    _share_file(s.secret_file, app.uid, app.gid, 0o600)
+    if s.effective_platforms_file.exists():
+        _share_file(s.effective_platforms_file, 0, app.gid, 0o640)
+    caddy = service_user(s.caddy_user)
+    if caddy is not None:
+        ensure_dir(s.data_root / "caddy", caddy.uid, caddy.gid, 0o700)
+        chown_tree(s.data_root / "caddy", caddy.uid, caddy.gid)
+
+
+def _share_files(folder: Path, gid: int) -> None:
+    """Every record in ``folder`` readable by group ``gid`` (0640, root's)."""
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".json"):
+            _share_file(folder / entry.name, 0, gid, 0o640)
+
+
+def _share_file(path: Path, uid: int, gid: int, mode: int) -> None:
+    """Give the plain file ``path`` to uid:gid with ``mode``, through a descriptor (a symlink is refused)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a plain file")
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)

@@ -28,8 +28,18 @@ from ..settings import Settings
 from ..tokens import jupyter_token, new_key
 from .cgroups import Limiter, limiter_for
 from .locks import file_lock
-from .records import Records, RunRecord, ServerRecord, process_start, processes_of, running_conmons, stop_processes
+from .records import (
+    Records,
+    RunRecord,
+    ServerRecord,
+    process_start,
+    processes_of,
+    running_conmons,
+    server_of,
+    stop_processes,
+)
 from .runner import CommandRunner, SubprocessRunner
+from .services import service_group
 from .sockets import SocketDirs
 from .subids import SubordinateIds
 from .unixhttp import get
@@ -56,7 +66,12 @@ class PodmanBackend:
         self._secret = secret
         self._runner = runner or SubprocessRunner()
         self._records = Records(settings.servers_dir, settings.running_dir)
-        self._sockets = SocketDirs(settings.jupyter_sockets_dir, self._runner, size=settings.socket_dir_size)
+        self._sockets = SocketDirs(
+            settings.jupyter_sockets_dir,
+            self._runner,
+            size=settings.socket_dir_size,
+            dial_group=service_group(settings.caddy_user),
+        )
         self._limiter = limiter or limiter_for(settings)
         self._subids = SubordinateIds(settings)
         self._platforms = PlatformsFile(settings.effective_platforms_file)  # who may frame notebooks
@@ -109,13 +124,7 @@ class PodmanBackend:
 
     def find(self, key: str) -> Server | None:
         """See :meth:`NotebookBackend.find`: servers started since boot, from the run records."""
-        run = self._records.run(key)
-        record = self._records.server(run.name) if run is not None else None
-        if run is None or record is None or record.key != key:
-            return None
-        if self._records.alive(run, record.uid):
-            return _server(record, ServerState.RUNNING, run.started_at)
-        return _server(record, ServerState.STOPPED, None)
+        return self._records.find(key)
 
     def is_ready(self, server: Server) -> bool:
         """See :meth:`NotebookBackend.is_ready`: Jupyter answers ``/api/status`` (bounded probe)."""
@@ -149,9 +158,9 @@ class PodmanBackend:
         for record in self._records.servers():
             run = self._records.run(record.key)
             if run is not None and self._records.alive(run, record.uid):
-                servers.append(_server(record, ServerState.RUNNING, run.started_at))
+                servers.append(server_of(record, ServerState.RUNNING, run.started_at))
             else:
-                servers.append(_server(record, ServerState.STOPPED, None))
+                servers.append(server_of(record, ServerState.STOPPED, None))
         return servers
 
     def list_running(self) -> list[Server]:
@@ -163,7 +172,7 @@ class PodmanBackend:
         for run in self._records.runs():
             record = self._records.server(run.name)
             if record is not None and record.key == run.key and self._records.alive(run, record.uid):
-                servers.append(_server(record, ServerState.RUNNING, run.started_at))
+                servers.append(server_of(record, ServerState.RUNNING, run.started_at))
         return servers
 
     def usage(self, server: Server) -> Usage:
@@ -290,7 +299,7 @@ class PodmanBackend:
             self._after_stop(record.name, record.key)
             log.info("reconcile: %s is stopped; its student's next click starts it again", record.name)
             return "stopped"
-        account = self._account(_server(record, ServerState.STOPPED, None))
+        account = self._account(server_of(record, ServerState.STOPPED, None))
         engine = UserPodman(self._settings, account)
         data = engine.inspect(record.name)
         current = server_from_inspect(data, record.uid) if data is not None else None
@@ -354,7 +363,7 @@ class PodmanBackend:
         run = self._records.run(record.key)
         if run is None or not self._records.alive(run, record.uid):
             return None
-        return _server(record, ServerState.RUNNING, run.started_at)
+        return server_of(record, ServerState.RUNNING, run.started_at)
 
     def _create(self, engine: UserPodman, account: Account, course: str, workspace: Path, rootfs: Path) -> Server:
         key = new_key()
@@ -474,10 +483,6 @@ class PodmanBackend:
             gid=gid,
             home=self._settings.students_dir / server.user,
         )
-
-
-def _server(record: ServerRecord, state: ServerState, started_at: float | None) -> Server:
-    return Server(**record.model_dump(exclude={"gid", "phase"}), state=state, started_at=started_at)
 
 
 def _record_of(server: Server, gid: int) -> ServerRecord:

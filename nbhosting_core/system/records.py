@@ -22,6 +22,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from ..models import Server, ServerState
 from ..naming import is_key
 
 M = TypeVar("M", bound=BaseModel)
@@ -192,6 +193,25 @@ class Records:
         """True if the process of ``run`` still runs, as ``uid`` (not a reused pid)."""
         return process_start(run.pid) == run.pid_start and process_uid(run.pid) == uid
 
+    def find(self, key: str) -> Server | None:
+        """The server whose key is ``key`` (started since boot), running or stopped, from the records alone.
+
+        Cheap (two small files and /proc; no engine call) and needs no privilege beyond reading the records: the
+        app's gate answers Caddy's forward-auth with it, the backend its ``find``.
+        """
+        run = self.run(key)
+        record = self.server(run.name) if run is not None else None
+        if run is None or record is None or record.key != key:
+            return None
+        if self.alive(run, record.uid):
+            return server_of(record, ServerState.RUNNING, run.started_at)
+        return server_of(record, ServerState.STOPPED, None)
+
+
+def server_of(record: ServerRecord, state: ServerState, started_at: float | None) -> Server:
+    """The :class:`Server` a record describes, in ``state``."""
+    return Server(**record.model_dump(exclude={"gid", "phase"}), state=state, started_at=started_at)
+
 
 def _load(path: Path, model: type[M]) -> M | None:
     try:
@@ -203,7 +223,9 @@ def _load(path: Path, model: type[M]) -> M | None:
 def _store(path: Path, record: BaseModel) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(record)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    # 0640: the folder's group (the app's, see ensure_layout) reads the records; nobody else
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
     with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), 0o640)  # whatever the umask
         out.write(record.model_dump_json().encode())
     os.replace(tmp, path)

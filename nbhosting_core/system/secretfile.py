@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -14,18 +15,29 @@ from ..tokens import new_secret
 MIN_BYTES = 32
 
 
-def load_or_create_secret(path: Path, make: Callable[[], bytes] = new_secret) -> bytes:
+def secret_owners(app_user: str) -> frozenset[int]:
+    """Who may own the secret: this process's user, and the app's (the helper, root, reads the app's secret)."""
+    owners = {os.geteuid()}
+    with contextlib.suppress(KeyError):
+        owners.add(pwd.getpwnam(app_user).pw_uid)
+    return frozenset(owners)
+
+
+def load_or_create_secret(
+    path: Path, make: Callable[[], bytes] = new_secret, *, owners: frozenset[int] | None = None
+) -> bytes:
     """Read the secret at ``path``, creating it (mode 0600, atomically) on first use.
 
     ``make`` makes a new secret (default: 256 random bits); the first process to store one wins, every other
-    process reads that one.
+    process reads that one. ``owners``: the uids the file may belong to (default: this process's only).
 
     Raises:
         NbhostingError: the file exists but is not safe to use (a symlink, readable by others, owned by
             someone else, or shorter than 32 bytes): nbhosting refuses to sign with it.
     """
+    owners = owners if owners is not None else frozenset({os.geteuid()})
     try:
-        return _read_checked(path)
+        return _read_checked(path, owners)
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,10 +52,10 @@ def load_or_create_secret(path: Path, make: Callable[[], bytes] = new_secret) ->
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    return _read_checked(path)
+    return _read_checked(path, owners)
 
 
-def _read_checked(path: Path) -> bytes:
+def _read_checked(path: Path, owners: frozenset[int]) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -58,7 +70,7 @@ def _read_checked(path: Path) -> bytes:
         problem = ""
         if not stat.S_ISREG(info.st_mode):
             problem = "it is not a regular file"
-        elif info.st_uid != os.geteuid():
+        elif info.st_uid not in owners:
             problem = f"it belongs to uid {info.st_uid}"
         elif info.st_mode & 0o077:
             problem = f"its mode is {info.st_mode & 0o777:o} (others may read it)"

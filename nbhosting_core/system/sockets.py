@@ -10,6 +10,10 @@ stops at ``socket_dir_size`` and never fills the host's /run. Inside it:
 * ``jupyter.sock`` (root's) is a hard link that root makes to Jupyter's socket once it has checked, through
   a descriptor opened with ``O_NOFOLLOW``, that it is a socket owned by the student. Readiness probes and Caddy
   dial only this link: a symlink planted in ``run/`` leads nowhere.
+
+Caddy runs as its own user: Jupyter makes its socket 0660, and root gives the socket's inode Caddy's group through
+the link (root's path: ``lchown``, nothing followed). The student still owns the inode and may take the group back,
+which only cuts their own server off.
 """
 
 from __future__ import annotations
@@ -45,10 +49,11 @@ def _link_fd(fd: int, target: Path) -> None:
 class SocketDirs:
     """Prepares, links and clears the socket folders under ``RUN_DIR/jupyter``."""
 
-    def __init__(self, root: Path, runner: CommandRunner, *, size: int) -> None:
+    def __init__(self, root: Path, runner: CommandRunner, *, size: int, dial_group: int | None = None) -> None:
         self.root = root
         self._runner = runner
         self._size = size
+        self._dial_group = dial_group  # the group that dials the sockets (Caddy's), or None (root alone)
 
     def folder(self, key: str) -> Path:
         """``RUN_DIR/jupyter/<key>``: root's tmpfs."""
@@ -130,9 +135,12 @@ class SocketDirs:
                 if not stat.S_ISSOCK(info.st_mode) or info.st_uid != uid:
                     return None
                 link = self.link(key)
+                group = self._dial_group
                 with contextlib.suppress(FileNotFoundError):
                     current = os.lstat(link)
                     if current.st_ino == info.st_ino and current.st_dev == info.st_dev:
+                        if group is not None and current.st_gid != group:
+                            os.chown(link, -1, group, follow_symlinks=False)  # root's link: nothing followed
                         return link
                 tmp = folder / f".{SOCKET_NAME}.{os.getpid()}"
                 with contextlib.suppress(FileNotFoundError):
@@ -143,6 +151,8 @@ class SocketDirs:
                     if exc.errno in (errno.ENOENT, errno.EXDEV):
                         return None
                     raise
+                if group is not None:
+                    os.chown(tmp, -1, group, follow_symlinks=False)  # root's new link (lchown): Caddy may dial it
                 os.replace(tmp, link)
                 return link
             finally:

@@ -22,7 +22,7 @@ from nbhosting_core import CullReason, Hub, Launch, ServerState, Settings, ensur
 from nbhosting_core.system.records import process_uid
 from nbhosting_core.system.userpodman import UserPodman
 from nbhosting_server.demo import ensure_demo_course
-from tests.support import App, Kernel, installation, jupyter_call
+from tests.support import App, Kernel, gate_of, installation, jupyter_call
 
 pytestmark = pytest.mark.podman
 
@@ -87,7 +87,7 @@ def container_state(settings: Settings, hub: Hub, launch: Launch) -> str:
 
 def test_a_server_nobody_uses_is_stopped_and_comes_back_with_the_same_key_and_files(hub, settings):
     launch = opened(hub, student("idle"))
-    cookie = hub.access_cookie(launch)
+    cookie = gate_of(hub).access_cookie(launch)
     copy = settings.students_dir / launch.user / "demo" / NOTEBOOK
     before = copy.read_bytes()
     idle_for_longer_than_the_timeout(hub, launch)
@@ -97,11 +97,11 @@ def test_a_server_nobody_uses_is_stopped_and_comes_back_with_the_same_key_and_fi
     assert decision.cull and decision.reason is CullReason.IDLE
     assert container_state(settings, hub, launch) != "running"
     assert not (settings.jupyter_sockets_dir / launch.key).exists()
-    refused = hub.authorize(f"/{settings.url_prefix}/{launch.key}/api/contents", [cookie.value])
+    refused = gate_of(hub).authorize(f"/{settings.url_prefix}/{launch.key}/api/contents", [cookie.value])
     assert (refused.allowed, refused.status, refused.reason) == (False, 410, "gone")
     again = opened(hub, launch.student_id)
     assert again.key == launch.key and again.action.value == "start"
-    assert hub.authorize(f"/{settings.url_prefix}/{again.key}/api/contents", [cookie.value]).allowed
+    assert gate_of(hub).authorize(f"/{settings.url_prefix}/{again.key}/api/contents", [cookie.value]).allowed
     assert copy.read_bytes() == before
 
 
@@ -128,11 +128,11 @@ def test_a_server_whose_kernel_computes_is_kept_however_long_it_is_silent(hub, s
 
 def test_a_server_whose_page_keeps_making_requests_is_kept(hub, settings):
     launch = opened(hub, student("reading"))
-    cookie = hub.access_cookie(launch)
+    cookie = gate_of(hub).access_cookie(launch)
     uri = f"/{settings.url_prefix}/{launch.key}/api/contents/{NOTEBOOK}"
     until = time.monotonic() + IDLE + 3  # longer than the idle timeout, with a request every half second
     while time.monotonic() < until:
-        assert hub.authorize(uri, [cookie.value]).allowed
+        assert gate_of(hub).authorize(uri, [cookie.value]).allowed
         time.sleep(0.5)
 
     decision = decision_on(hub.cull(), launch)

@@ -40,7 +40,7 @@ from nbhosting_core.system.records import Records, process_uid
 from nbhosting_core.system.userpodman import UserPodman
 from nbhosting_server.demo import DEMO_PLATFORM, ensure_demo_course, ensure_demo_platform
 from nbhosting_server.serve import prepare
-from tests.support import App, installation, jupyter_call, unmount_below
+from tests.support import App, gate_of, installation, jupyter_call, unmount_below
 
 pytestmark = pytest.mark.podman
 
@@ -222,8 +222,8 @@ def test_a_server_found_without_its_record_is_recorded_again_when_launched(setti
     again = hub.wait_ready(hub.open_notebook("demo", NOTEBOOK, launch.student_id), timeout=LAUNCH_DEADLINE)
     assert again.key == launch.key and again.action.value == ("reuse" if state == "running" else "start")
     assert [s.state for s in hub.backend.list_servers() if s.name == launch.container] == [ServerState.RUNNING]
-    cookie = hub.access_cookie(again)
-    assert hub.authorize(f"/{settings.url_prefix}/{again.key}/api/status", [cookie.value]).allowed
+    cookie = gate_of(hub).access_cookie(again)
+    assert gate_of(hub).authorize(f"/{settings.url_prefix}/{again.key}/api/status", [cookie.value]).allowed
 
 
 def test_an_account_cut_before_its_home_was_handed_over_is_finished_at_the_next_click(settings):

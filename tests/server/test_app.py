@@ -10,6 +10,7 @@ from nbhosting_core.access import COOKIE_NAME, access_cookie_value
 from nbhosting_core.tokens import jupyter_token
 from nbhosting_server import create_app
 from tests.server.platform import PLATFORMS, signed_url
+from tests.support import gate_of
 
 KEY = "d" * 40
 
@@ -326,7 +327,7 @@ def test_a_ticket_goes_on_within_its_own_server_only(setup):
     for bad_next in ("https://evil.example/", "//evil.example/", f"/nb/{'b' * 40}/tree", "/\\evil.example", ""):
         hub = setup[1]
         launch = hub.launch_status("demo", "a.ipynb", "test:alice")
-        ticket_url = hub.ticket_url(launch.model_copy(update={"url": bad_next}))
+        ticket_url = gate_of(hub).ticket_url(launch.model_copy(update={"url": bad_next}))
         response = client.get(ticket_url, headers={"X-Nbh-Key": key}, follow_redirects=False)
         assert response.status_code == 302 and response.headers["location"] == f"/nb/{key}/", bad_next
 

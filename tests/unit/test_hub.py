@@ -30,6 +30,7 @@ from nbhosting_core import (
     Usage,
 )
 from nbhosting_core.access import COOKIE_NAME
+from tests.support import gate_of
 
 
 class Clock:
@@ -229,14 +230,14 @@ def test_a_broken_server_is_replaced(hub, backend):
 
 
 def cookie_of(hub, launch):
-    return [hub.access_cookie(launch).value]
+    return [gate_of(hub).access_cookie(launch).value]
 
 
 def test_the_owner_gets_through_with_the_token_and_launches_and_requests_count_as_activity(hub, clock):
     launch = hub.open_notebook("python", "loops.ipynb", "alice")
     assert hub.activity.last_seen(launch.key) == clock.now
     clock.advance(600)
-    decision = hub.authorize(f"/nb/{launch.key}/api/kernels", cookie_of(hub, launch))
+    decision = gate_of(hub).authorize(f"/nb/{launch.key}/api/kernels", cookie_of(hub, launch))
     assert decision.allowed and decision.authorization.startswith("token ")
     assert hub.activity.last_seen(launch.key) == clock.now
 
@@ -264,17 +265,17 @@ def test_a_student_who_comes_back_while_the_culler_decides_keeps_their_server(se
 def test_a_cookie_is_scoped_to_its_server(hub):
     alice = hub.open_notebook("python", "loops.ipynb", "alice")
     bob = hub.open_notebook("python", "loops.ipynb", "bob")
-    cookie = hub.access_cookie(alice)
+    cookie = gate_of(hub).access_cookie(alice)
     # set by alice's server's own origin, with no Domain: her server's host only, every path of it
     assert cookie.name == COOKIE_NAME and cookie.path == "/" and cookie.key == alice.key
-    refused = hub.authorize(f"/nb/{bob.key}/api/contents", [cookie.value])
+    refused = gate_of(hub).authorize(f"/nb/{bob.key}/api/contents", [cookie.value])
     assert not refused.allowed and refused.status == 403
 
 
 def test_in_path_mode_a_cookie_is_scoped_to_its_servers_path(settings, backend, accounts, clock):
     hub = Hub(settings.model_copy(update={"origin_mode": "path"}), backend=backend, accounts=accounts, clock=clock)
     alice = hub.open_notebook("python", "loops.ipynb", "alice")
-    assert hub.access_cookie(alice).path == f"/nb/{alice.key}/"
+    assert gate_of(hub).access_cookie(alice).path == f"/nb/{alice.key}/"
 
 
 # ------------------------------------------------------------------------------------------- tickets
@@ -290,60 +291,62 @@ def ticket_of(url):
 
 def test_a_ready_launch_goes_to_its_servers_own_origin_with_a_ticket_for_the_notebook(hub, clock):
     launch = hub.open_notebook("python", "w1/intro.ipynb", "alice")
-    parts, query = ticket_of(hub.ticket_url(launch))
+    parts, query = ticket_of(gate_of(hub).ticket_url(launch))
     assert (
-        f"{parts.scheme}://{parts.netloc}" == hub.server_origin(launch.key) == f"https://{launch.key}.nb.localhost:8443"
+        f"{parts.scheme}://{parts.netloc}"
+        == gate_of(hub).server_origin(launch.key)
+        == f"https://{launch.key}.nb.localhost:8443"
     )
     assert parts.path == "/_nbh/ticket" and query["next"] == launch.url
-    cookie = hub.redeem_ticket(query["t"], host_key=launch.key)
-    assert cookie.key == launch.key and hub.authorize(launch.url, [cookie.value]).allowed
+    cookie = gate_of(hub).redeem_ticket(query["t"], host_key=launch.key)
+    assert cookie.key == launch.key and gate_of(hub).authorize(launch.url, [cookie.value]).allowed
 
 
 def test_a_ticket_is_good_once(hub):
     launch = hub.open_notebook("python", "loops.ipynb", "alice")
-    _, query = ticket_of(hub.ticket_url(launch))
-    hub.redeem_ticket(query["t"], host_key=launch.key)
+    _, query = ticket_of(gate_of(hub).ticket_url(launch))
+    gate_of(hub).redeem_ticket(query["t"], host_key=launch.key)
     with pytest.raises(LaunchRefused) as refused:
-        hub.redeem_ticket(query["t"], host_key=launch.key)
+        gate_of(hub).redeem_ticket(query["t"], host_key=launch.key)
     assert refused.value.why == "ticket-spent"
 
 
 def test_a_ticket_is_good_on_its_own_servers_host_only(hub):
     alice = hub.open_notebook("python", "loops.ipynb", "alice")
     bob = hub.open_notebook("python", "loops.ipynb", "bob")
-    _, query = ticket_of(hub.ticket_url(alice))
+    _, query = ticket_of(gate_of(hub).ticket_url(alice))
     for host_key in (bob.key, None):
         with pytest.raises(LaunchRefused) as refused:
-            hub.redeem_ticket(query["t"], host_key=host_key)
+            gate_of(hub).redeem_ticket(query["t"], host_key=host_key)
         assert refused.value.why == "ticket-host"
-    assert hub.redeem_ticket(query["t"], host_key=alice.key).key == alice.key  # not spent by the refusals
+    assert gate_of(hub).redeem_ticket(query["t"], host_key=alice.key).key == alice.key  # not spent by the refusals
 
 
 def test_a_ticket_expires_after_a_minute(hub, clock):
     launch = hub.open_notebook("python", "loops.ipynb", "alice")
-    _, query = ticket_of(hub.ticket_url(launch))
+    _, query = ticket_of(gate_of(hub).ticket_url(launch))
     clock.advance(61)
     with pytest.raises(LaunchRefused) as refused:
-        hub.redeem_ticket(query["t"], host_key=launch.key)
+        gate_of(hub).redeem_ticket(query["t"], host_key=launch.key)
     assert refused.value.why == "ticket-expired"
 
 
 def test_in_path_mode_the_ticket_is_taken_on_the_sites_own_origin(settings, backend, accounts, clock):
     hub = Hub(settings.model_copy(update={"origin_mode": "path"}), backend=backend, accounts=accounts, clock=clock)
     launch = hub.open_notebook("python", "loops.ipynb", "alice")
-    parts, query = ticket_of(hub.ticket_url(launch))
+    parts, query = ticket_of(gate_of(hub).ticket_url(launch))
     assert f"{parts.scheme}://{parts.netloc}" == "https://localhost:8443"
-    assert hub.redeem_ticket(query["t"], host_key=None).path == f"/nb/{launch.key}/"
+    assert gate_of(hub).redeem_ticket(query["t"], host_key=None).path == f"/nb/{launch.key}/"
 
 
 def test_a_ticket_never_reaches_a_log_line(hub, caplog):
     launch = hub.open_notebook("python", "loops.ipynb", "alice")
-    url = hub.ticket_url(launch)
+    url = gate_of(hub).ticket_url(launch)
     _, query = ticket_of(url)
     with caplog.at_level("DEBUG"):
-        cookie = hub.redeem_ticket(query["t"], host_key=launch.key)
+        cookie = gate_of(hub).redeem_ticket(query["t"], host_key=launch.key)
         with pytest.raises(LaunchRefused):
-            hub.redeem_ticket(query["t"], host_key=launch.key)
+            gate_of(hub).redeem_ticket(query["t"], host_key=launch.key)
     assert "handed over" in caplog.text and "ticket-spent" in caplog.text
     nonce, mac = query["t"].split(".")[3:]
     assert nonce not in caplog.text and mac not in caplog.text and cookie.value not in caplog.text
@@ -351,16 +354,16 @@ def test_a_ticket_never_reaches_a_log_line(hub, caplog):
 
 def test_on_demand_tls_is_allowed_for_existing_servers_hosts_only(hub):
     launch = hub.open_notebook("python", "loops.ipynb", "alice")
-    assert hub.may_certify(f"{launch.key}.nb.localhost")
-    assert not hub.may_certify(f"{'b' * 40}.nb.localhost")  # no such server
-    assert not hub.may_certify("localhost") and not hub.may_certify(f"x.{launch.key}.nb.localhost")
-    assert not hub.may_certify(f"{launch.key}.nb.elsewhere.org")
+    assert gate_of(hub).may_certify(f"{launch.key}.nb.localhost")
+    assert not gate_of(hub).may_certify(f"{'b' * 40}.nb.localhost")  # no such server
+    assert not gate_of(hub).may_certify("localhost") and not gate_of(hub).may_certify(f"x.{launch.key}.nb.localhost")
+    assert not gate_of(hub).may_certify(f"{launch.key}.nb.elsewhere.org")
 
 
 def test_a_stopped_server_answers_gone_with_a_way_back(hub):
     launch = hub.open_notebook("python", "loops.ipynb", "alice")
     hub.stop(launch.container)
-    decision = hub.authorize(f"/nb/{launch.key}/", cookie_of(hub, launch))
+    decision = gate_of(hub).authorize(f"/nb/{launch.key}/", cookie_of(hub, launch))
     assert not decision.allowed and decision.status == 410 and decision.reason == "gone"
 
 
@@ -397,7 +400,7 @@ def test_cull_stops_only_idle_servers_and_says_why(hub, backend, clock):
     reading = hub.open_notebook("python", "loops.ipynb", "reading-student")
     computing = hub.open_notebook("python", "loops.ipynb", "computing-student")
     clock.advance(3 * 3600)
-    hub.authorize(f"/nb/{reading.key}/api/contents", cookie_of(hub, reading))
+    gate_of(hub).authorize(f"/nb/{reading.key}/api/contents", cookie_of(hub, reading))
     backend.set_activity(
         computing.container, ServerActivity(last_activity=clock.now - 3 * 3600, kernels=1, busy_kernels=1)
     )

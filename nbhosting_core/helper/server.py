@@ -1,0 +1,213 @@
+"""The privileged helper: the hub, served on a Unix socket to the web app's user alone.
+
+It runs as root (or the narrowest rights the host allows) and does what needs privileges for a launch: an
+account, a workspace and its copy of the notebook, a server started or reused. It answers two operations
+(:mod:`.protocol`: ``open`` and ``status``) and ``ping``; nothing runs a command, reads a file or names a path
+the app chose. Every request is checked before anything is done:
+
+* the peer's uid (``SO_PEERCRED``) must be the app's, or root's; the socket is 0660, root's, in the app's group;
+* a line is at most :data:`~.protocol.MAX_LINE` bytes, a connection idle ``IDLE_TIMEOUT`` seconds is closed,
+  at most ``MAX_CONNECTIONS`` are open at once;
+* the request must parse as a model of the current version, whose course, notebook and student id pass the
+  same validation as the hub's (which checks them again);
+* the work runs in a pool of ``helper_workers`` threads, under an overall deadline of ``helper_timeout``: a slow
+  engine never holds the event loop, and a request never waits longer than that.
+
+Every request is logged with the peer, the operation, its arguments, the outcome and how long it took. The helper
+also runs the host's culler. Stopping it (or the app) leaves every student's server running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..errors import Busy, NbhostingError, RuntimeUnavailable
+from ..launcher import Launcher
+from ..models import Launch
+from ..throttle import Requester
+from .protocol import (
+    MAX_LINE,
+    REQUEST,
+    ErrorBody,
+    OpenRequest,
+    PingRequest,
+    Response,
+    StatusRequest,
+    error_body,
+    requester_of,
+)
+
+log = logging.getLogger("nbhosting_core.helper")
+IDLE_TIMEOUT = 30.0  # seconds a connection may stay silent
+MAX_CONNECTIONS = 512
+WRITE_TIMEOUT = 10.0
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (``SO_PEERCRED``)."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return int(uid)
+
+
+def bind_socket(path: Path, group: int | None) -> socket.socket:
+    """A listening socket at ``path`` (root's folder), mode 0660, group ``group``: the app may connect."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a previous helper's (the folder is root's: nobody else names things in it)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)  # never connectable by others, even for a moment
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    if group is not None:
+        os.chown(path, 0 if os.geteuid() == 0 else -1, group, follow_symlinks=False)
+    os.chmod(path, 0o660)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class HelperServer:
+    """Serves ``launcher`` on a Unix socket to the uids in ``allowed``.
+
+    Args:
+        launcher: the hub (or anything with its ``open_notebook`` and ``launch_status``).
+        allowed: the uids that may ask (the app's, root's).
+        workers: requests served at once; the others wait their turn (up to 4x as many, then Busy).
+        timeout: the overall deadline of one request, in seconds.
+    """
+
+    def __init__(self, launcher: Launcher, *, allowed: frozenset[int], workers: int, timeout: float) -> None:
+        self.launcher = launcher
+        self.allowed = allowed
+        self.timeout = timeout
+        self._workers = workers
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nbh-helper")
+        self._connections = 0
+        self._inflight = 0
+
+    async def serve(self, sock: socket.socket, stop: asyncio.Event) -> None:
+        """Answer connections on the listening ``sock`` until ``stop`` is set."""
+        server = await asyncio.start_unix_server(self._connection, sock=sock, limit=MAX_LINE)
+        log.info(
+            "helper: serving uids %s, %d workers, %.0fs per request", sorted(self.allowed), self._workers, self.timeout
+        )
+        try:
+            await stop.wait()
+        finally:
+            server.close()
+            await server.wait_closed()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        uid = peer_uid(sock) if sock is not None else -1
+        try:
+            if uid not in self.allowed:
+                log.warning("helper: refused a connection from uid %d (not the app's)", uid)
+                await self._send(writer, _refusal("forbidden", "This socket is the nbhosting app's."))
+                return
+            if self._connections >= MAX_CONNECTIONS:
+                log.warning("helper: refused a connection from uid %d: %d open already", uid, self._connections)
+                await self._send(writer, _refusal(Busy.reason, "The host is busy; please retry.", retry_after=1.0))
+                return
+            self._connections += 1
+            try:
+                await self._requests(reader, writer, uid)
+            finally:
+                self._connections -= 1
+        except (ConnectionError, TimeoutError) as exc:
+            log.info("helper: connection of uid %d ended: %r", uid, exc)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), WRITE_TIMEOUT)
+
+    async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, uid: int) -> None:
+        while True:
+            try:
+                line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT)
+            except TimeoutError:
+                return
+            except ValueError:  # longer than MAX_LINE: the stream is out of step, answer and hang up
+                log.warning("helper: refused a request of uid %d: longer than %d bytes", uid, MAX_LINE)
+                await self._send(writer, _refusal("invalid-input", "The request is too long."))
+                return
+            if not line.endswith(b"\n"):  # end of stream (maybe mid-line): nothing to answer
+                return
+            await self._send(writer, await self.answer(line, uid))
+
+    async def answer(self, line: bytes, uid: int) -> Response:
+        """The response to one request line from ``uid``; never raises for what a client sends."""
+        started = time.monotonic()
+        try:
+            request = REQUEST.validate_json(line)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+            log.warning("helper: refused a malformed request of uid %d: %s", uid, problems[:500])
+            return _refusal("invalid-input", "The request is malformed.", detail=problems)
+        except NbhostingError as exc:  # a course, notebook or student id refused by naming's validation
+            log.warning("helper: refused a request of uid %d: %s", uid, exc)
+            return Response(ok=False, error=error_body(exc))
+        if isinstance(request, PingRequest):
+            return Response(ok=True)
+        if self._inflight >= 4 * self._workers:
+            log.warning("helper: refused %s of uid %d: %d requests in flight", request.op, uid, self._inflight)
+            return _refusal(Busy.reason, "The host is busy; please retry.", retry_after=1.0, why="helper")
+        what = f"op={request.op} course={request.course} notebook={request.notebook} student={request.student_id}"
+        self._inflight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            launch = await asyncio.wait_for(loop.run_in_executor(self._pool, self._call, request), self.timeout)
+        except TimeoutError:
+            log.error("helper: uid=%d %s: no answer within %.0fs", uid, what, self.timeout)
+            slow = RuntimeUnavailable("The host is too slow to answer right now; please retry.")
+            return Response(ok=False, error=error_body(slow))
+        except NbhostingError as exc:
+            log.info("helper: uid=%d %s -> %s in %.3fs", uid, what, exc.reason, time.monotonic() - started)
+            return Response(ok=False, error=error_body(exc))
+        except Exception as exc:  # a bug: logged whole, answered as such, and the helper goes on serving
+            log.exception("helper: uid=%d %s failed unexpectedly", uid, what)
+            return _refusal("error", "Something went wrong on the host.", detail=repr(exc)[:500])
+        finally:
+            self._inflight -= 1
+        log.info(
+            "helper: uid=%d %s -> %s key=%s in %.3fs",
+            uid,
+            what,
+            launch.state.value,
+            launch.key[:8],
+            time.monotonic() - started,
+        )
+        return Response(ok=True, launch=launch)
+
+    def _call(self, request: OpenRequest | StatusRequest) -> Launch:
+        if isinstance(request, OpenRequest):
+            requester: Requester | None = requester_of(request.requester)
+            return self.launcher.open_notebook(
+                request.course, request.notebook, request.student_id, requester=requester
+            )
+        return self.launcher.launch_status(request.course, request.notebook, request.student_id)
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, response: Response) -> None:
+        writer.write(response.model_dump_json(exclude_none=True).encode() + b"\n")
+        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+
+
+def _refusal(
+    reason: str, message: str, *, detail: str = "", retry_after: float | None = None, why: str | None = None
+) -> Response:
+    error = ErrorBody(reason=reason, message=message, detail=detail[:2000], retry_after=retry_after, why=why)
+    return Response(ok=False, error=error)

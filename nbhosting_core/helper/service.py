@@ -1,0 +1,53 @@
+"""``nbh helper``: the privileged helper as a process: the hub on its socket, and the host's culler.
+
+Stopped by SIGTERM or SIGINT: the socket goes, every student's server stays (the next helper finds them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+from ..culling import Culler
+from ..hub import Hub
+from ..settings import Settings
+from ..system.services import service_user
+from .server import HelperServer, bind_socket
+
+log = logging.getLogger("nbhosting_core.helper")
+
+
+def run_helper(settings: Settings, hub: Hub | None = None, *, cull: bool = True) -> None:
+    """Serve ``hub`` (default: a :class:`Hub` on ``settings``) on ``settings.helper_socket`` until a signal.
+
+    Only the app's user (``settings.app_user``) and root may connect; without that user (a host set up for
+    scripts), root alone.
+    """
+    hub = hub or Hub(settings)
+    app = service_user(settings.app_user)
+    allowed = frozenset({0, os.geteuid()} | ({app.uid} if app is not None else set()))
+    settings.helper_socket.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    sock = bind_socket(settings.helper_socket, app.gid if app is not None else None)
+    server = HelperServer(hub, allowed=allowed, workers=settings.helper_workers, timeout=settings.helper_timeout)
+    culler = Culler(hub.cull, lock_path=settings.locks_dir / "culler.lock", interval=settings.cull_interval)
+    if cull:
+        culler.start()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await server.serve(sock, stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        culler.stop()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(settings.helper_socket)
+        sock.close()
+        log.info("helper: stopped (students' servers keep running)")
