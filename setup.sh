@@ -37,16 +37,34 @@ install_packages() {
     fi
 }
 
+# The app and Caddy run as their own unprivileged users: the venv's Python and nbhosting's code must be readable
+# by every user. Debian's python3 is; a Python under /root (pyenv, ...) is not, so the venv is Debian's.
+PYTHON=/usr/bin/python3
+
+readable_by_all() {  # every folder on the way to $1 lets others in
+    local path
+    path=$(readlink -f "$1")
+    while [ "$path" != / ]; do
+        [ $(( 0$(stat -c %a "$path") & 01 )) -ne 0 ] || return 1
+        path=$(dirname "$path")
+    done
+}
+
 install_venv() {
-    local extras=$1 stamp
-    stamp="$VENV/.nbhosting-$(sha256sum pyproject.toml | cut -c1-16)-$extras-$(pwd | sha256sum | cut -c1-8)"
+    local extras=$1 stamp editable=-e
+    readable_by_all . || editable=  # a checkout others cannot read (e.g. in /root) is copied into the venv
+    stamp="$VENV/.nbhosting-$(sha256sum pyproject.toml | cut -c1-16)-$extras-$(pwd | sha256sum | cut -c1-8)$editable"
+    if [ -e "$VENV/pyvenv.cfg" ] && ! grep -qx "home = $(dirname "$PYTHON")" "$VENV/pyvenv.cfg"; then
+        say "making the venv $VENV again on Debian's Python (its Python is not one every user may run)"
+        rm -rf "$VENV"
+    fi
     if [ ! -x "$VENV/bin/python" ]; then
         say "creating the venv $VENV"
-        python3 -m venv "$VENV"
+        "$PYTHON" -m venv "$VENV"
     fi
-    if [ ! -e "$stamp" ]; then
-        say "installing nbhosting ($extras) into $VENV"
-        "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[$extras]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+    if [ ! -e "$stamp" ] || [ -z "$editable" ]; then
+        say "installing nbhosting ($extras) into $VENV${editable:+ (editable)}"
+        "$VENV/bin/pip" install -q --disable-pip-version-check $editable ".[$extras]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
         "$VENV/bin/python" -c "import nbhosting_core, nbhosting_server" || { echo "setup.sh: install failed" >&2; exit 1; }
         rm -f "$VENV"/.nbhosting-*
         touch "$stamp"

@@ -17,6 +17,11 @@ The main entry point is :class:`Hub`::
 What runs the servers is a :class:`NotebookBackend`: :class:`PodmanBackend` (rootless podman, the default) or
 :class:`FakeBackend` (in memory, for tests and embedding). No web framework is imported here;
 ``nbhosting_server`` wraps this library in a Starlette app.
+
+The hub acts on the host and needs root. Who reaches which server (cookies, tickets, Caddy's forward-auth) is a
+:class:`Gate`'s, which needs no privilege. In production the two live in different processes: the hub in the
+privileged helper (:func:`run_helper`, ``nbh helper``), the gate in the unprivileged web app, which opens notebooks
+through a :class:`HelperClient`. Both the hub and the client are a :class:`Launcher`.
 """
 
 from .access import AccessDecision
@@ -43,7 +48,10 @@ from .errors import (
     StartTimeout,
 )
 from .fake import FakeAccounts, FakeBackend
+from .gate import Gate
+from .helper import HelperClient, HelperServer, run_helper
 from .hub import Hub
+from .launcher import Launcher
 from .launches import Admission, admit, signed_launch_path
 from .models import (
     AccessCookie,
@@ -92,6 +100,9 @@ __all__ = [
     "Ensured",
     "FakeAccounts",
     "FakeBackend",
+    "Gate",
+    "HelperClient",
+    "HelperServer",
     "Hub",
     "ImageBuildError",
     "InvalidConfig",
@@ -100,6 +111,7 @@ __all__ = [
     "Launch",
     "LaunchRefused",
     "LaunchState",
+    "Launcher",
     "LimitsNotApplied",
     "NbhostingError",
     "NotFound",
@@ -126,6 +138,7 @@ __all__ = [
     "ensure_default_rootfs",
     "ensure_layout",
     "load_platforms",
+    "run_helper",
     "should_cull",
     "signed_launch_path",
     "user_name",

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import os
 import re
 import tomllib
 import urllib.parse
@@ -242,6 +243,12 @@ def load_platforms(path: Path) -> Platforms:
         text = path.read_text()
     except FileNotFoundError:
         return Platforms()
+    except PermissionError as exc:
+        raise InvalidConfig(
+            f"{path} cannot be read by uid {os.geteuid()}: it must be readable by the app's group "
+            "(`nbh platforms`, as root, checks it and gives it that group, mode 0640)",
+            log_detail=str(exc),
+        ) from exc
     return parse_platforms(text, source=str(path))
 
 

@@ -29,11 +29,13 @@ from nbhosting_core import Hub, NbhostingError, ServerView, Settings, ensure_def
 from nbhosting_core.origins import server_origin
 from nbhosting_core.platforms import PlatformsFile
 from nbhosting_core.system.doctor import diagnose
+from nbhosting_core.system.layout import share_with_app
+from nbhosting_core.system.secretfile import secret_owners
 from nbhosting_core.system.toolkey import ToolKey
 
 from .demo import ensure_demo_course
 from .lti import LTI11_ALIASES, LTI11_LAUNCH, LTI13_JWKS, LTI13_LAUNCH, LTI13_LOGIN
-from .serve import serve, signed_url
+from .serve import prepare_helper, serve, signed_url
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
@@ -182,8 +184,9 @@ def cmd_sign(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_platforms(settings: Settings, args: argparse.Namespace) -> int:
-    """`nbh platforms`: the platforms file, checked."""
+    """`nbh platforms`: the platforms file, checked (and, as root, shared with the app's group: 0640)."""
     platforms = PlatformsFile(settings.effective_platforms_file).check()
+    share_with_app(settings)
     if args.json:
         _print_json([p.model_dump(mode="json") for p in platforms.platform])  # secrets print as "**********"
         return 0
@@ -199,7 +202,10 @@ def cmd_platforms(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_lti(settings: Settings, args: argparse.Namespace) -> int:
     """`nbh lti`: what an LMS admin copies into the platform to add nbhosting as an LTI tool."""
     base = settings.public_url.rstrip("/")
-    key = ToolKey(settings.lti_dir / "tool-key.pem")
+    ensure_layout(settings)  # the app's folder for the key (the app's own, as root made it)
+    key = ToolKey(settings.lti_dir / "tool-key.pem", owners=secret_owners(settings.app_user))
+    key.private_key()
+    share_with_app(settings)  # a key root just made is the app's
     if args.public_key:
         from cryptography.hazmat.primitives import serialization
 
@@ -224,6 +230,19 @@ def cmd_lti(settings: Settings, args: argparse.Namespace) -> int:
     print(f"         launch URL            {info['lti13_launch_url']}  (the redirect URI too)")
     print(f"         keyset URL            {info['lti13_keyset_url']}  (key id {info['lti13_key_id']})")
     print("custom parameters of each link: course=<course>, notebook=<path/to/notebook.ipynb>")
+    return 0
+
+
+def cmd_helper(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh helper`: the privileged helper in the foreground (what `nbh serve` and the systemd unit run)."""
+    import logging
+
+    from nbhosting_core.helper import run_helper
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.prepared:
+        settings = prepare_helper(settings)
+    run_helper(settings, cull=not args.no_cull)
     return 0
 
 
@@ -294,6 +313,9 @@ def parser() -> argparse.ArgumentParser:
     add("platforms", cmd_platforms, "check the platforms file and list its platforms", as_json=True)
     c = add("lti", cmd_lti, "print the URLs an LMS admin copies to add nbhosting as an LTI tool", as_json=True)
     c.add_argument("--public-key", action="store_true", help="print the tool's LTI 1.3 public key (PEM) instead")
+    c = add("helper", cmd_helper, "run the privileged helper in the foreground (the app reaches the host through it)")
+    c.add_argument("--prepared", action="store_true", help="the host is prepared (by `nbh serve`): serve at once")
+    c.add_argument("--no-cull", action="store_true", help="do not run the culler")
     add("image", cmd_image, "build (or find in cache) the notebook image; prints its rootfs")
     add("demo", cmd_demo, "install the demo course")
     add("doctor", cmd_doctor, "check what this host gives nbhosting (exit 1 if something required fails)")

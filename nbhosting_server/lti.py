@@ -37,6 +37,7 @@ from nbhosting_core.naming import user_name
 from nbhosting_core.platforms import PlatformsFile
 from nbhosting_core.system.jwks import KeySets
 from nbhosting_core.system.nonces import NonceStore
+from nbhosting_core.system.secretfile import secret_owners
 from nbhosting_core.system.toolkey import ToolKey
 
 from . import pages
@@ -74,7 +75,7 @@ class LtiEndpoints:
             refetch_interval=s.jwks_refetch_interval,
             clock=gate.clock,
         )
-        self.tool_key = ToolKey(s.lti_dir / "tool-key.pem")
+        self.tool_key = ToolKey(s.lti_dir / "tool-key.pem", owners=secret_owners(s.app_user))
 
     def routes(self) -> list[Route]:
         """The routes to mount in the app."""

@@ -1,7 +1,20 @@
-"""`nbh serve`: the app (uvicorn workers) and Caddy in the foreground, on a prepared host.
+"""`nbh serve`: the privileged helper, the app (uvicorn workers) and Caddy in the foreground, on a prepared host.
 
-Before they start: the host's folders (:func:`nbhosting_core.ensure_layout`), the notebook image, the demo
-course if asked, and a :meth:`~nbhosting_core.Hub.reconcile` that repairs whatever a crash or a reboot left.
+Before they start: nbhosting's system users (the app's, Caddy's), the host's folders
+(:func:`nbhosting_core.ensure_layout`), the notebook image, the demo course if asked, and a
+:meth:`~nbhosting_core.Hub.reconcile` that repairs whatever a crash or a reboot left.
+
+Then three processes, each under its own user, as the systemd units of a production host run them
+(:mod:`nbhosting_server.systemd`):
+
+=========  ================  =========================================================================
+helper     root              ``nbh helper``: accounts, workspaces, containers; the culler
+app        ``app_user``      uvicorn: launches, LTI, tickets, forward-auth; no capability, no new privileges
+Caddy      ``caddy_user``    TLS and routing; ``CAP_NET_BIND_SERVICE`` only if a port is below 1024
+=========  ================  =========================================================================
+
+``nbh serve`` stays root to watch them: a process that exits is started again (the others, and every student's
+server, keep running), unless it keeps failing at once.
 """
 
 from __future__ import annotations
@@ -10,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -26,7 +40,11 @@ from nbhosting_core import (
     ensure_layout,
     signed_launch_path,
 )
+from nbhosting_core.helper import HelperClient
 from nbhosting_core.platforms import PlatformsFile
+from nbhosting_core.system.layout import share_with_app
+from nbhosting_core.system.runner import SubprocessRunner
+from nbhosting_core.system.services import ServiceUser, ensure_service_user, service_user
 
 from .demo import DEMO_COURSE, DEMO_PLATFORM, DEMO_STUDENT, ensure_demo_course, ensure_demo_platform
 
@@ -106,8 +124,22 @@ def caddy_root_cert(settings: Settings) -> Path:
     return settings.data_root / "caddy" / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
 
 
+def ensure_service_users(settings: Settings) -> None:
+    """The app's and Caddy's system users, made if missing (as root)."""
+    runner = SubprocessRunner()
+    ensure_service_user(settings.app_user, runner, comment="nbhosting web app")
+    ensure_service_user(settings.caddy_user, runner, comment="nbhosting Caddy")
+
+
+def prepare_helper(settings: Settings) -> Settings:
+    """What `nbh helper` does before it serves, when nothing prepared the host (a systemd unit)."""
+    return prepare(settings, demo=False)
+
+
 def prepare(settings: Settings, *, demo: bool, log: bool = True) -> Settings:
-    """Folders, image, demo course, reconcile: everything before the processes start; the settings to serve."""
+    """Users, folders, image, demo course, reconcile: everything before the processes start; the settings to serve."""
+    if os.geteuid() == 0:
+        ensure_service_users(settings)
     ensure_layout(settings)
     settings = settings.model_copy(
         update={
@@ -121,6 +153,7 @@ def prepare(settings: Settings, *, demo: bool, log: bool = True) -> Settings:
         ensure_demo_course(settings.courses_dir)
         if ensure_demo_platform(settings.effective_platforms_file):
             print(f"nbh: made {settings.effective_platforms_file} with a 'demo' platform", file=sys.stderr)
+    share_with_app(settings)  # the platforms file, if the demo just made it
     report = Hub(settings).reconcile()
     if report.adopted or report.removed or report.cleared:
         print(
@@ -132,12 +165,105 @@ def prepare(settings: Settings, *, demo: bool, log: bool = True) -> Settings:
     return settings
 
 
-def _wait_for_app(settings: Settings, children: dict[str, subprocess.Popen[bytes]], timeout: float) -> bool:
+def as_user(user: ServiceUser, argv: list[str], *, caps: tuple[str, ...] = ()) -> list[str]:
+    """``argv`` run as ``user`` (its uid and group, no other group), with no new privileges and no capability
+    but ``caps`` (ambient: kept across the exec), through util-linux's ``setpriv``."""
+    keep = "".join(f",+{cap}" for cap in caps)
+    return [
+        "setpriv",
+        f"--reuid={user.uid}",
+        f"--regid={user.gid}",
+        "--clear-groups",
+        "--no-new-privs",
+        f"--inh-caps=-all{keep}",
+        *([f"--ambient-caps=-all{keep}"] if caps else []),
+        f"--bounding-set=-all{keep}",
+        "--",
+        *argv,
+    ]
+
+
+def helper_argv(python: str = sys.executable) -> list[str]:
+    """The command that runs the privileged helper on a host `nbh serve` prepared."""
+    return [python, "-m", "nbhosting_server.cli", "helper", "--prepared"]
+
+
+def unreadable_by(user: ServiceUser, paths: list[Path]) -> Path | None:
+    """The first of ``paths`` (or of their folders) that ``user`` cannot reach, or None (mode bits only)."""
+    for path in paths:
+        for part in [path, *path.parents]:
+            info = part.stat()
+            need = stat.S_IRUSR if part == path and part.is_file() else stat.S_IXUSR
+            if info.st_uid == user.uid:
+                ok = info.st_mode & need
+            elif info.st_gid == user.gid:
+                ok = info.st_mode & (need >> 3)
+            else:
+                ok = info.st_mode & (need >> 6)
+            if not ok:
+                return part
+    return None
+
+
+class Child:
+    """One of the processes `nbh serve` watches: started again when it exits, unless it keeps failing at once."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.quick_failures = 0
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self.started = time.monotonic()
+        return subprocess.Popen(self.argv, env=self.env, cwd="/", stdin=subprocess.DEVNULL)
+
+    def watch(self) -> bool:
+        """Start it again if it exited; False if it exited too often right after its start (give up)."""
+        code = self.process.poll()
+        if code is None:
+            return True
+        quick = time.monotonic() - self.started < 10
+        self.quick_failures = self.quick_failures + 1 if quick else 0
+        if self.quick_failures >= 3:
+            print(f"nbh: {self.name} exited with {code} three times right after its start", file=sys.stderr)
+            return False
+        print(f"nbh: {self.name} (pid {self.process.pid}) exited with {code}; starting it again", file=sys.stderr)
+        self.process = self._start()
+        return True
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+
+    def wait(self) -> None:
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _wait_for_helper(settings: Settings, helper: Child, timeout: float) -> bool:
+    """Until the helper answers a ping (True), or exits, or time runs out (False)."""
+    client = HelperClient(settings.helper_socket, timeout=2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and helper.process.poll() is None:
+        try:
+            client.ping()
+            return True
+        except NbhostingError:
+            time.sleep(0.1)
+    return False
+
+
+def _wait_for_app(settings: Settings, children: list[Child], timeout: float) -> bool:
     """Until the app answers its health check (True), a child exits or time runs out (False)."""
     url = f"http://{settings.app_host}:{settings.app_port}/_nbh/health"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(child.poll() is not None for child in children.values()):
+        if any(child.process.poll() is not None for child in children):
             return False
         try:
             with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own loopback URL
@@ -147,18 +273,6 @@ def _wait_for_app(settings: Settings, children: dict[str, subprocess.Popen[bytes
             pass
         time.sleep(0.1)
     return False
-
-
-def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
-    for child in children.values():
-        if child.poll() is None:
-            child.terminate()
-    for child in children.values():
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 def app_argv(settings: Settings, workers: int, python: str = sys.executable) -> list[str]:
@@ -189,19 +303,40 @@ def caddy_argv(caddy: str = "caddy") -> list[str]:
 
 
 def serve(settings: Settings, *, demo: bool, workers: int) -> int:
-    """Run the app (uvicorn) and Caddy in the foreground until SIGINT/SIGTERM; stop both cleanly."""
+    """Run the helper, the app (uvicorn) and Caddy, each as its user, in the foreground until SIGINT/SIGTERM;
+    start again whichever exits; stop all three cleanly (students' servers keep running)."""
     caddy = shutil.which("caddy")
     if caddy is None:
         print("nbh: caddy is not installed (apt-get install caddy)", file=sys.stderr)
         return 2
     settings = prepare(settings, demo=demo)
     env = {**os.environ, **settings_environment(settings)}
-    app_cmd = app_argv(settings, workers)
-    caddy_cmd = caddy_argv(caddy)
-    children = {
-        "uvicorn": subprocess.Popen(app_cmd, env=env),
-        "caddy": subprocess.Popen(caddy_cmd, env={**env, **caddy_environment(settings)}),
-    }
+    app_user, caddy_user = service_user(settings.app_user), service_user(settings.caddy_user)
+    if app_user is None or caddy_user is None:
+        print("nbh: serve runs as root (it makes the app's and Caddy's users, then runs them)", file=sys.stderr)
+        return 2
+    code_paths = [Path(sys.executable), CADDYFILE, Path(__file__)]
+    blocked = unreadable_by(app_user, code_paths) or unreadable_by(caddy_user, [CADDYFILE])
+    if blocked is not None:
+        print(
+            f"nbh: {blocked} is closed to the app's and Caddy's users: install nbhosting where every user may read "
+            "it (`./setup.sh` does, in /opt/nbhosting)",
+            file=sys.stderr,
+        )
+        return 2
+    low_port = min(settings.http_port, settings.https_port) < 1024
+    helper = Child("helper", helper_argv(), env)
+    if not _wait_for_helper(settings, helper, timeout=60):
+        print("nbh: the helper did not come up; stopping", file=sys.stderr)
+        helper.stop()
+        helper.wait()
+        return 1
+    app_env = {**env, "HOME": "/nonexistent"}
+    caddy_env = {**env, **caddy_environment(settings), "HOME": str(settings.data_root / "caddy")}
+    app = Child("app", as_user(app_user, app_argv(settings, workers)), app_env)
+    caps = ("net_bind_service",) if low_port else ()
+    proxy = Child("caddy", as_user(caddy_user, caddy_argv(caddy), caps=caps), caddy_env)
+    children = [helper, app, proxy]
     stop = {"signal": 0}
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -229,11 +364,15 @@ def serve(settings: Settings, *, demo: bool, workers: int) -> int:
         print(f"(TLS by Caddy's internal CA; trust {trust} or accept the warning{each})", flush=True)
     code = 0
     while not stop["signal"]:
-        for name, child in children.items():
-            if child.poll() is not None:
-                print(f"nbh: {name} exited with {child.returncode}; stopping", file=sys.stderr)
+        for child in children:
+            if not child.watch():
                 stop["signal"], code = signal.SIGTERM, 1
         time.sleep(0.2)
-    _stop(children)
+    for child in (app, proxy):  # the internet-facing ones first: no launch reaches a stopped helper
+        child.stop()
+    for child in (app, proxy):
+        child.wait()
+    helper.stop()
+    helper.wait()
     print("nbh: stopped (students' servers keep running; the next start finds them again)", file=sys.stderr)
     return code

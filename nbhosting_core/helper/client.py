@@ -56,8 +56,9 @@ class HelperClient:
         return self._launch(StatusRequest(op="status", course=course, notebook=notebook, student_id=student_id))
 
     def ping(self) -> None:
-        """Raise :class:`RuntimeUnavailable` unless the helper answers, in this protocol's version."""
-        self._call(PingRequest(op="ping"))
+        """Raise :class:`RuntimeUnavailable` unless the helper answers, in this protocol's version (not logged:
+        who pings expects it may not be there yet)."""
+        self._call(PingRequest(op="ping"), quiet=True)
 
     def _launch(self, request: OpenRequest | StatusRequest) -> Launch:
         response = self._call(request)
@@ -65,9 +66,9 @@ class HelperClient:
             raise RuntimeUnavailable(UNAVAILABLE, log_detail="helper: an answer without a launch")
         return response.launch
 
-    def _call(self, request: OpenRequest | StatusRequest | PingRequest) -> Response:
+    def _call(self, request: OpenRequest | StatusRequest | PingRequest, *, quiet: bool = False) -> Response:
         deadline = time.monotonic() + self.timeout
-        line = self._exchange(request.model_dump_json(exclude_none=True).encode() + b"\n", deadline)
+        line = self._exchange(request.model_dump_json(exclude_none=True).encode() + b"\n", deadline, quiet)
         try:
             response = Response.model_validate_json(line)
         except ValidationError as exc:
@@ -78,7 +79,7 @@ class HelperClient:
             raise error_of(response.error)
         return response
 
-    def _exchange(self, data: bytes, deadline: float) -> bytes:
+    def _exchange(self, data: bytes, deadline: float, quiet: bool) -> bytes:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -95,7 +96,8 @@ class HelperClient:
                     raise ConnectionError(f"an answer longer than {MAX_LINE} bytes")
             return bytes(answer)
         except OSError as exc:  # refused, absent, timed out, hung up: the helper is not there for us now
-            log.error("helper %s: %r", self.path, exc)
+            if not quiet:
+                log.error("helper %s: %r", self.path, exc)
             raise RuntimeUnavailable(UNAVAILABLE, log_detail=f"helper {self.path}: {exc!r}") from exc
         finally:
             sock.close()

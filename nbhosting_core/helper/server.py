@@ -171,7 +171,7 @@ class HelperServer:
             loop = asyncio.get_running_loop()
             launch = await asyncio.wait_for(loop.run_in_executor(self._pool, self._call, request), self.timeout)
         except TimeoutError:
-            log.error("helper: uid=%d %s: no answer within %.0fs", uid, what, self.timeout)
+            log.error("helper: uid=%d %s: no answer within %.1fs", uid, what, self.timeout)
             slow = RuntimeUnavailable("The host is too slow to answer right now; please retry.")
             return Response(ok=False, error=error_body(slow))
         except NbhostingError as exc:

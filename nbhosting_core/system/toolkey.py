@@ -43,8 +43,9 @@ def thumbprint(jwk: dict[str, Any]) -> str:
 class ToolKey:
     """The tool's key pair, read (or made) on first use, then kept in memory."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, owners: frozenset[int] | None = None) -> None:
         self.path = path
+        self._owners = owners  # who may own the file (default: this process's user)
         self._lock = threading.Lock()
         self._private: rsa.RSAPrivateKey | None = None
 
@@ -57,7 +58,7 @@ class ToolKey:
         """
         with self._lock:
             if self._private is None:
-                pem = load_or_create_secret(self.path, new_private_key_pem)
+                pem = load_or_create_secret(self.path, new_private_key_pem, owners=self._owners)
                 try:
                     key = serialization.load_pem_private_key(pem, password=None)
                 except ValueError as exc:

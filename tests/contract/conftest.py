@@ -68,14 +68,18 @@ def fake_env(tmp_root: Path) -> Env:
 
 def podman_env(settings) -> Env:  # type: ignore[no-untyped-def]
     from nbhosting_core import Accounts, PodmanBackend, SubprocessRunner
-    from nbhosting_core.system.secretfile import load_or_create_secret
+    from nbhosting_core.system.secretfile import load_or_create_secret, secret_owners
 
     runner = SubprocessRunner()
     images = {"old": settings.image_rootfs, "new": settings.data_root / "rootfs-new"}
     state = {"settings": settings}
 
     def backend_now() -> PodmanBackend:
-        return PodmanBackend(state["settings"], secret=load_or_create_secret(settings.secret_file), runner=runner)
+        return PodmanBackend(
+            state["settings"],
+            secret=load_or_create_secret(settings.secret_file, owners=secret_owners(settings.app_user)),
+            runner=runner,
+        )
 
     class Switching:
         """The podman backend, rebuilt when the configured image changes (settings are frozen)."""

@@ -20,7 +20,7 @@ import pytest
 
 from nbhosting_core.access import COOKIE_NAME
 from nbhosting_core.naming import user_name
-from nbhosting_core.system.secretfile import load_or_create_secret
+from nbhosting_core.system.secretfile import load_or_create_secret, secret_owners
 from tests.e2e.conftest import Served
 from tests.e2e.ui import (
     code_cell_sources,
@@ -312,7 +312,7 @@ def test_a_cross_site_websocket_and_a_cross_site_write_with_a_students_cookie_ar
     key, cookie = served.sign_in(WELCOME, "e2e-frank")
     own = served.server_origin(key)
     other_server = served.server_origin("e" * 40)
-    secret = load_or_create_secret(served.settings.secret_file)
+    secret = load_or_create_secret(served.settings.secret_file, owners=secret_owners(served.settings.app_user))
     status, body = jupyter_call(served.settings, secret, key, "POST", "api/kernels", {"name": "python3"})
     assert status == 201, body[:300]
     kernel = json.loads(body)["id"]

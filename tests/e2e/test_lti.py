@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from nbhosting_core.access import COOKIE_NAME
+from nbhosting_core.system.layout import share_with_app
 from tests.e2e.conftest import Served
 from tests.lti_platforms import Consumer11, Platform13, query_of
 
@@ -87,6 +88,7 @@ def add_platforms(served: Served, text: str) -> None:
     tmp.write_text(path.read_text() + text)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+    share_with_app(served.settings)  # what `nbh platforms` does after an admin's edit: the app's group reads it
 
 
 def server_of(served: Served, student: str) -> Any:

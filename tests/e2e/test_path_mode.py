@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from nbhosting_core.system.secretfile import load_or_create_secret
+from nbhosting_core.system.secretfile import load_or_create_secret, secret_owners
 from tests.e2e.conftest import Served
 from tests.e2e.ui import open_notebook_ui, run_first_cell
 from tests.support import jupyter_call
@@ -40,7 +40,7 @@ def test_in_path_mode_writes_and_websockets_from_other_origins_are_refused_and_j
 
     key, cookie = served.sign_in(WELCOME, "e2e-path-bob")
     with_cookie = {"Cookie": f"nbh_access={cookie}"}
-    secret = load_or_create_secret(served.settings.secret_file)
+    secret = load_or_create_secret(served.settings.secret_file, owners=secret_owners(served.settings.app_user))
     status, body = jupyter_call(served.settings, secret, key, "POST", "api/kernels", {"name": "python3"})
     assert status == 201, body[:300]
     ws_url = served.base_url.replace("https:", "wss:") + f"/nb/{key}/api/kernels/{json.loads(body)['id']}/channels"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nbhosting_core.system.secretfile import load_or_create_secret
+from nbhosting_core.system.secretfile import load_or_create_secret, secret_owners
 from tests.e2e.conftest import Served
 from tests.support import jupyter_call
 
@@ -143,7 +143,7 @@ def run_first_cell(browser: Any, source: str, expected: str) -> Any:
 
 def kernels(served: Served, key: str) -> list[str]:
     """The ids of the kernels running in the server ``key`` (asked of Jupyter directly, as root)."""
-    secret = load_or_create_secret(served.settings.secret_file)
+    secret = load_or_create_secret(served.settings.secret_file, owners=secret_owners(served.settings.app_user))
     status, body = jupyter_call(served.settings, secret, key, "GET", "api/kernels")
     assert status == 200, body[:300]
     return [k["id"] for k in json.loads(body)]

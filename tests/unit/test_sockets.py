@@ -2,7 +2,11 @@
 
 import json
 import os
+import shutil
+import socket
 import stat
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +44,52 @@ def test_nothing_planted_in_the_folder_is_followed_or_written_through(sockets, t
 def test_a_file_name_is_a_name(sockets):
     with pytest.raises(ValueError, match="not a file name"):
         sockets.write_config(KEY, "../x.json", b"{}")
+
+
+@pytest.fixture
+def short():
+    """A folder with a short path: a socket's path has at most 108 bytes."""
+    root = Path(tempfile.mkdtemp(prefix="nbh-s-", dir="/tmp"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def bind_student_socket(dirs: SocketDirs, mode: int = 0o660) -> socket.socket:
+    """Jupyter's socket in the student's folder, as Jupyter makes it (here by this process, its owner)."""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(dirs.inner(KEY) / "jupyter.sock"))
+    os.chmod(dirs.inner(KEY) / "jupyter.sock", mode)
+    return sock
+
+
+def test_the_link_caddy_dials_is_given_caddys_group_and_only_the_link_is_changed(short):
+    dirs = SocketDirs(short / "j", SubprocessRunner(), size=256 * 1024, dial_group=4242)
+    dirs.inner(KEY).mkdir(parents=True)
+    planted = short / "planted"
+    planted.write_text("root's")
+    os.symlink(planted, dirs.inner(KEY) / "evil")  # a student's symlink beside the socket is never followed
+    with bind_student_socket(dirs):
+        link = dirs.verify_and_link(KEY, os.geteuid())
+        assert link == dirs.link(KEY)
+        info = os.lstat(link)
+        assert stat.S_ISSOCK(info.st_mode) and info.st_gid == 4242 and info.st_mode & 0o777 == 0o660
+        assert os.stat(planted).st_gid != 4242
+        os.chown(link, -1, 0, follow_symlinks=False)  # the student took the group back (their own server only)
+        assert dirs.verify_and_link(KEY, os.geteuid()) == link
+        assert os.lstat(link).st_gid == 4242  # given again at the next check
+
+
+def test_without_a_dialing_group_the_link_keeps_the_students_group(short):
+    sockets = SocketDirs(short / "j", SubprocessRunner(), size=256 * 1024)
+    sockets.inner(KEY).mkdir(parents=True)
+    with bind_student_socket(sockets):
+        link = sockets.verify_and_link(KEY, os.geteuid())
+        assert link is not None and os.lstat(link).st_gid == os.getegid()
+
+
+def test_a_socket_of_another_uid_is_never_linked(short):
+    sockets = SocketDirs(short / "j", SubprocessRunner(), size=256 * 1024)
+    sockets.inner(KEY).mkdir(parents=True)
+    with bind_student_socket(sockets):
+        assert sockets.verify_and_link(KEY, os.geteuid() + 1) is None
+        assert not sockets.link(KEY).exists()

@@ -1,0 +1,399 @@
+"""The privileged helper's socket and protocol: what crosses from the app to root, and what never does.
+
+A real helper (:class:`HelperServer` on a Unix socket, in a thread) in front of a real hub on the in-memory
+backend: launches through it are the hub's, errors come back as the hub's exceptions, and whatever else a client
+sends (malformed, out of range, hostile: fuzzed with hypothesis) is answered with an error, never reaches the
+hub, never touches a student's files, and never stops the helper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from nbformat.v4 import new_code_cell, new_notebook
+
+from nbhosting_core import (
+    Busy,
+    FakeAccounts,
+    FakeBackend,
+    Hub,
+    InvalidInput,
+    InvalidNotebook,
+    Launch,
+    LaunchState,
+    NbhostingError,
+    NotFound,
+    RuntimeUnavailable,
+    Settings,
+)
+from nbhosting_core.helper import HelperClient, HelperServer
+from nbhosting_core.helper import server as helper_server
+from nbhosting_core.helper.protocol import MAX_LINE, Response
+from nbhosting_core.helper.server import bind_socket
+from nbhosting_core.throttle import Requester
+
+
+def make_settings(root: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"start_timeout": 30, "max_running": 100, **overrides}
+    s = Settings(data_root=root / "data", run_dir=root / "run", **values)
+    course = s.courses_dir / "python"
+    (course / "w1").mkdir(parents=True)
+    nbformat.write(new_notebook(cells=[new_code_cell("1 + 1")]), str(course / "w1" / "intro.ipynb"))
+    (course / "broken.ipynb").write_text("{not a notebook")
+    return s
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def hub(settings: Settings) -> Hub:
+    return Hub(settings, backend=FakeBackend(ready_after=0.0), accounts=FakeAccounts(settings.students_dir))
+
+
+class Recorder:
+    """A launcher that only records what reached it."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.delay = delay
+
+    def open_notebook(
+        self, course: str, notebook: str, student_id: str, *, requester: Requester | None = None
+    ) -> Launch:
+        self.calls.append(("open", course, notebook, student_id))
+        time.sleep(self.delay)
+        raise NotFound("recorded")
+
+    def launch_status(self, course: str, notebook: str, student_id: str) -> Launch:
+        self.calls.append(("status", course, notebook, student_id))
+        raise NotFound("recorded")
+
+
+class Running:
+    """A helper serving ``launcher`` on a socket of its own, in a thread with its own event loop."""
+
+    def __init__(self, launcher: Any, *, allowed: frozenset[int] | None = None, timeout: float = 5.0) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="nbh-helper-", dir="/tmp"))  # short: a socket path has 108 bytes
+        self.path = self.dir / "helper.sock"
+        allowed = allowed if allowed is not None else frozenset({os.geteuid()})
+        self.server = HelperServer(launcher, allowed=allowed, workers=4, timeout=timeout)
+        self.loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        sock = bind_socket(self.path, None)
+        self.thread = threading.Thread(
+            target=self.loop.run_until_complete, args=(self.server.serve(sock, self._stop),), daemon=True
+        )
+        self.thread.start()
+        self.client = HelperClient(self.path, timeout=10)
+        deadline = time.monotonic() + 5
+        while not self.path.exists():
+            assert time.monotonic() < deadline, "the helper did not come up"
+            time.sleep(0.01)
+
+    def raw(self, data: bytes, timeout: float = 5.0) -> bytes:
+        """Send ``data`` as it is; what comes back until the helper hangs up or a line ends."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(self.path))
+            with contextlib.suppress(BrokenPipeError):  # a refused peer may be answered, and hung up on, at once
+                sock.sendall(data)
+            answer = b""
+            while not answer.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            return answer
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(10)
+        pending = asyncio.all_tasks(self.loop)  # connections still open: ended as a stopped helper ends them
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(_ended(pending))
+        self.loop.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def _ended(tasks: set[asyncio.Task[Any]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.fixture
+def helper(hub: Hub):
+    running = Running(hub)
+    yield running
+    running.close()
+
+
+def refusal(answer: bytes) -> dict[str, Any]:
+    response = Response.model_validate_json(answer)
+    assert not response.ok and response.error is not None, answer
+    return response.error.model_dump()
+
+
+def request(op: str = "open", **fields: Any) -> bytes:
+    body = {"v": 1, "op": op, "course": "python", "notebook": "w1/intro.ipynb", "student_id": "alice", **fields}
+    return json.dumps(body).encode() + b"\n"
+
+
+# ------------------------------------------------------------------------------------------ the app's launches
+
+
+def test_a_launch_through_the_helper_is_the_launch_the_hub_makes(helper: Running, hub: Hub) -> None:
+    launch = helper.client.open_notebook("python", "w1/intro.ipynb", "alice", requester=Requester("edx", "10.0.0.7"))
+    assert launch.state is LaunchState.READY and launch.copied
+    assert launch == hub.launch_status("python", "w1/intro.ipynb", "alice").model_copy(
+        update={"action": launch.action, "copied": True}
+    )
+    assert helper.client.launch_status("python", "w1/intro.ipynb", "alice").key == launch.key
+    again = helper.client.open_notebook("python", "w1/intro.ipynb", "alice")
+    assert again.key == launch.key and not again.copied  # the student's copy is kept
+
+
+def test_the_hubs_errors_come_back_as_the_same_exceptions(helper: Running, tmp_path: Path) -> None:
+    with pytest.raises(NotFound) as missing:
+        helper.client.open_notebook("python", "nope.ipynb", "alice")
+    assert "nope.ipynb" in missing.value.message or missing.value.message
+    with pytest.raises(InvalidNotebook):
+        helper.client.open_notebook("python", "broken.ipynb", "alice")
+    with pytest.raises(NotFound):
+        helper.client.launch_status("python", "w1/intro.ipynb", "nobody-launched")
+
+
+def test_a_refusal_of_the_door_keeps_its_retry_after(tmp_path: Path) -> None:
+    s = make_settings(tmp_path, max_running=1)
+    hub = Hub(s, backend=FakeBackend(ready_after=0.0), accounts=FakeAccounts(s.students_dir))
+    running = Running(hub)
+    try:
+        running.client.open_notebook("python", "w1/intro.ipynb", "alice")
+        with pytest.raises(Busy) as busy:
+            running.client.open_notebook("python", "w1/intro.ipynb", "bob")
+        assert busy.value.why == "cap" and busy.value.retry_after > 0
+    finally:
+        running.close()
+
+
+def test_the_client_refuses_what_the_hub_would_before_sending_it(helper: Running) -> None:
+    for course, notebook, student in (
+        ("../etc", "a.ipynb", "a"),
+        ("python", "/etc/passwd", "a"),
+        ("python", "a", "a b"),
+    ):
+        with pytest.raises(InvalidInput):
+            helper.client.open_notebook(course, notebook, student)
+
+
+# ------------------------------------------------------------------------------------------ what never crosses
+
+
+def test_hostile_arguments_are_refused_and_never_reach_the_hub() -> None:
+    recorder = Recorder()
+    running = Running(recorder)
+    try:
+        hostile = [
+            request(course="../python"),
+            request(course="python; rm -rf /"),
+            request(notebook="../../etc/shadow"),
+            request(notebook="/etc/shadow"),
+            request(notebook="w1/.ssh/id_rsa"),
+            request(notebook="w1/intro.ipynb\x00.txt"),
+            request(student_id="alice/../bob"),
+            request(student_id="x" * 10_000),
+            request(op="exec", argv=["/bin/sh"]),
+            request(op="open", path="/etc/shadow"),  # an unknown field
+            request(requester={"platform": "edx", "address": "1.2.3.4", "extra": 1}),
+            request(v=2),
+            request(v=0, op="ping"),
+            b'{"v": 1, "op": "open"}\n',
+            b"[1, 2, 3]\n",
+            b"null\n",
+            b"\xff\xfe not utf-8\n",
+            b'{"v": 1, "op": "open", "course": "python", "course": "../x"}\n',
+        ]
+        for line in hostile:
+            error = refusal(running.raw(line))
+            assert error["reason"] == "invalid-input", (line, error)
+        assert recorder.calls == []
+        running.client.ping()  # and the helper goes on
+    finally:
+        running.close()
+
+
+def test_a_line_longer_than_the_limit_is_refused_and_the_helper_goes_on(helper: Running) -> None:
+    answer = helper.raw(b'{"v": 1, "op": "ping", "pad": "' + b"x" * (2 * MAX_LINE) + b'"}\n')
+    assert refusal(answer)["reason"] == "invalid-input"
+    helper.client.ping()
+
+
+def test_another_protocol_version_is_refused(helper: Running) -> None:
+    assert refusal(helper.raw(b'{"v": 2, "op": "ping"}\n'))["reason"] == "invalid-input"
+    assert Response.model_validate_json(helper.raw(b'{"v": 1, "op": "ping"}\n')).ok
+
+
+def test_a_uid_that_is_not_the_apps_is_refused() -> None:
+    recorder = Recorder()
+    running = Running(recorder, allowed=frozenset({os.geteuid() + 1}))
+    try:
+        assert refusal(running.raw(request()))["reason"] == "forbidden"
+        with pytest.raises(NbhostingError):
+            running.client.open_notebook("python", "w1/intro.ipynb", "alice")
+        assert recorder.calls == []
+    finally:
+        running.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs a process as another user")
+def test_a_process_of_another_user_is_refused_by_the_uid_its_kernel_gives() -> None:
+    recorder = Recorder()
+    running = Running(recorder, allowed=frozenset({0}))
+    try:
+        os.chmod(running.dir, 0o755)
+        os.chmod(running.path, 0o666)  # reachable by anyone: the peer's uid alone decides
+        # the helper answers a refused peer at once, before reading anything: read that answer, then try to ask
+        script = (
+            "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
+            "print(s.recv(4096).decode(), flush=True);"
+            's.sendall(b\'{"v":1,"op":"open","course":"python","notebook":"w1/intro.ipynb","student_id":"a"}\\n\')'
+        )
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+        done = subprocess.run(
+            [*nobody, sys.executable, "-c", script, str(running.path)], capture_output=True, text=True, timeout=30
+        )
+        assert refusal(done.stdout.encode())["reason"] == "forbidden", done
+        assert recorder.calls == []
+    finally:
+        running.close()
+
+
+def test_a_silent_connection_is_closed(monkeypatch: pytest.MonkeyPatch, helper: Running) -> None:
+    monkeypatch.setattr(helper_server, "IDLE_TIMEOUT", 0.2)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(str(helper.path))
+        sock.sendall(b'{"v": 1, "op": "ping"}')  # no end of line: never a request
+        assert sock.recv(100) == b""  # hung up, long before the 5 s
+    helper.client.ping()
+
+
+def test_a_slow_host_is_answered_at_the_deadline_and_holds_no_other_request() -> None:
+    recorder = Recorder(delay=3.0)
+    running = Running(recorder, timeout=0.5)
+    try:
+        outcome: dict[str, BaseException] = {}
+
+        def slow() -> None:
+            try:
+                running.client.open_notebook("python", "w1/intro.ipynb", "alice")
+            except NbhostingError as exc:
+                outcome["slow"] = exc
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.1)
+        running.client.ping()  # while the slow one runs: the event loop is free
+        assert thread.is_alive()
+        thread.join(5)
+        assert isinstance(outcome.get("slow"), RuntimeUnavailable)  # at the deadline, not after the 3 s
+    finally:
+        running.close()
+
+
+# ------------------------------------------------------------------------------------------ fuzzed
+
+
+FUZZ = hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def answer(server: HelperServer, line: bytes) -> Response:
+    return asyncio.run(server.answer(line, os.geteuid()))
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_any_bytes_get_an_answer_and_never_reach_the_hub(line: bytes) -> None:
+    recorder = Recorder()
+    response = answer(HelperServer(recorder, allowed=frozenset(), workers=1, timeout=1), line)
+    if recorder.calls:  # only a well-formed request of the protocol may get through
+        assert line.lstrip().startswith(b"{")
+    else:
+        assert response.ok == (json_op(line) == "ping")
+
+
+def json_op(line: bytes) -> str | None:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data.get("op") if isinstance(data, dict) and data.get("v") == 1 and set(data) == {"v", "op"} else None
+
+
+texts = st.one_of(
+    st.text(max_size=80),
+    st.sampled_from(["..", ".", "/", "../x", "/etc/passwd", "a/../../b", "~root", "$(id)", "`id`", "a\x00b", " "]),
+    st.from_regex(r"[A-Za-z0-9_.\-/]{1,40}", fullmatch=True),
+)
+values = st.one_of(texts, st.integers(), st.none(), st.booleans(), st.lists(st.integers(), max_size=3))
+
+
+@FUZZ
+@given(
+    op=st.sampled_from(["open", "status", "ping", "exec", "run", "", None]),
+    course=values,
+    notebook=values,
+    student=values,
+    extra=st.dictionaries(st.sampled_from(["path", "argv", "cmd", "uid", "v"]), values, max_size=2),
+)
+def test_fuzzed_requests_never_touch_another_students_files(
+    tmp_path_factory: pytest.TempPathFactory, op: Any, course: Any, notebook: Any, student: Any, extra: Any
+) -> None:
+    root = tmp_path_factory.mktemp("fuzz")
+    s = make_settings(root)
+    hub = Hub(s, backend=FakeBackend(ready_after=0.0), accounts=FakeAccounts(s.students_dir))
+    bob = hub.open_notebook("python", "w1/intro.ipynb", "bob")
+    before = snapshot(s.data_root, exclude=None)
+    body = {"v": 1, "op": op, "course": course, "notebook": notebook, "student_id": student, **extra}
+    line = json.dumps(body).encode() + b"\n"
+    response = answer(HelperServer(hub, allowed=frozenset(), workers=1, timeout=5), line)
+    after = snapshot(s.data_root, exclude=None)
+    changed = {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
+    if response.ok and response.launch is not None:
+        # a launch may make its own student's account and copy, nothing else: never bob's, never outside
+        own = response.launch.user
+        assert response.launch.student_id == student and own != bob.user
+        assert all(f"/{own}" in path or path.startswith("servers") for path in changed), changed
+    else:
+        assert not any(bob.user in path for path in changed), changed
+    assert all(bob.user not in path for path in changed)
+
+
+def snapshot(root: Path, exclude: str | None) -> dict[str, tuple[int, float]]:
+    """Every file and folder under ``root``: its size and mtime."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            info = path.lstat()
+            found[str(path.relative_to(root))] = (info.st_size, info.st_mtime)
+    return found
