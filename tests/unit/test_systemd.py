@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from nbhosting_core import InvalidConfig, Settings
-from nbhosting_server import systemd
+from nbhosting_server import cli, systemd
 from nbhosting_server.serve import app_argv, caddy_argv, caddy_environment, settings_environment
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -459,3 +459,33 @@ def test_write_puts_files_in_place_with_their_modes_and_rewrites_nothing_the_sam
     assert systemd.write(changed) == [(files[0].path, False), (files[1].path, True)]
     assert files[1].path.read_text() == 'NBH_X="2"\n' and stat.S_IMODE(files[1].path.stat().st_mode) == 0o640
     assert sorted(p.name for p in (tmp_path / "etc").iterdir()) == ["a.env"]  # no temporary file left
+
+
+def test_nbh_systemd_print_writes_nothing_and_shows_every_file(tmp_path, capsys):
+    assert cli.main(["systemd", "--print", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    for name in (systemd.HELPER, systemd.APP, systemd.CADDY, systemd.TARGET):
+        assert f"# ---- {tmp_path / name} (mode 0644)" in out
+    assert f"# ---- {systemd.ENV_DIR / systemd.APP_ENV} (mode 0640)" in out
+
+
+def test_nbh_systemd_writes_the_files_once_and_says_what_next(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(systemd, "ENV_DIR", tmp_path / "etc")
+    monkeypatch.setattr(systemd, "SYSUSERS_DIR", tmp_path / "sysusers.d")
+    assert cli.main(["systemd", "--dir", str(tmp_path / "units"), "--workers", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("wrote ") == 7 and "systemctl enable --now nbhosting-helper nbhosting-app nbhosting-caddy" in out
+    app = service((tmp_path / "units" / systemd.APP).read_text())
+    assert app["EnvironmentFile"] == str(tmp_path / "etc" / systemd.APP_ENV)
+    assert words(app["ExecStart"])[words(app["ExecStart"]).index("--workers") + 1] == "4"
+    assert cli.main(["systemd", "--dir", str(tmp_path / "units"), "--workers", "4"]) == 0
+    assert capsys.readouterr().out.count("unchanged ") == 7
+
+
+def test_nbh_systemd_refuses_in_one_line_what_the_sandbox_would_hide(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(systemd, "CODE", (Path("/root/nbhosting/nbhosting_core"),))
+    assert cli.main(["systemd", "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nbh systemd: /root/nbhosting/nbhosting_core is under /root") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
