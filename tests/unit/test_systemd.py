@@ -419,7 +419,7 @@ def test_systemd_analyze_security_rates_the_app_and_caddy_ok(tmp_path):
     units = written_units(tmp_path)
     for name in (systemd.APP, systemd.CADDY):
         done = subprocess.run(
-            [SYSTEMD_ANALYZE, "security", "--offline=yes", "--threshold=25", "--no-pager", str(units / name)],
+            [SYSTEMD_ANALYZE, "security", "--offline=yes", "--threshold=20", "--no-pager", str(units / name)],
             capture_output=True,
             text=True,
             timeout=120,
