@@ -11,6 +11,7 @@
     nbh platforms [--json]               check the platforms file and list its platforms
     nbh lti [--json] [--public-key]      the URLs (and key) an LMS admin copies to add nbhosting as an LTI tool
     nbh image | nbh demo | nbh doctor    build the image; install the demo course; check the host
+    nbh systemd [--dir DIR] [--print]    write the systemd units of a production host (helper, app, Caddy)
 
 Every error nbhosting raises is printed as one line (what, and the admin's detail), exit status 1.
 """
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,6 +36,7 @@ from nbhosting_core.system.layout import share_with_app
 from nbhosting_core.system.secretfile import secret_owners
 from nbhosting_core.system.toolkey import ToolKey
 
+from . import systemd
 from .demo import ensure_demo_course
 from .lti import LTI11_ALIASES, LTI11_LAUNCH, LTI13_JWKS, LTI13_LAUNCH, LTI13_LOGIN
 from .serve import prepare_helper, serve, signed_url
@@ -276,6 +280,49 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _nbh_command() -> str | None:
+    """The `nbh` of this venv (beside its python, symlinks kept), else the one on PATH."""
+    beside = Path(sys.executable).absolute().with_name("nbh")
+    return str(beside) if beside.is_file() else shutil.which("nbh")
+
+
+def cmd_systemd(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh systemd`: write (or print) the units, their environment files and the system users."""
+    nbh, caddy = _nbh_command(), shutil.which("caddy")
+    if nbh is None or caddy is None:
+        missing = "the nbh command" if nbh is None else "caddy (apt-get install caddy)"
+        print(f"nbh systemd: cannot find {missing}", file=sys.stderr)
+        return 2
+    files = systemd.plan(
+        settings,
+        nbh=nbh,
+        python=str(Path(sys.executable).absolute()),
+        caddy=caddy,
+        workers=args.workers,
+        unit_dir=args.dir,
+        env_dir=systemd.ENV_DIR,
+        sysusers_dir=systemd.SYSUSERS_DIR,
+    )
+    if args.print:
+        for f in files:
+            print(f"# ---- {f.path} (mode {f.mode:04o})\n{f.text}")
+        return 0
+    try:
+        written = systemd.write(files)
+    except OSError as exc:
+        print(f"nbh systemd: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    for path, changed in written:
+        print(f"{'wrote    ' if changed else 'unchanged'} {path}")
+    units = " ".join(name.removesuffix(".service") for name in (systemd.HELPER, systemd.APP, systemd.CADDY))
+    print(
+        "next, as root:\n"
+        f"  systemd-sysusers {systemd.SYSUSERS_DIR / systemd.SYSUSERS}\n"
+        f"  systemctl daemon-reload && systemctl enable --now {units}"
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The `nbh` argument parser."""
     p = argparse.ArgumentParser(prog="nbh", description="nbhosting administration (as root, on the host)")
@@ -319,6 +366,12 @@ def parser() -> argparse.ArgumentParser:
     add("image", cmd_image, "build (or find in cache) the notebook image; prints its rootfs")
     add("demo", cmd_demo, "install the demo course")
     add("doctor", cmd_doctor, "check what this host gives nbhosting (exit 1 if something required fails)")
+    c = add("systemd", cmd_systemd, "write the systemd units of a production host: the helper, the app, Caddy")
+    c.add_argument(
+        "--dir", type=Path, default=systemd.UNIT_DIR, help=f"where the units go (default {systemd.UNIT_DIR})"
+    )
+    c.add_argument("--workers", type=int, default=2, help="uvicorn worker processes of the app")
+    c.add_argument("--print", action="store_true", help="write nothing: print every file instead")
     return p
 
 
