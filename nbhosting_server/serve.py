@@ -19,6 +19,7 @@ server, keep running), unless it keeps failing at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -206,18 +207,31 @@ def unreadable_by(user: ServiceUser, paths: list[Path]) -> Path | None:
 
 
 class Child:
-    """One of the processes `nbh serve` watches: started again when it exits, unless it keeps failing at once."""
+    """One of the processes `nbh serve` watches: started again when it exits, unless it keeps failing at once.
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+    With ``group``, it leads a process group of its own, and whatever is left of the group when it exits (uvicorn's
+    workers, orphaned when their parent was killed) is killed before it starts again: what systemd does with a
+    unit's cgroup. The helper has none: students' podman processes are its children, and must outlive it.
+    """
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], *, group: bool = True) -> None:
         self.name = name
         self.argv = argv
         self.env = env
+        self.group = group
         self.quick_failures = 0
         self.process = self._start()
 
     def _start(self) -> subprocess.Popen[bytes]:
         self.started = time.monotonic()
-        return subprocess.Popen(self.argv, env=self.env, cwd="/", stdin=subprocess.DEVNULL)
+        return subprocess.Popen(
+            self.argv, env=self.env, cwd="/", stdin=subprocess.DEVNULL, start_new_session=self.group
+        )
+
+    def _kill_group(self) -> None:
+        if self.group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
     def watch(self) -> bool:
         """Start it again if it exited; False if it exited too often right after its start (give up)."""
@@ -228,8 +242,10 @@ class Child:
         self.quick_failures = self.quick_failures + 1 if quick else 0
         if self.quick_failures >= 3:
             print(f"nbh: {self.name} exited with {code} three times right after its start", file=sys.stderr)
+            self._kill_group()
             return False
         print(f"nbh: {self.name} (pid {self.process.pid}) exited with {code}; starting it again", file=sys.stderr)
+        self._kill_group()
         self.process = self._start()
         return True
 
@@ -243,6 +259,7 @@ class Child:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self._kill_group()
 
 
 def _wait_for_helper(settings: Settings, helper: Child, timeout: float) -> bool:
@@ -325,7 +342,7 @@ def serve(settings: Settings, *, demo: bool, workers: int) -> int:
         )
         return 2
     low_port = min(settings.http_port, settings.https_port) < 1024
-    helper = Child("helper", helper_argv(), env)
+    helper = Child("helper", helper_argv(), env, group=False)
     if not _wait_for_helper(settings, helper, timeout=60):
         print("nbh: the helper did not come up; stopping", file=sys.stderr)
         helper.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pwd
 import re
 import time
@@ -21,6 +22,7 @@ import pytest
 from nbhosting_core.access import COOKIE_NAME
 from nbhosting_core.naming import user_name
 from nbhosting_core.system.secretfile import load_or_create_secret, secret_owners
+from nbhosting_core.system.services import service_group
 from tests.e2e.conftest import Served
 from tests.e2e.ui import (
     code_cell_sources,
@@ -393,6 +395,8 @@ def test_jupyters_own_policy_is_kept_and_a_servers_service_worker_scope_is_never
     link = served.settings.jupyter_sockets_dir / key / "jupyter.sock"
     link.unlink()
     server = UnixServer(str(link), StudentsOwn)
+    os.chown(link, -1, service_group(served.settings.caddy_user) or -1)  # what root gives a student's socket
+    os.chmod(link, 0o660)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

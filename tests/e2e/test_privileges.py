@@ -107,9 +107,8 @@ def test_the_app_cannot_touch_students_files_accounts_or_podman_and_caddy_cannot
 ) -> None:
     key, _ = served.sign_in("01-welcome.ipynb", STUDENT)
     s = served.settings
-    [workspace] = [p for p in s.students_dir.glob("*/*") if p.is_dir()] or [None]
-    assert workspace is not None
-    notebook = next(workspace.rglob("*.ipynb"))
+    notebook = next(s.students_dir.rglob("01-welcome.ipynb"))  # a student's copy (read here as root)
+    workspace = notebook.parent
     for user in (s.app_user, s.caddy_user):
         assert as_user(user, ["cat", str(notebook)]).returncode != 0, f"{user} read a student's notebook"
         assert as_user(user, ["ls", str(workspace)]).returncode != 0, f"{user} listed a student's workspace"
@@ -158,3 +157,24 @@ def test_killing_the_app_or_caddy_leaves_the_helper_and_every_server_running(ser
     # the same server (same key, same cookie) answered: it ran all along, and a launch reuses it
     again = served.launch_json("01-welcome.ipynb", STUDENT)
     assert again["state"] == "ready" and key in again["notebook_url"]
+
+
+def test_a_killed_helper_stops_no_server_and_is_started_again(served: Served) -> None:
+    key, cookie = served.sign_in("01-welcome.ipynb", STUDENT)
+    url = served.server_url(key, "api/status")
+    [helper] = role_pids(served)["helper"]
+    os.kill(helper, signal.SIGKILL)
+    # while no helper runs: the student's server answers (access is the app's, from the records)
+    assert served.request(url, {"Cookie": f"{COOKIE_NAME}={cookie}"})[0] == 200
+    deadline = time.monotonic() + 60
+    while True:
+        now = role_pids(served)["helper"]
+        if now and now != [helper]:
+            try:
+                again = served.launch_json("01-welcome.ipynb", STUDENT, timeout=10)
+                break
+            except (AssertionError, OSError):
+                pass
+        assert time.monotonic() < deadline, f"no helper again after 60 s\n{served.log_tail()}"
+        time.sleep(0.3)
+    assert again["state"] == "ready" and key in again["notebook_url"]  # the same server, found again
