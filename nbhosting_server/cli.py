@@ -32,7 +32,7 @@ from nbhosting_core import Hub, NbhostingError, ServerView, Settings, ensure_def
 from nbhosting_core.origins import server_origin
 from nbhosting_core.platforms import PlatformsFile
 from nbhosting_core.system.doctor import diagnose
-from nbhosting_core.system.layout import share_with_app
+from nbhosting_core.system.layout import give_to_app, share_with_app
 from nbhosting_core.system.secretfile import secret_owners
 from nbhosting_core.system.toolkey import ToolKey
 
@@ -206,10 +206,9 @@ def cmd_platforms(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_lti(settings: Settings, args: argparse.Namespace) -> int:
     """`nbh lti`: what an LMS admin copies into the platform to add nbhosting as an LTI tool."""
     base = settings.public_url.rstrip("/")
-    ensure_layout(settings)  # the app's folder for the key (the app's own, as root made it)
     key = ToolKey(settings.lti_dir / "tool-key.pem", owners=secret_owners(settings.app_user))
     key.private_key()
-    share_with_app(settings)  # a key root just made is the app's
+    give_to_app(settings, settings.lti_dir)  # a key root just made is the app's
     if args.public_key:
         from cryptography.hazmat.primitives import serialization
 

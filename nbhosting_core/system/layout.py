@@ -107,6 +107,13 @@ def share_with_app(settings: Settings) -> None:
         chown_tree(s.data_root / "caddy", caddy.uid, caddy.gid)
 
 
+def give_to_app(settings: Settings, folder: Path) -> None:
+    """As root, with the app's user made: ``folder`` and all in it become the app's (a key root just made)."""
+    app = service_user(settings.app_user)
+    if os.geteuid() == 0 and app is not None and folder.is_dir():
+        chown_tree(folder, app.uid, app.gid)
+
+
 def _share_files(folder: Path, gid: int) -> None:
     """Every record in ``folder`` readable by group ``gid`` (0640, root's)."""
     for entry in os.scandir(folder):
