@@ -96,6 +96,7 @@ class HelperServer:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nbh-helper")
         self._connections = 0
         self._inflight = 0
+        self._tasks: set[asyncio.Task[None]] = set()  # open connections, ended when the helper stops
 
     async def serve(self, sock: socket.socket, stop: asyncio.Event) -> None:
         """Answer connections on the listening ``sock`` until ``stop`` is set."""
@@ -107,10 +108,17 @@ class HelperServer:
             await stop.wait()
         finally:
             server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await server.wait_closed()
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         sock = writer.get_extra_info("socket")
         uid = peer_uid(sock) if sock is not None else -1
         try:
