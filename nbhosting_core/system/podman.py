@@ -38,6 +38,7 @@ from .records import (
     server_of,
     stop_processes,
 )
+from .render import render_html
 from .runner import CommandRunner, SubprocessRunner
 from .services import service_group
 from .sockets import SocketDirs
@@ -216,6 +217,12 @@ class PodmanBackend:
                 "revoked" if revoked else "already gone",
             )
         return bool(stopped or revoked)
+
+    def render_html(self, server: Server, notebook: str, *, timeout: float, max_bytes: int) -> bytes:
+        """See :class:`~nbhosting_core.studentwork.HtmlRenderer`: nbconvert in the server's container, as its
+        student, through their podman (:mod:`.render`)."""
+        engine = UserPodman(self._settings, self._account(server))
+        return render_html(engine, server, notebook, timeout=timeout, max_bytes=max_bytes)
 
     def held(self) -> list[str]:
         """See :meth:`NotebookBackend.held`: this installation's students with subordinate ids granted.
