@@ -239,17 +239,19 @@ class StudentWork:
             InvalidInput: the notebook could not be rendered.
         """
         course, path, student_id = _valid(course, notebook, student_id)
-        with self._student(student_id, "share", course, path) as account:
-            server = self._backend.get(account, course)
-            if self._renderer is None or server is None or server.state is not ServerState.RUNNING:
-                raise NotFound(
-                    "Open this notebook first: it is rendered for sharing in your own notebook server.",
-                    log_detail=f"{account.user}: no running server for {course}",
-                )
-            with files.open_file(account, (course, *path.parts), "notebook"):
-                pass  # a plain file of theirs: NotFound or InvalidInput now rather than a renderer's vague error
-            html = self._renderer.render_html(server, str(path), timeout=RENDER_TIMEOUT, max_bytes=MAX_PAGE)
-            return self.shares_store.put(account.user, course, str(path), html, self._clock())
+        account = self._accounts.find(student_id)
+        server = self._backend.get(account, course) if account is not None else None
+        if account is None or self._renderer is None or server is None or server.state is not ServerState.RUNNING:
+            raise NotFound(
+                "Open this notebook first: it is rendered for sharing in your own notebook server.",
+                log_detail=f"{student_id}: no running server for {course}",
+            )
+        if not self._workspaces.has_copy(account, course, path):  # by descriptor; what is there is rendered as them
+            raise NotFound(f"There is no {str(path)!r} in your workspace.")
+        # rendered without the student's lock (their launches need not wait for nbconvert), published under it
+        html = self._renderer.render_html(server, str(path), timeout=RENDER_TIMEOUT, max_bytes=MAX_PAGE)
+        with self._student(student_id, "share", course, path, storage=False) as owner:
+            return self.shares_store.put(owner.user, course, str(path), html, self._clock())
 
     def unshare(self, course: str, notebook: str, student_id: str) -> Share | None:
         """Revoke the share of ``notebook``: its page is deleted (its link answers 404); the share, or None."""

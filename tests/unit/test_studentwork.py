@@ -108,6 +108,7 @@ def test_reset_of_a_deleted_copy_just_copies_and_a_broken_course_notebook_moves_
         (lambda w: w.reset("python", "w1/intro.ipynb", "bob"), NotFound),  # no account: nothing made
         (lambda w: w.download_notebook("python", "w1/missing.ipynb", "alice"), NotFound),
         (lambda w: w.share("python", "w1/intro.ipynb", "bob"), NotFound),
+        (lambda w: w.share("python", "w1/missing.ipynb", "alice"), NotFound),
     ],
 )
 def test_bad_requests_are_refused_and_make_nothing(hub, call, error):
