@@ -21,6 +21,10 @@ SOCKET_NAME = "jupyter.sock"
 #: Jupyter's configuration written by nbhosting before each start (see :func:`jupyter_config`), in the socket folder
 CONFIG_DIR = "config"
 CONFIG_NAME = "jupyter_server_config.json"
+#: the student's notary (signatures of the notebooks they trust, and its key) in their workspace, where it lasts: by
+#: default Jupyter keeps it under HOME (/tmp, in memory), so every notebook was untrusted again after each restart
+TRUST_DB = ".nbhosting-signatures.db"
+TRUST_SECRET = ".nbhosting-notebook-secret"  # noqa: S105 (a file name)
 #: where Jupyter answers the reports of its Content-Security-Policy (under its base_url): its own default
 CSP_REPORT_PATH = "api/security/csp-report"
 ENTRYPOINT = ["tini", "-g", "--", "/usr/local/bin/nbhosting-jupyter"]
@@ -115,7 +119,10 @@ def jupyter_config(settings: Settings, key: str, frame_ancestors: str) -> dict[s
     configuration (Jupyter merges every file of its config path).
     """
     csp = jupyter_csp(settings, key, frame_ancestors)
-    return {"ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": csp}}}}
+    return {
+        "ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": csp}}},
+        "NotebookNotary": {"db_file": f"{WORKDIR}/{TRUST_DB}", "secret_file": f"{WORKDIR}/{TRUST_SECRET}"},
+    }
 
 
 def container_spec(

@@ -138,4 +138,12 @@ def test_jupyters_own_policy_gets_the_frame_ancestors_and_keeps_its_report_uri()
         "frame-ancestors 'self' https://localhost:8443 https://courses.example.org; "
         f"report-uri /nb/{KEY}/api/security/csp-report"
     )
-    assert list(config) == ["ServerApp"] and list(config["ServerApp"]) == ["tornado_settings"]  # adds, replaces nothing
+    assert list(config) == ["ServerApp", "NotebookNotary"] and list(config["ServerApp"]) == ["tornado_settings"]
+
+
+def test_the_students_notary_lives_in_their_workspace_not_in_a_home_in_memory():
+    notary = jupyter_config(Settings(), KEY, "'self'")["NotebookNotary"]
+    assert notary == {
+        "db_file": "/home/student/.nbhosting-signatures.db",
+        "secret_file": "/home/student/.nbhosting-notebook-secret",
+    }
