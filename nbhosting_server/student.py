@@ -38,6 +38,7 @@ from starlette.routing import Route
 
 from nbhosting_core import InvalidInput, NbhostingError, validate_notebook_path
 from nbhosting_core.access import COOKIE_NAME
+from nbhosting_core.containers import STUDENT_PATH, student_base
 from nbhosting_core.errors import LaunchRefused
 from nbhosting_core.gate import Gate
 from nbhosting_core.models import Server
@@ -50,7 +51,6 @@ from . import pages
 from .errors import http_status
 
 log = logging.getLogger("nbhosting.student")
-STUDENT_PATH = "/_nbh/student"
 ACTIONS = ("", "reset", "backups", "restore", "download", "download-workspace", "share", "unshare")
 #: what a shared page may do: nothing active (no script, no form, no plugin), in an origin of its own
 SHARE_HEADERS = {
@@ -174,8 +174,7 @@ class StudentEndpoints:
             )
 
     def _base(self, server: Server) -> str:
-        s = self.gate.settings
-        return STUDENT_PATH if s.origin_mode == "subdomain" else f"/{s.url_prefix}/{server.key}{STUDENT_PATH}"
+        return student_base(self.gate.settings, server.key)
 
     async def _act(self, request: Request, action: str, server: Server) -> Response:
         query = request.query_params
@@ -279,7 +278,14 @@ class StudentEndpoints:
             f"{self._form(server, 'restore', 'Restore', notebook=b.notebook, backup=b.id)}</li>"
             for b in reversed(backups)
         )
-        body = f"<h1>Your work in <code>{html.escape(server.course)}</code></h1><h2>Backups</h2>"
+        body = f"<h1>Your work in <code>{html.escape(server.course)}</code></h1>"
+        body += "".join(
+            f'<form method="get" action="{html.escape(self._base(server))}/{action}">'
+            f'<input name="notebook" placeholder="notebook path, e.g. w1/intro.ipynb" required> '
+            f"<button>{label}</button></form>"
+            for action, label in (("reset", "Reset…"), ("share", "Share…"), ("download", "Download"))
+        )
+        body += "<h2>Backups</h2>"
         body += f"<ul>{rows}</ul>" if rows else "<p class='muted'>No backup: a reset makes one.</p>"
         if shares is not None:
             listed = "".join(

@@ -17,7 +17,15 @@ import shutil
 import time
 from pathlib import Path
 
-from ..containers import CONFIG_NAME, container_spec, jupyter_config, plan, server_from_inspect
+from ..containers import (
+    CONFIG_NAME,
+    OVERRIDES_NAME,
+    container_spec,
+    jupyter_config,
+    lab_overrides,
+    plan,
+    server_from_inspect,
+)
 from ..errors import CommandFailed, LimitsNotApplied, RuntimeUnavailable, StartFailed
 from ..jupyterapi import KERNELS_PATH, STATUS_PATH, parse_activity
 from ..models import Account, Action, Ensured, ReconcileReport, Server, ServerActivity, ServerState, Usage
@@ -421,7 +429,9 @@ class PodmanBackend:
         folder = self._sockets.prepare(key, account.uid, account.gid)
         ancestors = frame_ancestors(self._settings, self._platforms.current().origins())
         config = jupyter_config(self._settings, key, ancestors)
-        self._sockets.write_config(key, CONFIG_NAME, json.dumps(config, indent=1).encode())
+        overrides = lab_overrides(self._settings, key)  # the UIs' "My work" menu
+        files = {CONFIG_NAME: json.dumps(config, indent=1).encode(), OVERRIDES_NAME: json.dumps(overrides).encode()}
+        self._sockets.write_configs(key, files)
         return folder
 
     def _start(self, engine: UserPodman, account: Account, server: Server) -> Server:

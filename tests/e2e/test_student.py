@@ -5,11 +5,16 @@ downloaded; another student's cookie refused; the share's token in no log."""
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
 import zipfile
+from typing import Any
 
 from nbhosting_core.access import COOKIE_NAME
+from nbhosting_core.naming import user_name
 from tests.e2e.conftest import Served
+from tests.e2e.ui import css, open_notebook_ui, until
 
 NOTEBOOK = "01-welcome.ipynb"
 
@@ -54,3 +59,33 @@ def test_a_student_downloads_their_workspace_and_another_students_cookie_is_refu
     status, _, _, _ = served.request(f"{base}/download-workspace", {"Cookie": f"{COOKIE_NAME}={other_cookie}"})
     assert status == 403
     assert served.request(f"{base}/download-workspace")[0] == 403
+
+
+def test_the_notebook_ui_has_a_my_work_menu_and_a_course_copy_opens_trusted(served: Served, browser: Any) -> None:
+    key = open_notebook_ui(served, browser, served.launch_path(NOTEBOOK, "student-e2e-dave"), NOTEBOOK)
+    until(
+        browser,
+        lambda b: any(e.text == "My work" for e in css(b, ".lm-MenuBar-itemLabel")),
+        lambda: f"no 'My work' menu: {[e.text for e in css(browser, '.lm-MenuBar-itemLabel')]}",
+    )
+    [menu] = [e for e in css(browser, ".lm-MenuBar-item") if e.text == "My work"]
+    menu.click()
+    until(
+        browser,
+        lambda b: "Download my workspace (zip)" in [e.text for e in css(b, ".lm-Menu-itemLabel")],
+        lambda: f"its items: {[e.text for e in css(browser, '.lm-Menu-itemLabel')]}",
+    )
+    assert "Not Trusted" not in browser.find_element("tag name", "body").text
+    # the same check sees an untrusted notebook: one that did not come from the course
+    user = user_name(served.student_id("student-e2e-dave"), served.settings.user_prefix)
+    workspace = served.settings.students_dir / user / "demo"
+    node = json.loads((workspace / NOTEBOOK).read_bytes())
+    node["cells"].append({"cell_type": "code", "metadata": {}, "source": "2", "outputs": [], "execution_count": None})
+    (workspace / "foreign.ipynb").write_text(json.dumps(node))
+    os.chown(workspace / "foreign.ipynb", (workspace / NOTEBOOK).stat().st_uid, (workspace / NOTEBOOK).stat().st_gid)
+    browser.get(served.server_url(key, "notebooks/foreign.ipynb"))
+    until(
+        browser,
+        lambda b: "Not Trusted" in b.find_element("tag name", "body").text,
+        lambda: "a foreign notebook is not shown as 'Not Trusted'",
+    )

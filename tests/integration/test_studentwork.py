@@ -79,3 +79,15 @@ def test_a_course_copy_opens_trusted_and_stays_so_after_a_restart_but_a_foreign_
     hub.stop(launch.container)
     again = hub.wait_ready(hub.open_notebook("demo", "01-welcome.ipynb", student), timeout=60)
     assert all(code_cells_trusted(hub, settings, again.key, "01-welcome.ipynb"))  # its notary lasted
+
+
+def test_the_notebook_ui_gets_a_my_work_menu_from_nbhostings_settings_overrides(hub, settings):
+    student = f"int-menu-{uuid.uuid4().hex[:6]}"
+    launch = hub.wait_ready(hub.open_notebook("demo", "01-welcome.ipynb", student), timeout=60)
+    status, body = jupyter_call(
+        settings, hub.secret, launch.key, "GET", "lab/api/settings/@jupyterlab/mainmenu-extension:plugin"
+    )
+    assert status == 200, body[:300]
+    menus = json.loads(body)["schema"]["properties"]["menus"]["default"]
+    [mine] = [m for m in menus if m["id"] == "jp-mainmenu-nbhosting"]
+    assert [i["args"]["url"] for i in mine["items"]] == ["/_nbh/student/", "/_nbh/student/download-workspace"]
