@@ -29,12 +29,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
+from .errors import OverQuota
 from .settings import Settings
 from .system.services import service_group
 from .system.tree import ensure_dir
 
 #: the longest page a share may be (a notebook with many plots inlined as images)
 MAX_PAGE = 32 * 2**20
+#: the most shares a student may have at once (their pages also count, all together, against workspace_quota)
+MAX_SHARES = 100
 #: the query parameter of a share's link (masked in every log)
 SHARE_PARAM = "s"
 #: the app's route of shared pages
@@ -124,6 +127,12 @@ class ShareStore:
         self._prepare()
         shares = self.of(user)
         old = next((s for s in shares if s.course == course and s.notebook == notebook), None)
+        others = [s for s in shares if s is not old]
+        if len(others) >= MAX_SHARES or sum(s.size for s in others) + len(html) > self._settings.workspace_quota:
+            raise OverQuota(
+                "You share too much already: stop sharing some notebooks first.",
+                log_detail=f"{user}: {len(others)} shares, {sum(s.size for s in others)} bytes",
+            )
         token = old.token if old is not None else new_token()
         share = Share(token=token, course=course, notebook=notebook, created=now, size=len(html))
         self._write_page(token, html)

@@ -212,3 +212,13 @@ def test_a_course_copy_is_signed_as_the_student_once_its_server_answers_and_only
     assert len(backend.trusted) == 1
     hub.work.reset("python", "a.ipynb", "alice")  # the course's version again: signed at once
     assert len(backend.trusted) == 2
+
+
+def test_a_student_cannot_share_more_than_their_quota(hub, monkeypatch):
+    from nbhosting_core import shares
+
+    hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    monkeypatch.setattr(shares, "MAX_SHARES", 0)
+    with pytest.raises(OverQuota):
+        hub.work.share("python", "w1/intro.ipynb", "alice")
+    assert hub.work.shares(None, "alice") == []
