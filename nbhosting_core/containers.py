@@ -21,10 +21,6 @@ SOCKET_NAME = "jupyter.sock"
 #: Jupyter's configuration written by nbhosting before each start (see :func:`jupyter_config`), in the socket folder
 CONFIG_DIR = "config"
 CONFIG_NAME = "jupyter_server_config.json"
-#: the student's notary (signatures of the notebooks they trust, and its key) in their workspace, where it lasts: by
-#: default Jupyter keeps it under HOME (/tmp, in memory), so every notebook was untrusted again after each restart
-TRUST_DB = ".nbhosting-signatures.db"
-TRUST_SECRET = ".nbhosting-notebook-secret"  # noqa: S105 (a file name)
 #: where Jupyter answers the reports of its Content-Security-Policy (under its base_url): its own default
 CSP_REPORT_PATH = "api/security/csp-report"
 ENTRYPOINT = ["tini", "-g", "--", "/usr/local/bin/nbhosting-jupyter"]
@@ -155,7 +151,6 @@ def jupyter_config(settings: Settings, key: str, frame_ancestors: str) -> dict[s
     csp = jupyter_csp(settings, key, frame_ancestors)
     return {
         "ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": csp}}},
-        "NotebookNotary": {"db_file": f"{WORKDIR}/{TRUST_DB}", "secret_file": f"{WORKDIR}/{TRUST_SECRET}"},
         # the UIs' settings overrides (lab_overrides) are read from nbhosting's configuration folder: the image has
         # none of its own (a per-course image that ships an overrides.json would see it replaced)
         "LabServerApp": {"app_settings_dir": f"{SOCKET_MOUNT}/{CONFIG_DIR}"},

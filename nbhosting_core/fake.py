@@ -56,8 +56,6 @@ class FakeBackend:
         self.fail_next: list[Exception] = []
         #: every action taken, as (verb, server name or user): what a test can assert on
         self.journal: list[tuple[str, str]] = []
-        #: every notebook signed for its student, as (server name, notebook path)
-        self.trusted: list[tuple[str, str]] = []
         self._engines: set[str] = set()  # students whose "engine" runs (as a student's podman would)
 
     # ------------------------------------------------------------------------------------- the contract
@@ -183,12 +181,6 @@ class FakeBackend:
         if len(page) > max_bytes:
             raise InvalidInput("This notebook is too large to share.", log_detail=f"{len(page)} bytes (fake)")
         return page
-
-    def trust_notebooks(self, server: Server, notebooks: list[str], *, timeout: float) -> bool:
-        """See :class:`~nbhosting_core.trust.NotebookTruster`: noted in :attr:`trusted` as (server name, path)."""
-        with self._lock:
-            self.trusted.extend((server.name, n) for n in notebooks)
-        return True
 
     # ------------------------------------------------------------------------------------ test knobs
 

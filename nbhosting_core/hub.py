@@ -45,7 +45,6 @@ from .system.quota import NoQuota, Quota, quota_for
 from .system.runner import CommandRunner, SubprocessRunner
 from .system.secretfile import load_or_create_secret, secret_owners
 from .throttle import Need, Requester, ThrottlePolicy
-from .trust import Trust
 from .workspaces import Workspaces
 
 log = logging.getLogger(__name__)
@@ -101,8 +100,6 @@ class Hub:
         #: seconds since the epoch, as this hub tells time (a fake in tests)
         self.clock = clock
         self._clock = clock
-        #: course copies are signed (trusted) for their owner once their server answers
-        self.trust = Trust(settings, self.backend)
         #: what students can do with their notebooks: reset, backups, downloads, shares
         self.work = StudentWork(
             settings,
@@ -112,7 +109,6 @@ class Hub:
             backend=self.backend,
             lock=self._student_lock,
             release=self._release_if_idle,
-            trust=self.trust,
             clock=clock,
         )
 
@@ -162,8 +158,6 @@ class Hub:
                 self.quota.prepare(account)
                 self.quota.check(account)
                 copied = self.workspaces.ensure_copy(account, course, path, content)
-                if copied:
-                    self.trust.pending(container_name(account.user, course), path)
                 ensured = self.backend.ensure_running(account, course, self.workspaces.workspace(account, course))
                 self.activity.touch(ensured.server.key)  # a launch is activity: the culler must not stop it now
         finally:
@@ -171,8 +165,6 @@ class Hub:
                 self.door.release(claim)
         server = ensured.server
         state = LaunchState.READY if self.backend.is_ready(server) else LaunchState.STARTING
-        if state is LaunchState.READY:
-            self.trust.settle(server)
         log.info(
             "open user=%s course=%s notebook=%s key=%s action=%s state=%s copied=%s in %.3fs",
             account.user,
@@ -206,7 +198,6 @@ class Hub:
         if account is None or server is None:
             raise NotFound("This notebook is not being started: open it again from your course.")
         if server.state is ServerState.RUNNING and self.backend.is_ready(server):
-            self.trust.settle(server)  # before the browser is sent to it
             return self._launch(account, course, path, server, LaunchState.READY)
         now = self._clock()
         if server.state is not ServerState.RUNNING:

@@ -27,7 +27,6 @@ from typing import BinaryIO
 
 from pydantic import BaseModel, ConfigDict
 
-from .containers import TRUST_DB, TRUST_SECRET
 from .errors import InvalidInput, NotFound, OverQuota
 from .models import Account
 from .workspaces import DIR_FLAGS, _exists, _full, _opened_dirs
@@ -37,9 +36,8 @@ HIDDEN = ".nbhosting"
 BACKUPS = "backups"
 BACKUP_RE = re.compile(r"^\d{8}T\d{6}Z(-\d{1,3})?$")
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-#: what a workspace's zip leaves out: Jupyter's own copies, the student's notary (its key is not for sharing)
+#: folders a workspace's zip leaves out: Jupyter's own copies
 SKIPPED_DIRS = frozenset({".ipynb_checkpoints"})
-SKIPPED_FILES = frozenset({TRUST_DB, TRUST_SECRET, f"{TRUST_DB}-journal"})
 MAX_DEPTH = 32
 
 
@@ -249,8 +247,6 @@ def _zip_below(z: zipfile.ZipFile, fd: int, here: PurePosixPath, state: dict[str
             finally:
                 os.close(child)
         elif stat.S_ISREG(info.st_mode):
-            if depth == 0 and entry.name in SKIPPED_FILES:
-                continue
             try:
                 file_fd = os.open(entry.name, FILE_FLAGS, dir_fd=fd)
             except OSError:  # swapped for a link meanwhile: left out

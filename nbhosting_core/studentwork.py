@@ -33,7 +33,6 @@ from .settings import Settings
 from .shares import MAX_PAGE, Share, ShareStore
 from .studentfiles import Backup
 from .system.quota import Quota
-from .trust import Trust
 from .workspaces import Workspaces
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,6 @@ class StudentWork:
         backend: finds a student's server (a share is rendered in it).
         lock: the student's lock, by user (the hub's: launches and the culler take it too).
         release: called under the lock once done: releases the student's storage if none of their servers runs.
-        trust: signs the course's version a reset copies in (it opens trusted, as a first copy does).
         clock: seconds since the epoch.
     """
 
@@ -136,7 +134,6 @@ class StudentWork:
         backend: NotebookBackend,
         lock: Callable[[str], AbstractContextManager[None]],
         release: Callable[[str], object],
-        trust: Trust | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
@@ -147,7 +144,6 @@ class StudentWork:
         self._renderer = backend if isinstance(backend, HtmlRenderer) else None
         self._lock = lock
         self._release = release
-        self._trust = trust
         self._clock = clock
         self.shares_store = ShareStore(settings)
 
@@ -167,11 +163,6 @@ class StudentWork:
         with self._student(student_id, "reset", course, path) as account:
             backup = files.move_to_backup(account, course, path, self._clock())
             copied = files.put_new(account, course, path, io.BytesIO(content))
-            server = self._backend.get(account, course) if copied and self._trust is not None else None
-        if server is not None and self._trust is not None:
-            self._trust.pending(server.name, path)
-            if server.state is ServerState.RUNNING and self._backend.is_ready(server):
-                self._trust.settle(server)
         return Reset(notebook=str(path), backup=backup, copied=copied)
 
     def backups(self, course: str, notebook: str | None, student_id: str) -> list[Backup]:

@@ -49,7 +49,7 @@ from .records import (
 from .runner import CommandRunner, SubprocessRunner
 from .services import service_group
 from .sockets import SocketDirs
-from .studentexec import render_html, trust_notebooks
+from .studentexec import render_html
 from .subids import SubordinateIds
 from .unixhttp import get
 from .userpodman import UserPodman
@@ -231,12 +231,6 @@ class PodmanBackend:
         student, through their podman (:mod:`.render`)."""
         engine = UserPodman(self._settings, self._account(server))
         return render_html(engine, server, notebook, timeout=timeout, max_bytes=max_bytes)
-
-    def trust_notebooks(self, server: Server, notebooks: list[str], *, timeout: float) -> bool:
-        """See :class:`~nbhosting_core.trust.NotebookTruster`: ``jupyter trust`` in the server's container, as its
-        student, with the notary of their workspace (:mod:`.studentexec`)."""
-        engine = UserPodman(self._settings, self._account(server))
-        return trust_notebooks(engine, server, notebooks, timeout=timeout)
 
     def held(self) -> list[str]:
         """See :meth:`NotebookBackend.held`: this installation's students with subordinate ids granted.

@@ -1,10 +1,10 @@
-"""Work done inside a student's own running container, as them: rendering a notebook to HTML, trusting copies.
+"""Work done inside a student's own running container, as them: rendering a notebook to HTML (nbconvert).
 
-Both interpret what a student wrote (a notebook is theirs to craft) or write where they own (their notary's
-signatures), so neither runs as root nor on the host: each is a ``podman exec`` through the student's own podman API
-(:class:`~.userpodman.UserPodman`), in the container of their server, as the container's user (the student's uid),
-with nothing else mounted than what their server has. Each is bounded in time (then killed); rendering keeps at
-most ``max_bytes`` of HTML (the rest is cut in the container) and 2,000 bytes of error output.
+It interprets what a student wrote (a notebook is theirs to craft), so it never runs as root nor on the host: it is
+a ``podman exec`` through the student's own podman API (:class:`~.userpodman.UserPodman`), in the container of their
+server, as the container's user (the student's uid), with nothing else mounted than what their server has. It is
+bounded: ``timeout`` seconds (then killed), at most ``max_bytes`` of HTML kept (the rest is cut in the container),
+2,000 bytes of error output.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import podman
 
-from ..containers import TRUST_DB, TRUST_SECRET, WORKDIR
+from ..containers import WORKDIR
 from ..errors import InvalidInput, RuntimeUnavailable
 from ..models import Server
 from ..naming import validate_notebook_path
@@ -69,46 +69,3 @@ def render_html(podman_: UserPodman, server: Server, notebook: str, *, timeout: 
             log_detail=f"{server.name}: exit {code}: {errors}",
         )
     return html
-
-
-#: ``jupyter trust`` with the notary nbhosting configures in every server (see :func:`containers.jupyter_config`);
-#: $1 the timeout, then the notebooks' paths in the container
-TRUST_SCRIPT = (
-    'PATH="/opt/conda/bin:/opt/jupyter/bin:$PATH"; export PATH PYTHONDONTWRITEBYTECODE=1; t="$1"; shift; '
-    f'timeout -k 2 "$t" jupyter-trust --NotebookNotary.db_file={WORKDIR}/{TRUST_DB} '
-    f'--NotebookNotary.secret_file={WORKDIR}/{TRUST_SECRET} "$@" 2>&1 | tail -c 2000'
-)
-
-
-def trust_notebooks(podman_: UserPodman, server: Server, notebooks: list[str], *, timeout: float) -> bool:
-    """Sign ``notebooks`` (paths in the server's workspace) with the student's own notary, in ``server``.
-
-    True if ``jupyter trust`` said it signed them; a failure is logged, never raised (the notebook then opens
-    untrusted, as any unsigned notebook does).
-    """
-    paths = [f"{WORKDIR}/{validate_notebook_path(n)}" for n in notebooks]
-    argv = ["sh", "-c", TRUST_SCRIPT, "sh", str(int(timeout)), *paths]
-    started = time.monotonic()
-
-    def run(client: podman.PodmanClient) -> Any:
-        return client.containers.get(server.name).exec_run(argv, stdout=True, stderr=True)
-
-    try:
-        code, output = podman_.call(run)
-    except (RuntimeUnavailable, podman.errors.NotFound) as exc:
-        log.warning("trust user=%s course=%s: %s", server.user, server.course, exc)
-        return False
-    text = (output or b"").decode("utf-8", "replace") if isinstance(output, bytes) else str(output)
-    signed = text.count("Signing notebook") + text.count("already signed")
-    log.info(
-        "trust user=%s course=%s notebooks=%d -> exit %s, %d signed in %.3fs",
-        server.user,
-        server.course,
-        len(paths),
-        code,
-        signed,
-        time.monotonic() - started,
-    )
-    if signed < len(paths):
-        log.warning("trust user=%s course=%s: %s", server.user, server.course, text[-500:])
-    return signed == len(paths)

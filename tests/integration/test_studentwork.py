@@ -12,7 +12,6 @@ import zipfile
 import pytest
 
 from nbhosting_core import Hub
-from nbhosting_core.containers import TRUST_SECRET
 from nbhosting_core.shares import read_page
 from tests.support import jupyter_call
 
@@ -54,31 +53,6 @@ def test_reset_keeps_a_backup_owned_by_the_student_and_the_zip_leaves_their_link
     with zipfile.ZipFile(io.BytesIO(download.stream.read())) as z:
         assert "demo/shadow" not in z.namelist() and "demo/01-welcome.ipynb" in z.namelist()
         assert all(b"root:" not in z.read(name) for name in z.namelist())
-
-
-def code_cells_trusted(hub: Hub, settings, key: str, notebook: str) -> list[bool]:
-    status, body = jupyter_call(settings, hub.secret, key, "GET", f"api/contents/{notebook}")
-    assert status == 200, body[:300]
-    cells = json.loads(body)["content"]["cells"]
-    return [bool(c["metadata"].get("trusted")) for c in cells if c["cell_type"] == "code"]
-
-
-def test_a_course_copy_opens_trusted_and_stays_so_after_a_restart_but_a_foreign_notebook_does_not(hub, settings):
-    student = f"int-trust-{uuid.uuid4().hex[:6]}"
-    launch = hub.wait_ready(hub.open_notebook("demo", "01-welcome.ipynb", student), timeout=60)
-    trusted = code_cells_trusted(hub, settings, launch.key, "01-welcome.ipynb")
-    assert trusted and all(trusted)
-    workspace = settings.students_dir / launch.user / "demo"
-    assert (workspace / TRUST_SECRET).stat().st_uid == launch.uid  # the student's notary, written as them
-    foreign = workspace / "foreign.ipynb"  # a notebook that came from elsewhere: never signed by nbhosting
-    node = json.loads((settings.courses_dir / "demo" / "01-welcome.ipynb").read_bytes())
-    node["cells"].append({"cell_type": "code", "metadata": {}, "source": "1", "outputs": [], "execution_count": None})
-    foreign.write_text(json.dumps(node))
-    os.chown(foreign, launch.uid, launch.uid)
-    assert not any(code_cells_trusted(hub, settings, launch.key, "foreign.ipynb"))
-    hub.stop(launch.container)
-    again = hub.wait_ready(hub.open_notebook("demo", "01-welcome.ipynb", student), timeout=60)
-    assert all(code_cells_trusted(hub, settings, again.key, "01-welcome.ipynb"))  # its notary lasted
 
 
 def test_the_notebook_ui_gets_a_my_work_menu_from_nbhostings_settings_overrides(hub, settings):

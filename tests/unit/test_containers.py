@@ -141,7 +141,7 @@ def test_jupyters_own_policy_gets_the_frame_ancestors_and_keeps_its_report_uri()
         "frame-ancestors 'self' https://localhost:8443 https://courses.example.org; "
         f"report-uri /nb/{KEY}/api/security/csp-report"
     )
-    assert list(config) == ["ServerApp", "NotebookNotary", "LabServerApp"]
+    assert list(config) == ["ServerApp", "LabServerApp"]
     assert list(config["ServerApp"]) == ["tornado_settings"]
 
 
@@ -152,11 +152,3 @@ def test_the_uis_get_a_my_work_menu_opening_the_students_pages(mode, base):
     [menu] = lab_overrides(settings, KEY)["@jupyterlab/mainmenu-extension:plugin"]["menus"]
     assert {i["command"] for i in menu["items"]} == {"help:open"}
     assert [i["args"]["url"] for i in menu["items"]] == [f"{base}/", f"{base}/download-workspace"]
-
-
-def test_the_students_notary_lives_in_their_workspace_not_in_a_home_in_memory():
-    notary = jupyter_config(Settings(), KEY, "'self'")["NotebookNotary"]
-    assert notary == {
-        "db_file": "/home/student/.nbhosting-signatures.db",
-        "secret_file": "/home/student/.nbhosting-notebook-secret",
-    }

@@ -195,25 +195,6 @@ def test_a_share_token_of_another_shape_finds_nothing(hub, token):
     assert read_page(hub.settings, token) is None
 
 
-def test_a_course_copy_is_signed_as_the_student_once_its_server_answers_and_only_then(tmp_path, clock):
-    s = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run", max_running=100, start_timeout=30)
-    write_nb(s.courses_dir / "python" / "a.ipynb", "1")
-    backend = FakeBackend(ready_after=2.0, clock=clock)
-    hub = Hub(s, backend=backend, accounts=FakeAccounts(s.students_dir), clock=clock)
-    launch = hub.open_notebook("python", "a.ipynb", "alice")  # starting: nothing signed yet
-    assert backend.trusted == []
-    hub.launch_status("python", "a.ipynb", "alice")
-    assert backend.trusted == []
-    clock.now += 3
-    hub.launch_status("python", "a.ipynb", "alice")  # ready: signed before the browser goes there
-    assert backend.trusted == [(launch.container, "a.ipynb")]
-    hub.open_notebook("python", "a.ipynb", "alice")  # their copy now: never signed again
-    hub.launch_status("python", "a.ipynb", "alice")
-    assert len(backend.trusted) == 1
-    hub.work.reset("python", "a.ipynb", "alice")  # the course's version again: signed at once
-    assert len(backend.trusted) == 2
-
-
 def test_a_student_cannot_share_more_than_their_quota(hub, monkeypatch):
     from nbhosting_core import shares
 
