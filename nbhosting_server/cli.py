@@ -39,7 +39,7 @@ from nbhosting_core.system.secretfile import secret_owners
 from nbhosting_core.system.toolkey import ToolKey
 
 from . import imagecli, systemd
-from .demo import ensure_demo_course
+from .demo import ensure_datascience_course, ensure_demo_course
 from .lti import LTI11_ALIASES, LTI11_LAUNCH, LTI13_JWKS, LTI13_LAUNCH, LTI13_LOGIN
 from .serve import prepare_helper, serve, signed_url
 
@@ -272,6 +272,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """`nbh demo`."""
     ensure_layout(settings)
     print(ensure_demo_course(settings.courses_dir))
+    print(f"{ensure_datascience_course(settings.courses_dir)} (its image: nbh course build datascience)")
     return 0
 
 
@@ -380,7 +381,7 @@ def parser() -> argparse.ArgumentParser:
     # the `course` group, until the courses' own commands (create, pull, ...) bring theirs: register_course goes there
     course = add("course", _usage(p, "course"), "a course's own image: build, images, restart-old")
     imagecli.register_course(course.add_subparsers(dest="course_command", required=True), _hub)
-    add("demo", cmd_demo, "install the demo course")
+    add("demo", cmd_demo, "install the demo courses")
     add("doctor", cmd_doctor, "check what this host gives nbhosting (exit 1 if something required fails)")
     c = add("systemd", cmd_systemd, "write the systemd units of a production host: the helper, the app, Caddy")
     c.add_argument(

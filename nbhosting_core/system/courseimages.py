@@ -184,6 +184,7 @@ class CourseImages:
         started = time.monotonic()
         self.images_dir.mkdir(parents=True, exist_ok=True)
         self.images_dir.chmod(0o755)
+        asked = log_file
         log_file = log_file or self.new_log(course)
         log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with log_file.open("a") as out:
@@ -193,7 +194,10 @@ class CourseImages:
                 out.flush()
                 log(line)
 
-            return self._build(course, course_dir, both, log_file, started)
+            built = self._build(course, course_dir, both, log_file, started)
+        if not built.built and asked is None:
+            log_file.unlink()  # nothing was built: no log to keep
+        return built
 
     def _build(self, course: str, course_dir: Path, log: Log, log_file: Path, started: float) -> Built:
         conf = self._settings.containers_conf

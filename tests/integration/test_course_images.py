@@ -22,7 +22,8 @@ from nbhosting_core import Action, Hub, ImageBuildError, Settings, ensure_layout
 from nbhosting_core.system.courseimages import CourseImages, tag_of
 from nbhosting_core.system.images import image_exists, podman_env
 from nbhosting_core.system.runner import SubprocessRunner
-from tests.support import Kernel, installation
+from nbhosting_server.demo import DATASCIENCE_COURSE, DATASCIENCE_NOTEBOOK, ensure_datascience_course
+from tests.support import IMAGES_DIR, Kernel, installation
 
 pytestmark = pytest.mark.podman
 COURSE = f"tiny-{uuid.uuid4().hex[:6]}"
@@ -137,3 +138,34 @@ def test_prune_removes_the_versions_no_server_uses_and_their_tags(hub: Hub) -> N
     assert not image_exists(SubprocessRunner(), tag_of(v1.name), env)
     assert image_exists(SubprocessRunner(), tag_of(hub.images.versions(COURSE)[0].name), env)
     assert hub.image_for(COURSE) == str(hub.images.rootfs(hub.images.versions(COURSE)[0]))
+
+
+# ------------------------------------------------------------------------------- the demo's data-science course
+
+
+@pytest.fixture(scope="module")
+def demo_settings(rootfs: Path) -> Iterator[Settings]:
+    """An installation on the shared images cache, with the demo's data-science course (its image built there
+    by `nbh serve --demo`; skipped when it never was: ~25 s and ~700 MB that other tests do not need)."""
+    if not any(
+        name.startswith(f"course-{DATASCIENCE_COURSE}-")
+        for name in CourseImages(Settings(images_dir=IMAGES_DIR)).folders()
+    ):
+        pytest.skip(f"the {DATASCIENCE_COURSE} course's image was never built here (nbh serve --demo builds it)")
+    with installation(rootfs) as s:
+        ensure_layout(s)
+        ensure_datascience_course(s.courses_dir)
+        yield s
+
+
+def test_the_demo_data_science_course_draws_a_plot_in_its_own_image(demo_settings: Settings) -> None:
+    hub = Hub(demo_settings)
+    built = hub.images.build(DATASCIENCE_COURSE)  # a cache hit unless its context changed since
+    launch = hub.wait_ready(hub.open_notebook(DATASCIENCE_COURSE, DATASCIENCE_NOTEBOOK, "plotter"), timeout=90)
+    assert hub.backend.find(launch.key).image == str(built.rootfs)  # type: ignore[union-attr]
+    cells = nbformat.read(str(demo_settings.courses_dir / DATASCIENCE_COURSE / DATASCIENCE_NOTEBOOK), as_version=4)
+    code = "\n".join(cell.source for cell in cells.cells if cell.cell_type == "code" and "plot" in cell.source)
+    png = "import io; buffer = io.BytesIO(); plt.gcf().savefig(buffer, format='png'); print(buffer.getvalue()[1:4])"
+    result = Kernel(demo_settings, hub.secret, launch.key).run(f"{cells.cells[1].source}\n{code}\n{png}", timeout=120)
+    assert result["status"] == "ok" and result["error"] is None, result
+    assert "numpy 2" in str(result["stdout"]) and "b'PNG'" in str(result["stdout"]), result
