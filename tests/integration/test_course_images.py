@@ -22,7 +22,9 @@ from nbhosting_core import Action, Hub, ImageBuildError, Settings, ensure_layout
 from nbhosting_core.system.courseimages import CourseImages, tag_of
 from nbhosting_core.system.images import image_exists, podman_env
 from nbhosting_core.system.runner import SubprocessRunner
+from nbhosting_server.cli import main
 from nbhosting_server.demo import DATASCIENCE_COURSE, DATASCIENCE_NOTEBOOK, ensure_datascience_course
+from nbhosting_server.serve import settings_environment
 from tests.support import IMAGES_DIR, Kernel, installation
 
 pytestmark = pytest.mark.podman
@@ -138,6 +140,30 @@ def test_prune_removes_the_versions_no_server_uses_and_their_tags(hub: Hub) -> N
     assert not image_exists(SubprocessRunner(), tag_of(v1.name), env)
     assert image_exists(SubprocessRunner(), tag_of(hub.images.versions(COURSE)[0].name), env)
     assert hub.image_for(COURSE) == str(hub.images.rootfs(hub.images.versions(COURSE)[0]))
+
+
+def nbh(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """`nbh ARGV` on this installation (its settings as NBH_* variables, as the admin's shell would have them)."""
+    for name, value in settings_environment(settings).items():
+        monkeypatch.setenv(name, value)
+    assert main(list(argv)) == 0, capsys.readouterr()
+    return capsys.readouterr().out
+
+
+def test_the_admin_builds_lists_sees_old_servers_restarts_them_and_prunes_from_the_cli(hub: Hub, monkeypatch, capsys):
+    write_context(hub.settings, answer=3)
+    out = nbh(hub.settings, monkeypatch, capsys, "course", "build", COURSE, "--no-prune")
+    assert "STEP" in out and f"course {COURSE}: version 3 in service" in out
+    listed = nbh(hub.settings, monkeypatch, capsys, "course", "images", COURSE)
+    assert [line.split()[0] for line in listed.splitlines() if line.startswith("v")] == ["v2", "v3"]
+    assert all(Path(line.split()[-1]).is_file() for line in listed.splitlines() if line.startswith("v"))
+    rows = nbh(hub.settings, monkeypatch, capsys, "ls").splitlines()
+    running = [row for row in rows if COURSE in row.split()[1:2] and " running " in row]
+    assert running and all(f"{COURSE} v2 (old)" in row for row in running), rows
+    assert "no unused image version" in nbh(hub.settings, monkeypatch, capsys, "image", "prune", "--dry-run")
+    stopped = nbh(hub.settings, monkeypatch, capsys, "course", "restart-old", COURSE)
+    assert stopped.count("stopped ") == len(running)
+    assert answer_in(hub, opened(hub, "carol").key) == "3"
 
 
 # ------------------------------------------------------------------------------- the demo's data-science course
