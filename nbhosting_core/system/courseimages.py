@@ -256,10 +256,15 @@ class CourseImages:
         """Remove the image folders no server uses, with their podman tags; see :func:`imageversions.prunable`.
 
         ``in_use``: every server's image (a rootfs path), running or stopped. ``in_service``: images new servers
-        may get besides each course's newest version (the default image). With ``dry_run``, only say.
+        may get besides each course's newest version (the default image). A default image built after one in
+        service is kept too: it is no one's past, but another nbhosting's present (a newer version of it, or a
+        branch sharing the folder). With ``dry_run``, only say.
         """
         used = {Path(image).parent.name for image in in_use if Path(image).parent.parent == self.images_dir}
         service = {p.parent.name for p in in_service}
+        service |= self._defaults_built_after(
+            min((p.parent.stat().st_mtime for p in in_service if p.exists()), default=None)
+        )
         doomed = prunable(self.folders(), in_use=used, in_service=service)
         freed = 0
         tags = [tag_of(name) for name in doomed]
@@ -279,6 +284,15 @@ class CourseImages:
         return Pruned(doomed, tags, freed, dry_run)
 
     # ------------------------------------------------------------------------------------------- internals
+
+    def _defaults_built_after(self, when: float | None) -> set[str]:
+        if when is None:
+            return set()
+        return {
+            name
+            for name in self.folders()
+            if name.startswith("default-") and (self.images_dir / name).stat().st_mtime > when
+        }
 
     def _logs_dir(self, course: str) -> Path:
         return self.images_dir / "logs" / f"course-{course}"

@@ -5,6 +5,8 @@ No podman: image folders are made by hand (a folder with a ``rootfs`` inside is 
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -147,3 +149,12 @@ def test_prune_removes_unused_old_versions_and_says_how_much_it_freed(hub, setti
     done = hub.images.prune(in_use=[], in_service=[])
     assert done.removed == dry.removed and not Path(v1).exists()
     assert [v.number for v in CourseImages(settings).versions("ds")] == [3]
+
+
+def test_prune_takes_default_images_older_than_the_one_in_service_never_newer_ones(hub, settings):
+    older, current, newer = (publish(settings, f"default-{c * 12}") for c in "123")
+    for age, rootfs in ((300, older), (200, current), (100, newer)):
+        os.utime(Path(rootfs).parent, (time.time() - age, time.time() - age))
+    pruned = hub.images.prune(in_use=[], in_service=[Path(current)])
+    assert pruned.removed == ["default-111111111111"]  # the newer one is another nbhosting's (an upgrade, a branch)
+    assert Path(current).is_dir() and Path(newer).is_dir()
