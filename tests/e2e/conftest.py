@@ -42,7 +42,7 @@ from typing import Any
 import pytest
 
 from nbhosting_core import Settings
-from nbhosting_server.demo import DEMO_COURSE, DEMO_PLATFORM
+from nbhosting_server.demo import DATASCIENCE_COURSE, DEMO_COURSE, DEMO_PLATFORM
 from nbhosting_server.serve import caddy_root_cert, settings_environment
 from tests.support import built_datascience_image, built_rootfs, free_port, installation, is_root
 
@@ -137,7 +137,7 @@ def write_platforms(path: Path, course_origin: str) -> None:
         "[[platform]]\n"
         f'name = "{DEMO_PLATFORM}"\n'
         f'origins = ["{course_origin}"]\n'
-        f'courses = ["{DEMO_COURSE}"]\n'
+        f'courses = ["{DEMO_COURSE}", "{DATASCIENCE_COURSE}"]\n'
         'methods = ["signed"]\n'
         f'secret = "{secrets.token_urlsafe(32)}"\n'
     )
