@@ -11,6 +11,8 @@
     nbh platforms [--json]               check the platforms file and list its platforms
     nbh lti [--json] [--public-key]      the URLs (and key) an LMS admin copies to add nbhosting as an LTI tool
     nbh image | nbh demo | nbh doctor    build the image; install the demo course; check the host
+    nbh image prune [--dry-run]          remove image versions no server uses
+    nbh course build|images|restart-old  a course's own image (see nbhosting_server.imagecli)
     nbh systemd [--dir DIR] [--print]    write the systemd units of a production host (helper, app, Caddy)
     nbh student ...                      reset, backups, restore, download, share for a student (studentcli)
 
@@ -37,8 +39,8 @@ from nbhosting_core.system.layout import give_to_app, share_with_app
 from nbhosting_core.system.secretfile import secret_owners
 from nbhosting_core.system.toolkey import ToolKey
 
-from . import studentcli, systemd
-from .demo import ensure_demo_course
+from . import imagecli, studentcli, systemd
+from .demo import ensure_datascience_course, ensure_demo_course
 from .lti import LTI11_ALIASES, LTI11_LAUNCH, LTI13_JWKS, LTI13_LAUNCH, LTI13_LOGIN
 from .serve import prepare_helper, serve, signed_url
 
@@ -72,8 +74,10 @@ def _mib(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:.0f}M"
 
 
-def _table(views: list[ServerView]) -> str:
-    rows = [("NAME", "COURSE", "STATE", "IDLE", "AGE", "MEMORY", "KERNELS", "KEY")]
+def _table(views: list[ServerView], current: dict[str, str | None] | None = None) -> str:
+    """``current``: the image new servers of each course get; a server on another is marked ``(old)``."""
+    current = current or {}
+    rows = [("NAME", "COURSE", "STATE", "IDLE", "AGE", "MEMORY", "KERNELS", "IMAGE", "KEY")]
     for v in views:
         kernels = "-" if v.activity is None else f"{v.activity.kernels}/{v.activity.busy_kernels} busy"
         memory = _mib(v.usage.memory_bytes) if v.usage is not None else "-"
@@ -86,6 +90,7 @@ def _table(views: list[ServerView]) -> str:
                 _duration(v.age_seconds),
                 memory,
                 kernels,
+                imagecli.image_label(v.server.image, current.get(v.server.course)),
                 v.server.key[:8],
             )
         )
@@ -113,12 +118,19 @@ def cmd_open(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
     """`nbh ls`."""
-    views = _hub(settings).list_servers(details=args.details)
+    hub = _hub(settings)
+    views = hub.list_servers(details=args.details)
+    current = imagecli.current_images(hub, [v.server for v in views])
     if args.json:
-        _print_json([v.model_dump(mode="json") for v in views])
+        _print_json([{**v.model_dump(mode="json"), "old_image": _is_old(v, current)} for v in views])
     else:
-        print(_table(views))
+        print(_table(views, current))
     return 0
+
+
+def _is_old(view: ServerView, current: dict[str, str | None]) -> bool:
+    image = current.get(view.server.course)
+    return image is not None and view.server.image != image
 
 
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
@@ -261,6 +273,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """`nbh demo`."""
     ensure_layout(settings)
     print(ensure_demo_course(settings.courses_dir))
+    print(f"{ensure_datascience_course(settings.courses_dir)} (its image: nbh course build datascience)")
     return 0
 
 
@@ -363,8 +376,13 @@ def parser() -> argparse.ArgumentParser:
     c = add("helper", cmd_helper, "run the privileged helper in the foreground (the app reaches the host through it)")
     c.add_argument("--prepared", action="store_true", help="the host is prepared (by `nbh serve`): serve at once")
     c.add_argument("--no-cull", action="store_true", help="do not run the culler")
-    add("image", cmd_image, "build (or find in cache) the notebook image; prints its rootfs")
-    add("demo", cmd_demo, "install the demo course")
+    imagecli.register_image(
+        add("image", cmd_image, "build (or find in cache) the notebook image; prints its rootfs"), _hub
+    )
+    # the `course` group, until the courses' own commands (create, pull, ...) bring theirs: register_course goes there
+    course = add("course", _usage(p, "course"), "a course's own image: build, images, restart-old")
+    imagecli.register_course(course.add_subparsers(dest="course_command", required=True), _hub)
+    add("demo", cmd_demo, "install the demo courses")
     add("doctor", cmd_doctor, "check what this host gives nbhosting (exit 1 if something required fails)")
     c = add("systemd", cmd_systemd, "write the systemd units of a production host: the helper, the app, Caddy")
     c.add_argument(
@@ -374,6 +392,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--print", action="store_true", help="write nothing: print every file instead")
     studentcli.register(sub, _hub)
     return p
+
+
+def _usage(p: argparse.ArgumentParser, group: str) -> Command:
+    def usage(settings: Settings, args: argparse.Namespace) -> int:
+        p.parse_args([group, "--help"])
+        return 2
+
+    return usage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
