@@ -12,8 +12,10 @@ Rendering a notebook to HTML interprets what the student wrote: it runs in their
 
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -26,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from . import studentfiles as files
 from .accounts import AccountStore
 from .backend import NotebookBackend
-from .errors import NotFound
+from .errors import Busy, NotFound
 from .models import Account, Server, ServerState
 from .naming import validate_course, validate_notebook_path, validate_student_id
 from .settings import Settings
@@ -222,7 +224,10 @@ class StudentWork:
         """
         course = validate_course(course)
         student_id = validate_student_id(student_id)
-        with self._student(student_id, "download-workspace", course, None) as account:
+        with (
+            self._student(student_id, "download-workspace", course, None) as account,
+            self._one_at_a_time(account.user),
+        ):
             stream, size, skipped = files.zip_workspace(account, course, limit=self._settings.workspace_quota)
         if skipped:
             log.info("download-workspace user=%s course=%s: %d links or others left out", account.user, course, skipped)
@@ -249,7 +254,8 @@ class StudentWork:
         if not self._workspaces.has_copy(account, course, path):  # by descriptor; what is there is rendered as them
             raise NotFound(f"There is no {str(path)!r} in your workspace.")
         # rendered without the student's lock (their launches need not wait for nbconvert), published under it
-        html = self._renderer.render_html(server, str(path), timeout=RENDER_TIMEOUT, max_bytes=MAX_PAGE)
+        with self._one_at_a_time(account.user):
+            html = self._renderer.render_html(server, str(path), timeout=RENDER_TIMEOUT, max_bytes=MAX_PAGE)
         with self._student(student_id, "share", course, path, storage=False) as owner:
             return self.shares_store.put(owner.user, course, str(path), html, self._clock())
 
@@ -265,6 +271,25 @@ class StudentWork:
         student_id = validate_student_id(student_id)
         with self._student(student_id, "shares", course or "-", None, storage=False) as account:
             return [s for s in self.shares_store.of(account.user) if course is None or s.course == course]
+
+    @contextmanager
+    def _one_at_a_time(self, user: str) -> Iterator[None]:
+        """One long operation (a rendering, a zip) per student at a time: the helper's workers serve everyone."""
+        path = self._settings.locks_dir / f"work-{user}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise Busy(
+                    "Another of your requests is being prepared; please retry in a moment.",
+                    retry_after=5.0,
+                    why="student-busy",
+                ) from exc
+            yield
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _student(

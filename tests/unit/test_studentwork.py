@@ -203,3 +203,20 @@ def test_a_student_cannot_share_more_than_their_quota(hub, monkeypatch):
     with pytest.raises(OverQuota):
         hub.work.share("python", "w1/intro.ipynb", "alice")
     assert hub.work.shares(None, "alice") == []
+
+
+def test_a_student_makes_one_share_or_zip_at_a_time(hub):
+    import fcntl
+
+    from nbhosting_core import Busy
+
+    hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    user = hub.accounts.find("alice").user
+    lock = hub.settings.locks_dir / f"work-{user}.lock"
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a rendering of theirs in progress
+        with pytest.raises(Busy):
+            hub.work.share("python", "w1/intro.ipynb", "alice")
+        with pytest.raises(Busy):
+            hub.work.download_workspace("python", "alice")
+    assert hub.work.download_workspace("python", "alice").size > 0
