@@ -184,10 +184,22 @@ class UnshareRequest(_Notebook):
     op: Literal["unshare"]
 
 
-class SharesRequest(_Course):
-    """The student's shares in ``course``."""
+class SharesRequest(_Message):
+    """The student's shares in ``course``, or in every course (None)."""
 
     op: Literal["shares"]
+    course: str | None = Field(None, max_length=64)
+    student_id: str = Field(max_length=256)
+
+    @field_validator("course")
+    @classmethod
+    def _course(cls, value: str | None) -> str | None:
+        return validate_course(value) if value is not None else None
+
+    @field_validator("student_id")
+    @classmethod
+    def _student(cls, value: str) -> str:
+        return validate_student_id(value)
 
 
 StudentRequest = (

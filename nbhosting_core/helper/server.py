@@ -213,7 +213,7 @@ class HelperServer:
             log.warning("helper: refused %s of uid %d: %d requests in flight", request.op, uid, self._inflight)
             return _refusal(Busy.reason, "The host is busy; please retry.", retry_after=1.0, why="helper"), None
         notebook = getattr(request, "notebook", None) or "-"
-        what = f"op={request.op} course={request.course} notebook={notebook} student={request.student_id}"
+        what = f"op={request.op} course={request.course or '-'} notebook={notebook} student={request.student_id}"
         self._inflight += 1
         try:
             loop = asyncio.get_running_loop()

@@ -79,7 +79,7 @@ def test_share_and_unshare_through_the_helper(helper: Running, hub: Hub) -> None
     hub.open_notebook("python", "w1/intro.ipynb", "alice")
     share = helper.client.share("python", "w1/intro.ipynb", "alice")
     assert read_page(hub.settings, share.token) is not None
-    assert helper.client.shares("python", "alice") == [share]
+    assert helper.client.shares("python", "alice") == [share] == helper.client.shares(None, "alice")
     assert helper.client.unshare("python", "w1/intro.ipynb", "alice") == share
     assert helper.client.unshare("python", "w1/intro.ipynb", "alice") is None
     assert read_page(hub.settings, share.token) is None
