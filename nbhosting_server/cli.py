@@ -12,6 +12,7 @@
     nbh lti [--json] [--public-key]      the URLs (and key) an LMS admin copies to add nbhosting as an LTI tool
     nbh image | nbh demo | nbh doctor    build the image; install the demo course; check the host
     nbh systemd [--dir DIR] [--print]    write the systemd units of a production host (helper, app, Caddy)
+    nbh course …                         courses from git: create, list, show, pull, archive, delete (coursecli)
 
 Every error nbhosting raises is printed as one line (what, and the admin's detail), exit status 1.
 """
@@ -37,6 +38,7 @@ from nbhosting_core.system.secretfile import secret_owners
 from nbhosting_core.system.toolkey import ToolKey
 
 from . import systemd
+from .coursecli import add_course_commands
 from .demo import ensure_demo_course
 from .lti import LTI11_ALIASES, LTI11_LAUNCH, LTI13_JWKS, LTI13_LAUNCH, LTI13_LOGIN
 from .serve import prepare_helper, serve, signed_url
@@ -371,6 +373,7 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--workers", type=int, default=2, help="uvicorn worker processes of the app")
     c.add_argument("--print", action="store_true", help="write nothing: print every file instead")
+    add_course_commands(sub)
     return p
 
 
