@@ -115,11 +115,29 @@ class CourseConfig(_Strict):
         """The UI to open: the course's, else ``default`` (the host's setting)."""
         return self.ui or default
 
+    def mounts(self, checkout: Path) -> CourseMounts:
+        """What of the course checked out at ``checkout`` its notebook servers see, read-only."""
+        python = PurePosixPath(self.pythonpath) if self.pythonpath else None
+        return CourseMounts(
+            checkout=checkout,
+            readonly=self.readonly_folders(checkout),
+            pythonpath=python if python is not None and _plain_folder(checkout, python) else None,
+        )
+
     def readonly_folders(self, checkout: Path) -> list[PurePosixPath]:
         """The read-only folders offered to notebooks: those the file names, or data/ and media/ where the
         repository has them; only plain folders (never a symlink), inside ``checkout``."""
         wanted = self.readonly if self.readonly is not None else list(DEFAULT_READONLY)
         return [PurePosixPath(f) for f in wanted if _plain_folder(checkout, PurePosixPath(f))]
+
+
+class CourseMounts(_Strict):
+    """The folders of a course checkout its notebook servers see, read-only, at the same place in the workspace
+    (``data/`` of the repository is ``data/`` beside the student's notebooks), and the one on ``PYTHONPATH``."""
+
+    checkout: Path
+    readonly: list[PurePosixPath] = []
+    pythonpath: PurePosixPath | None = None
 
 
 def _plain_folder(checkout: Path, folder: PurePosixPath) -> bool:

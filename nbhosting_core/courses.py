@@ -175,7 +175,7 @@ class Courses:
         try:
             return load_course_config(self.path(name))
         except InvalidConfig as exc:
-            log.warning("course %s: %s; served with the defaults", name, exc.message)
+            log.debug("course %s: %s; served with the defaults", name, exc.message)  # a pull recorded it
             return CourseConfig()
 
     # ------------------------------------------------------------------------------------------ changing

@@ -432,7 +432,9 @@ class Hub:
             uid=account.uid,
             container=container_name(account.user, course),
             key=server.key,
-            url=origins.notebook_path(self.settings, server.key, str(student_copy_path(notebook))),
+            url=origins.notebook_path(
+                self.settings, server.key, str(student_copy_path(notebook)), self.courses.config(course).ui
+            ),
             state=state,
             started_at=server.started_at,
             action=action,

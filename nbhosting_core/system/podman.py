@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ..containers import CONFIG_NAME, container_spec, jupyter_config, plan, server_from_inspect
+from ..courses import Courses
 from ..errors import CommandFailed, LimitsNotApplied, RuntimeUnavailable, StartFailed
 from ..jupyterapi import KERNELS_PATH, STATUS_PATH, parse_activity
 from ..models import Account, Action, Ensured, ReconcileReport, Server, ServerActivity, ServerState, Usage
@@ -390,6 +391,7 @@ class PodmanBackend:
             socket_dir,
             rootfs,
             self._limiter.spec_limits(),
+            course_mounts=Courses(self._settings).config(course).mounts(self._settings.courses_dir / course),
         )
         engine.create(spec)
         engine.start(record.name)

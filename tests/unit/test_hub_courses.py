@@ -52,8 +52,18 @@ def test_a_jupytext_notebook_opens_as_the_students_ipynb(hub, upstream):
     upstream.write("w3/quiz.md", MARKDOWN).commit("a Jupytext notebook")
     hub.courses.create("python", str(upstream.path))
     launch = hub.open_notebook("python", "w3/quiz", "alice")
-    assert launch.notebook == "w3/quiz.ipynb" and launch.url.endswith("/notebooks/w3/quiz.ipynb")
+    assert launch.notebook == "w3/quiz.ipynb" and launch.url.endswith("/w3/quiz.ipynb")
     copy = hub.settings.students_dir / launch.user / "python" / "w3" / "quiz.ipynb"
     assert launch.copied and "6 * 7" in copy.read_text()
     status = hub.launch_status("python", "w3/quiz.md", "alice")
     assert status.url == launch.url
+
+
+def test_the_course_chooses_its_ui_else_the_hosts(hub, upstream):
+    hub.courses.create("python", str(upstream.path))  # its course.toml says ui = "lab"
+    assert hub.settings.ui == "notebook"
+    launch = hub.open_notebook("python", "w1/intro", "alice")
+    assert launch.url == f"/nb/{launch.key}/lab/tree/w1/intro.ipynb"
+    upstream.write(".nbhosting/course.toml", "").commit("no preference")
+    hub.courses.pull("python")
+    assert hub.launch_status("python", "w1/intro", "alice").url == f"/nb/{launch.key}/notebooks/w1/intro.ipynb"
