@@ -362,6 +362,11 @@ class Settings(BaseSettings):
         return self.data_root / "course-meta"
 
     @property
+    def opened_dir(self) -> Path:
+        """Which notebooks each student opened, per course (the app's, for course pages): DATA_ROOT/opened."""
+        return self.data_root / "opened"
+
+    @property
     def students_dir(self) -> Path:
         """Student homes: DATA_ROOT/students/<user>/<course>/."""
         return self.data_root / "students"

@@ -10,7 +10,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from .courseconfig import CourseConfig, Section, Track
+from .courseconfig import CourseConfig, Section, Track, load_course_config
+from .errors import InvalidConfig
 
 #: what a course notebook file ends with (``.md`` and ``.py`` only when Jupytext marks them: see notebook_files)
 TEXT_NOTEBOOK_SUFFIXES = (".md", ".py")
@@ -68,3 +69,17 @@ def _jupytext_header(path: Path) -> bool:
     except OSError:
         return False
     return "jupytext:" in head and ("text_representation" in head or "formats:" in head)
+
+
+def tracks_of(course: str, checkout: Path) -> list[Track]:
+    """The tracks of the course checked out at ``checkout``: its configuration's (the defaults when its file is
+    refused), else derived from its notebooks, leaving out its read-only and Python modules folders."""
+    try:
+        config = load_course_config(checkout)
+    except InvalidConfig:
+        config = CourseConfig()
+    if config.tracks:
+        return list(config.tracks)
+    mounts = config.mounts(checkout)
+    skip = [*mounts.readonly, *([mounts.pythonpath] if mounts.pythonpath else [])]
+    return course_tracks(course, config, notebook_files(checkout, skip=skip))

@@ -6,6 +6,7 @@
     nbh course pull NAME | --all                  fetch and hard-reset the course (students' copies untouched)
     nbh course archive NAME | unarchive NAME      hide it and refuse its launches; put it back
     nbh course delete NAME [--yes] [--students]   a dry run unless --yes; students' work kept unless --students
+    nbh course link NAME STUDENT [--platform P]   a signed link to the course page of a student (a teacher tries it)
 
 Every command takes ``--json``; clone and pull print git's progress to stderr. :func:`add_course_commands`
 registers the group on `nbh`'s parser and returns its subparsers, so that more commands can join the group.
@@ -17,10 +18,13 @@ import argparse
 import datetime
 import json
 import sys
+import time
 from typing import Any
 
-from nbhosting_core import Settings
+from nbhosting_core import NotFound, Settings, validate_course
+from nbhosting_core.coursepages import signed_course_page_path
 from nbhosting_core.courses import Courses, CourseView, PullResult
+from nbhosting_core.platforms import PlatformsFile
 
 
 def _courses(settings: Settings) -> Courses:
@@ -201,6 +205,22 @@ def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh course link NAME STUDENT`: a course page link signed for a platform, as its own code would make it."""
+    found = PlatformsFile(settings.effective_platforms_file).check().get(args.platform)
+    if found is None or not found.uses("signed") or found.secret is None:
+        raise NotFound(f"No platform {args.platform!r} that signs links in {settings.effective_platforms_file}.")
+    expires = int(time.time()) + min(args.ttl, settings.signed_launch_max_ttl)
+    url = settings.public_url.rstrip("/") + signed_course_page_path(
+        found, validate_course(args.name), args.student, expires
+    )
+    if args.json:
+        _print_json({"url": url, "expires": expires})
+    else:
+        print(url)
+    return 0
+
+
 def add_course_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
@@ -231,4 +251,9 @@ def add_course_commands(
     c.add_argument("name")
     c.add_argument("--yes", action="store_true", help="do it")
     c.add_argument("--students", action="store_true", help="also remove students' workspaces of the course")
+    c = add("link", cmd_link, "print a signed link to a student's course page (its tracks, what they opened)")
+    c.add_argument("name")
+    c.add_argument("student")
+    c.add_argument("--platform", default="demo", help="the platform that signs (default: demo)")
+    c.add_argument("--ttl", type=int, default=3600, help="seconds the link works (default 3600)")
     return commands

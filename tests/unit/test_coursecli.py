@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import time
+import urllib.parse
 
 import pytest
 
@@ -98,3 +100,23 @@ def test_the_course_group_can_be_extended():
     commands.add_parser("build").add_argument("name")
     args = parser.parse_args(["course", "build", "python"])
     assert args.course_command == "build" and args.name == "python"
+
+
+def test_link_prints_a_course_page_link_the_app_lets_in(env, capsys, tmp_path):
+    from nbhosting_core import Settings
+    from nbhosting_core.coursepages import admit_course_page
+    from nbhosting_core.platforms import PlatformsFile
+    from tests.server.platform import PLATFORMS
+
+    settings = Settings()
+    settings.data_root.mkdir(parents=True, exist_ok=True)
+    settings.effective_platforms_file.write_text(PLATFORMS)
+    code, out, _ = nbh(capsys, "link", "python", "alice", "--platform", "test")
+    assert code == 0
+    parts = urllib.parse.urlsplit(out.strip())
+    assert parts.path == "/course/python/alice"
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    platforms = PlatformsFile(settings.effective_platforms_file).check()
+    admission, _, _ = admit_course_page(platforms, "python", "alice", query, now=time.time(), max_ttl=24 * 3600)
+    assert admission.student_id == "test:alice"
+    assert nbh(capsys, "link", "python", "alice", "--platform", "nope")[0] == 1
