@@ -198,8 +198,8 @@ class Courses:
         branch = check_branch(branch) if branch is not None else None
         target = self.path(name)
         local = local_path(remote)
-        if local is not None and not (local.is_dir() and self.git.is_repository(local)):
-            raise InvalidInput(f"{remote!r} is not a git repository on this host.")
+        if local is not None:
+            self.git.check_repository(local)
         with self._lock(name):
             if target.exists() or target.is_symlink() or self.meta(name) is not None:
                 raise InvalidInput(f"A course named {name!r} exists already (`nbh course delete {name}` first).")

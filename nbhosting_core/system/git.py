@@ -98,13 +98,30 @@ class Git:
             return self._runner.run(command, env=self.environment(), timeout=self._timeout)
         return self._runner.stream(command, on_line=progress, env=self.environment(), timeout=self._timeout)
 
-    def is_repository(self, path: Path) -> bool:
-        """True if ``path`` is the top of a git repository (bare or not)."""
+    def check_repository(self, path: Path) -> None:
+        """Return if ``path`` is a git repository git will read as this user, else raise.
+
+        Run as root, git refuses a repository another user owns ("dubious ownership": its configuration could run
+        commands as root) unless root's own git configuration lists it in ``safe.directory``.
+
+        Raises:
+            InvalidInput: saying which of the two it is.
+        """
+        if not path.is_dir():
+            raise InvalidInput(f"{str(path)[:200]!r} is not a git repository on this host.")
         try:
             self.run(["-C", str(path), "rev-parse", "--git-dir"])
-        except CommandFailed:
-            return False
-        return True
+        except CommandFailed as exc:
+            if "dubious ownership" in exc.stderr:
+                raise InvalidInput(
+                    f"{str(path)[:200]!r} belongs to another user, and git refuses to read it as root: clone it from "
+                    f"a copy root owns, or add it to root's git configuration (git config --global --add "
+                    f"safe.directory {str(path)[:200]}).",
+                    log_detail=exc.stderr.strip()[-300:],
+                ) from exc
+            raise InvalidInput(
+                f"{str(path)[:200]!r} is not a git repository on this host.", log_detail=exc.stderr.strip()[-300:]
+            ) from exc
 
     def head(self, checkout: Path) -> str | None:
         """The commit ``checkout`` has out, or None (not a repository, or no commit)."""

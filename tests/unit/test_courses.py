@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
+import subprocess
 
 import pytest
 
@@ -122,6 +124,13 @@ def test_a_local_path_must_be_a_git_repository(courses, tmp_path):
         courses.create("python", str(tmp_path / "plain"))
     with pytest.raises(InvalidInput, match="not a git repository"):
         courses.create("python", str(tmp_path / "missing"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (git's ownership check is root's here)")
+def test_a_local_repository_of_another_user_is_refused_with_what_to_do(courses, upstream):
+    subprocess.run(["chown", "-R", "nobody", str(upstream.path)], check=True)
+    with pytest.raises(InvalidInput, match="belongs to another user.*safe.directory"):
+        courses.create("python", str(upstream.path))
 
 
 def test_bad_names_branches_and_existing_courses_are_refused(courses, settings, upstream):
