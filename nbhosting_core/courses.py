@@ -27,7 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .courseconfig import CourseConfig, load_course_config
-from .errors import CommandFailed, CourseArchived, InvalidConfig, InvalidInput, NotFound
+from .errors import CommandFailed, CourseArchived, InvalidConfig, InvalidInput, NbhostingError, NotFound
 from .naming import validate_course
 from .settings import Settings
 from .system.git import Git, check_branch, check_remote, local_path
@@ -215,7 +215,9 @@ class Courses:
                 os.rename(scratch, target)
             except BaseException:
                 shutil.rmtree(scratch, ignore_errors=True)
-                log.warning("course %s: cloning %s failed in %.1fs", name, remote, time.monotonic() - started)
+                log.warning(
+                    "course %s: cloning %s failed (by %s) in %.1fs", name, remote, _who(), time.monotonic() - started
+                )
                 raise
             commit = self.git.head(target)
             pull = PullResult(
@@ -230,21 +232,23 @@ class Courses:
             course = Course(name=name, remote=remote, branch=branch, created_at=at, last_pull=pull)
             self._store(course)
         log.info(
-            "course %s: created from %s branch=%s commit=%s in %.1fs",
+            "course %s: created from %s branch=%s commit=%s (by %s) in %.1fs",
             name,
             remote,
             branch,
             (commit or "-")[:12],
+            _who(),
             pull.seconds,
         )
         return self._view(course, target)
 
-    def pull(self, name: str, *, progress: Progress | None = None) -> PullResult:
+    def pull(self, name: str, *, progress: Progress | None = None, by: str | None = None) -> PullResult:
         """Fetch the course's branch and hard-reset its checkout to it, submodules too; record how it went.
 
         A failure is not raised: it is recorded (and returned) with git's log, and the course keeps serving what
         it had. A pull that brings a refused ``course.toml`` works, and records why the file is refused (the
-        course is then served with the defaults). Students' copies are never touched.
+        course is then served with the defaults). Students' copies are never touched. ``by``: who asks, for the log
+        (default: this process's uid).
 
         Raises:
             InvalidInput: a refused name, or a local course (no remote to pull from).
@@ -299,22 +303,29 @@ class Courses:
         level = logging.INFO if ok else logging.WARNING
         log.log(
             level,
-            "course %s: pull %s, %s -> %s%s in %.1fs",
+            "course %s: pull %s, %s -> %s%s (by %s) in %.1fs",
             name,
             "ok" if ok else "FAILED (still serving the previous checkout)",
             (before or "-")[:12],
             (commit or "-")[:12],
             f"; configuration refused: {result.config_error}" if result.config_error else "",
+            by or _who(),
             result.seconds,
         )
         return result
 
-    def pull_all(self, *, progress: Progress | None = None) -> list[PullResult]:
-        """Pull every active course that has a remote (what the automatic pull runs); failures are in the results."""
+    def pull_all(self, *, progress: Progress | None = None, by: str | None = None) -> list[PullResult]:
+        """Pull every active course that has a remote (what the automatic pull runs); failures are in the results.
+
+        A course that cannot be pulled at all meanwhile (archived or deleted since it was listed) is skipped.
+        """
         results = []
         for view in self.list_courses():
             if view.course.remote is not None:
-                results.append(self.pull(view.course.name, progress=progress))
+                try:
+                    results.append(self.pull(view.course.name, progress=progress, by=by))
+                except NbhostingError as exc:
+                    log.info("course %s: not pulled: %s", view.course.name, exc)
         return results
 
     def archive(self, name: str) -> CourseView:
@@ -370,10 +381,11 @@ class Courses:
                 for workspace in workspaces:
                     shutil.rmtree(workspace, ignore_errors=True)  # rmtree never follows a symlink inside
         log.info(
-            "course %s: deleted (%d students' workspaces %s) in %.1fs",
+            "course %s: deleted (%d students' workspaces %s) (by %s) in %.1fs",
             name,
             len(workspaces),
             "removed" if students else "kept",
+            _who(),
             time.monotonic() - started,
         )
         return plan.model_copy(update={"done": True})
@@ -401,11 +413,12 @@ class Courses:
         return None
 
     def _set_state(self, name: str, state: CourseState) -> CourseView:
+        started = time.monotonic()
         view = self.show(name)
         with self._lock(name):
             course = (self.meta(name) or view.course).model_copy(update={"state": state})
             self._store(course)
-        log.info("course %s: %s", name, state.value)
+        log.info("course %s: %s (by %s) in %.3fs", name, state.value, _who(), time.monotonic() - started)
         return view.model_copy(update={"course": course})
 
     def _git_in(self, checkout: Path, *argv: str, progress: Progress) -> str:
@@ -440,6 +453,11 @@ class Courses:
     def _recorded_servers(self, name: str) -> list[str]:
         records = Records(self.settings.servers_dir, self.settings.running_dir)
         return sorted(r.name for r in records.servers() if r.course == name)
+
+
+def _who() -> str:
+    """Who acts, for the log: this process's user (root for the CLI and the helper)."""
+    return f"uid {os.geteuid()}"
 
 
 def _is_course_name(name: str) -> bool:

@@ -67,4 +67,9 @@ def course_puller(hub: Hub) -> Culler[PullResult] | None:
     if not interval:
         return None
     lock = hub.settings.locks_dir / "course-pull.lock"
-    return Culler(hub.courses.pull_all, lock_path=lock, interval=interval, name="course puller")
+    courses = hub.courses
+
+    def pull_all() -> list[PullResult]:
+        return courses.pull_all(by="the automatic pull")
+
+    return Culler(pull_all, lock_path=lock, interval=interval, name="course puller")

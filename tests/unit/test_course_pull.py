@@ -67,3 +67,19 @@ def test_a_negative_interval_is_refused(interval):
 
     with pytest.raises(ValidationError):
         Settings(course_pull_interval=interval)
+
+
+def test_each_pull_is_logged_with_who_asked_and_how_long_it_took(tmp_path, caplog):
+    hub = hub_with(tmp_path, 300)
+    hub.courses.create("python", str(course_repo(tmp_path / "python").path))
+    puller = course_puller(hub)
+    assert puller is not None
+    with caplog.at_level("INFO", logger="nbhosting_core.courses"):
+        try:
+            puller.run_once()
+        finally:
+            puller.stop()
+        hub.courses.archive("python")
+    pulled = [r.getMessage() for r in caplog.records if "pull ok" in r.getMessage()]
+    assert len(pulled) == 1 and "(by the automatic pull) in " in pulled[0]
+    assert any("python: archived (by uid" in r.getMessage() for r in caplog.records)
