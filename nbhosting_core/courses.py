@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from enum import Enum
@@ -211,7 +212,7 @@ class Courses:
             try:
                 self.git.run([*argv, "--", remote, str(scratch)], progress=_collect(lines, progress))
                 branch = branch or self.git.current_branch(scratch)
-                os.chmod(scratch, 0o755)  # students' containers read courses (their own mounts, later)
+                readable_by_all(scratch)
                 os.rename(scratch, target)
             except BaseException:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -289,6 +290,7 @@ class Courses:
                 if not lines or exc.stderr.strip() not in "\n".join(lines):
                     lines.append(exc.stderr.strip())
                 lines.append(f"(failed: {' '.join(exc.argv)} exited {exc.returncode})")
+            readable_by_all(checkout)
             commit = self.git.head(checkout)
             result = PullResult(
                 course=name,
@@ -453,6 +455,23 @@ class Courses:
     def _recorded_servers(self, name: str) -> list[str]:
         records = Records(self.settings.servers_dir, self.settings.running_dir)
         return sorted(r.name for r in records.servers() if r.course == name)
+
+
+def readable_by_all(checkout: Path) -> None:
+    """Make a checkout readable by every user, whatever the umask git ran with: students' containers mount its
+    folders, and the web app reads its table of contents. Symlinks are never followed; nothing becomes writable."""
+    os.chmod(checkout, os.stat(checkout).st_mode | 0o755)
+    for folder, dirs, files in os.walk(checkout, followlinks=False):
+        for name in dirs:
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode) and info.st_mode & 0o555 != 0o555:
+                os.chmod(path, info.st_mode | 0o555)
+        for name in files:
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode) and info.st_mode & 0o444 != 0o444:
+                os.chmod(path, info.st_mode | 0o444)
 
 
 def _who() -> str:

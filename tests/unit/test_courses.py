@@ -13,7 +13,7 @@ import pytest
 from nbhosting_core import CommandFailed, InvalidInput, NotFound, Settings, SubprocessRunner
 from nbhosting_core.courses import Courses, CourseState
 from nbhosting_core.errors import CourseArchived
-from tests.gitrepos import course_repo, git, notebook_text
+from tests.gitrepos import Upstream, course_repo, git, notebook_text
 
 
 class Clock:
@@ -300,3 +300,36 @@ def test_delete_never_follows_a_students_symlink(courses, settings, upstream, tm
     (settings.students_dir / "nbh-mallory" / "python").symlink_to(precious)
     plan = courses.delete("python", yes=True, students=True)
     assert plan.done and precious.is_dir() and str(precious) not in " ".join(plan.removes)
+
+
+def test_a_checkout_is_readable_by_every_user_whatever_the_umask(courses, upstream):
+    previous = os.umask(0o077)
+    try:
+        courses.create("python", str(upstream.path))
+        upstream.write("w4/late.ipynb", notebook_text("4")).commit("week 4")
+        courses.pull("python")
+    finally:
+        os.umask(previous)
+    checkout = courses.path("python")
+    for path in (checkout, checkout / "w1", checkout / "w1" / "intro.ipynb", checkout / "w4" / "late.ipynb"):
+        assert path.stat().st_mode & 0o004, path
+        assert not path.stat().st_mode & 0o002, path
+
+
+def test_submodules_are_cloned_and_follow_a_pull(courses, upstream, tmp_path, monkeypatch):
+    # root's own git configuration may allow file:// submodules (git refuses them by default): this test's does
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text('[protocol "file"]\n\tallow = always\n')
+    monkeypatch.setenv("HOME", str(home))
+    shared = Upstream(tmp_path / "shared")
+    shared.write("tools.py", "VERSION = 1\n").commit("tools 1")
+    git(upstream.path, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(shared.path), "shared")
+    upstream.commit("the shared tools, as a submodule")
+    courses.create("python", str(upstream.path))
+    assert (courses.path("python") / "shared" / "tools.py").read_text() == "VERSION = 1\n"
+    shared.write("tools.py", "VERSION = 2\n").commit("tools 2")
+    git(upstream.path / "shared", "pull", "-q", "origin", "main")
+    upstream.commit("tools 2")
+    assert courses.pull("python").ok
+    assert (courses.path("python") / "shared" / "tools.py").read_text() == "VERSION = 2\n"
