@@ -22,6 +22,10 @@ SOCKET_NAME = "jupyter.sock"
 #: Jupyter's configuration written by nbhosting before each start (see :func:`jupyter_config`), in the socket folder
 CONFIG_DIR = "config"
 CONFIG_NAME = "jupyter_server_config.json"
+#: the student's notary secret and the signatures of the course's notebooks, in the same folder (see
+#: :mod:`nbhosting_core.trust`; the image's ``nbhosting_trust.py`` reads them)
+NOTARY_SECRET = "notary-secret"  # noqa: S105 - a file name
+TRUSTED_DIGESTS = "trusted-digests"
 #: where Jupyter answers the reports of its Content-Security-Policy (under its base_url): its own default
 CSP_REPORT_PATH = "api/security/csp-report"
 ENTRYPOINT = ["tini", "-g", "--", "/usr/local/bin/nbhosting-jupyter"]

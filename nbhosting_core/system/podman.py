@@ -17,7 +17,15 @@ import shutil
 import time
 from pathlib import Path
 
-from ..containers import CONFIG_NAME, container_spec, jupyter_config, plan, server_from_inspect
+from ..containers import (
+    CONFIG_NAME,
+    NOTARY_SECRET,
+    TRUSTED_DIGESTS,
+    container_spec,
+    jupyter_config,
+    plan,
+    server_from_inspect,
+)
 from ..courses import Courses
 from ..errors import CommandFailed, LimitsNotApplied, RuntimeUnavailable, StartFailed
 from ..jupyterapi import KERNELS_PATH, STATUS_PATH, parse_activity
@@ -27,6 +35,7 @@ from ..origins import frame_ancestors
 from ..platforms import PlatformsFile
 from ..settings import Settings
 from ..tokens import jupyter_token, new_key
+from ..trust import CourseSignatures, notary_secret
 from .cgroups import Limiter, limiter_for
 from .locks import file_lock
 from .records import (
@@ -65,6 +74,7 @@ class PodmanBackend:
     ) -> None:
         self._settings = settings
         self._secret = secret
+        self._signatures = CourseSignatures()  # the course notebooks' signatures, kept while they do not change
         self._runner = runner or SubprocessRunner()
         self._records = Records(settings.servers_dir, settings.running_dir)
         self._sockets = SocketDirs(
@@ -380,7 +390,7 @@ class PodmanBackend:
             phase="creating",
         )
         self._records.put_server(record)  # first: a crash from here on is found by reconcile()
-        socket_dir = self._prepare_sockets(key, account)
+        socket_dir = self._prepare_sockets(key, account, course)
         spec = container_spec(
             self._settings,
             account,
@@ -405,16 +415,21 @@ class PodmanBackend:
         self._records.put_server(record.model_copy(update={"phase": "created"}))
         return self._adopt(account, server, data)
 
-    def _prepare_sockets(self, key: str, account: Account) -> Path:
-        """A fresh socket folder for the server ``key``, with Jupyter's configuration for this start in it."""
+    def _prepare_sockets(self, key: str, account: Account, course: str) -> Path:
+        """A fresh socket folder for the server ``key``, with Jupyter's configuration for this start in it, and
+        what makes the course's notebooks open trusted (see :mod:`nbhosting_core.trust`)."""
         folder = self._sockets.prepare(key, account.uid, account.gid)
         ancestors = frame_ancestors(self._settings, self._platforms.current().origins())
         config = jupyter_config(self._settings, key, ancestors)
         self._sockets.write_config(key, CONFIG_NAME, json.dumps(config, indent=1).encode())
+        notary = notary_secret(self._secret, account.user)
+        self._sockets.write_config(key, NOTARY_SECRET, notary)
+        course_dir = self._settings.courses_dir / course
+        self._sockets.write_config(key, TRUSTED_DIGESTS, self._signatures.lines(course_dir, notary))
         return folder
 
     def _start(self, engine: UserPodman, account: Account, server: Server) -> Server:
-        self._prepare_sockets(server.key, account)
+        self._prepare_sockets(server.key, account, server.course)
         engine.start(server.name)
         data = engine.inspect(server.name)
         if data is None:

@@ -100,9 +100,12 @@ class SocketDirs:
             raise ValueError(f"not a file name: {name!r}")
         inner = os.open(self.inner(key), DIR_FLAGS)
         try:
-            os.mkdir(CONFIG, 0o755, dir_fd=inner)
+            with contextlib.suppress(FileExistsError):  # made by an earlier file of this start
+                os.mkdir(CONFIG, 0o755, dir_fd=inner)
             config = os.open(CONFIG, DIR_FLAGS, dir_fd=inner)
             try:
+                if os.fstat(config).st_uid != os.geteuid():
+                    raise OSError(errno.EPERM, "the configuration folder is not root's", CONFIG)
                 os.fchmod(config, 0o755)  # whatever the umask
                 fd = os.open(
                     name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=config

@@ -36,9 +36,27 @@ def test_nothing_planted_in_the_folder_is_followed_or_written_through(sockets, t
     target = tmp_path / "elsewhere"
     target.mkdir()
     (sockets.inner(KEY) / "config").symlink_to(target)
-    with pytest.raises(FileExistsError):
+    with pytest.raises(OSError):  # ELOOP: the link is not followed
         sockets.write_config(KEY, "jupyter_server_config.json", b"{}")
     assert list(target.iterdir()) == []
+
+
+def test_a_configuration_folder_someone_else_made_is_refused(sockets):
+    planted = sockets.inner(KEY) / "config"
+    planted.mkdir()
+    os.chown(planted, os.geteuid() + 12345, -1)  # the student's, say
+    with pytest.raises(PermissionError, match="not root's"):
+        sockets.write_config(KEY, "jupyter_server_config.json", b"{}")
+    assert list(planted.iterdir()) == []
+
+
+def test_several_files_share_the_configuration_folder(sockets):
+    sockets.write_config(KEY, "jupyter_server_config.json", b"{}")
+    sockets.write_config(KEY, "notary-secret", b"0" * 64)
+    assert sorted(p.name for p in (sockets.inner(KEY) / "config").iterdir()) == [
+        "jupyter_server_config.json",
+        "notary-secret",
+    ]
 
 
 def test_a_file_name_is_a_name(sockets):

@@ -1,0 +1,120 @@
+"""Trusted copies: a notebook nbhosting copied from the course opens as trusted for its student.
+
+Jupyter trusts a notebook whose signature (an HMAC of its content with the notary's secret) is in its signature
+store; a copy made by nbhosting was signed by no one, so Notebook 7 says "Not Trusted" on every copy. Root never
+writes into a student's files, so it signs nothing there. Instead, before each start of a server, root writes into
+the server's configuration folder (root's, read-only for the student: see :mod:`nbhosting_core.system.sockets`):
+
+* ``notary-secret``: the student's notary secret, derived from the server's secret and the student's user (the
+  same at every start, so that the student's own signatures stay good);
+* ``trusted-digests``: the signatures, with that secret, of the course's notebooks as nbhosting copies them.
+
+The image's Jupyter configuration (``containerfiles/default/nbhosting_trust.py``) takes both: a copy still as the
+course made it is trusted; the student's own saves are signed by Jupyter itself, into a store in their workspace,
+as usual. A copy the student changed outside Jupyter is not trusted, as Jupyter would have it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+from nbformat.sign import NotebookNotary
+
+log = logging.getLogger(__name__)
+#: the algorithm of Jupyter's notary (its default)
+ALGORITHM = "sha256"
+#: course notebooks larger than this are not hashed (they open untrusted, as any notebook would)
+MAX_BYTES = 16 * 2**20
+#: at most this many notebooks of a course are hashed
+MAX_NOTEBOOKS = 5000
+
+
+def notary_secret(secret: bytes, user: str) -> bytes:
+    """The notary secret of the student ``user`` (pure): 64 hex characters, the same at every start."""
+    return hmac.new(secret, b"nbhosting-notary:" + user.encode(), hashlib.sha256).hexdigest().encode()
+
+
+def notebook_signature(secret: bytes, content: bytes) -> str | None:
+    """The signature Jupyter's notary computes for the notebook ``content`` with ``secret``; None if it is not a
+    notebook nbformat reads (pure)."""
+    try:
+        notebook = nbformat.reads(content.decode("utf-8"), as_version=4)  # type: ignore[no-untyped-call]
+    except (ValueError, UnicodeDecodeError, nbformat.reader.NotJSONError) as exc:
+        log.debug("not a notebook: %s", exc)
+        return None
+    notary = NotebookNotary(secret=secret, algorithm=ALGORITHM)  # type: ignore[no-untyped-call]
+    signature: str = notary.compute_signature(notebook)  # type: ignore[no-untyped-call]
+    return signature
+
+
+class CourseSignatures:
+    """Signatures of a course's notebooks with a student's notary secret, remembered while their files do not
+    change (a course of 100 notebooks is read once per process and secret)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[bytes, str, int, int], str | None] = {}
+        self._lock = threading.Lock()
+
+    def lines(self, course_dir: Path, secret: bytes) -> bytes:
+        """``trusted-digests``: one ``<algorithm> <signature>`` line per notebook of the course."""
+        started = time.monotonic()
+        signatures = sorted({s for s in self._signatures(course_dir, secret) if s is not None})
+        log.info(
+            "trust: %d notebooks of %s signed for a start in %.3fs",
+            len(signatures),
+            course_dir.name,
+            time.monotonic() - started,
+        )
+        return b"".join(f"{ALGORITHM} {s}\n".encode() for s in signatures)
+
+    def _signatures(self, course_dir: Path, secret: bytes) -> list[str | None]:
+        found = []
+        for path in notebooks_of(course_dir)[:MAX_NOTEBOOKS]:
+            signature = self._signature(path, secret)
+            found.append(signature)
+        return found
+
+    def _signature(self, path: Path, secret: bytes) -> str | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
+                return None
+            key = (secret, str(path), info.st_size, info.st_mtime_ns)
+            with self._lock:
+                if key in self._cache:
+                    return self._cache[key]
+            content = os.read(fd, MAX_BYTES + 1)
+        finally:
+            os.close(fd)
+        signature = notebook_signature(secret, content)
+        with self._lock:
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+            self._cache[key] = signature
+        return signature
+
+
+def notebooks_of(course_dir: Path) -> list[Path]:
+    """The ``.ipynb`` files of a course, sorted; hidden folders and symlinks left out (never followed)."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(course_dir, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if name.endswith(".ipynb") and not name.startswith(".") and not path.is_symlink():
+                found.append(path)
+        if len(found) > MAX_NOTEBOOKS:
+            break
+    return found

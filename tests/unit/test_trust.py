@@ -1,0 +1,59 @@
+"""Trusted copies: the signatures root hands to each server (see nbhosting_core.trust)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+from nbformat.sign import NotebookNotary
+from nbformat.v4 import new_code_cell, new_notebook
+
+from nbhosting_core.trust import CourseSignatures, notary_secret, notebook_signature, notebooks_of
+
+
+def write(path: Path, source: str) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(new_notebook(cells=[new_code_cell(source)]), str(path))
+    return path.read_bytes()
+
+
+def test_a_students_notary_secret_is_stable_and_their_own():
+    assert notary_secret(b"s" * 32, "nbh-a") == notary_secret(b"s" * 32, "nbh-a")
+    assert notary_secret(b"s" * 32, "nbh-a") != notary_secret(b"s" * 32, "nbh-b")
+    assert notary_secret(b"s" * 32, "nbh-a") != notary_secret(b"t" * 32, "nbh-a")
+    assert len(notary_secret(b"s" * 32, "nbh-a")) == 64
+
+
+def test_the_signature_is_the_one_jupyters_notary_computes_for_the_same_notebook(tmp_path):
+    content = write(tmp_path / "a.ipynb", "1 + 1")
+    secret = notary_secret(b"s" * 32, "nbh-a")
+    notary = NotebookNotary(secret=secret)
+    assert notebook_signature(secret, content) == notary.compute_signature(nbformat.reads(content.decode(), 4))
+    assert notebook_signature(secret, b"{not json") is None
+
+
+def test_the_course_signatures_cover_its_notebooks_and_nothing_planted(tmp_path):
+    course = tmp_path / "course"
+    a = write(course / "w1" / "a.ipynb", "1")
+    write(course / ".git" / "b.ipynb", "2")  # hidden folders are not the course's notebooks
+    outside = write(tmp_path / "secret.ipynb", "3")
+    os.symlink(tmp_path / "secret.ipynb", course / "link.ipynb")  # never followed
+    (course / "notes.md").write_text("# not a notebook")
+    assert [p.relative_to(course) for p in notebooks_of(course)] == [Path("w1/a.ipynb")]
+    secret = notary_secret(b"s" * 32, "nbh-a")
+    lines = CourseSignatures().lines(course, secret).decode().splitlines()
+    assert lines == [f"sha256 {notebook_signature(secret, a)}"]
+    assert f"sha256 {notebook_signature(secret, outside)}" not in lines
+
+
+def test_a_changed_notebook_is_signed_again(tmp_path):
+    course = tmp_path / "course"
+    write(course / "a.ipynb", "1")
+    signatures = CourseSignatures()
+    secret = notary_secret(b"s" * 32, "nbh-a")
+    before = signatures.lines(course, secret)
+    changed = write(course / "a.ipynb", "1 + 1 + 1")
+    os.utime(course / "a.ipynb", ns=(1, 10**18))
+    after = signatures.lines(course, secret)
+    assert before != after and after.decode() == f"sha256 {notebook_signature(secret, changed)}\n"
