@@ -56,12 +56,12 @@ def notebook_files(checkout: Path, *, skip: Iterable[PurePosixPath] = ()) -> lis
             if name.startswith(".") or path.is_symlink():
                 continue
             rel = PurePosixPath(str(relative / name).removeprefix("./"))
-            if name.endswith(".ipynb") or (name.endswith(TEXT_NOTEBOOK_SUFFIXES) and _jupytext_header(path)):
+            if name.endswith(".ipynb") or (name.endswith(TEXT_NOTEBOOK_SUFFIXES) and has_jupytext_header(path)):
                 found.append(rel)
     return sorted(found, key=lambda p: p.parts)
 
 
-def _jupytext_header(path: Path) -> bool:
+def has_jupytext_header(path: Path) -> bool:
     """True if the text file starts with a Jupytext header (what ``jupytext --set-formats`` writes)."""
     try:
         with path.open("rb") as f:

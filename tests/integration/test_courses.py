@@ -70,6 +70,7 @@ def test_a_jupytext_notebook_opens_as_a_notebook_in_a_real_server(hub, settings,
     model = json.loads(body)
     assert model["type"] == "notebook" and model["content"]["metadata"]["kernelspec"]["name"] == "python3"
     assert [c["cell_type"] for c in model["content"]["cells"]] == ["markdown", "code"]
+    assert model["content"]["cells"][1]["metadata"].get("trusted") is True  # made by nbhosting: trusted, as any copy
     copy = settings.students_dir / launch.user / course / "w3" / "quiz.ipynb"
     assert copy.stat().st_uid == launch.uid
     # the code of its cell runs: the course's modules are on PYTHONPATH

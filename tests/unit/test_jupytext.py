@@ -124,3 +124,15 @@ def test_a_symlink_the_student_planted_where_the_copy_goes_is_left_alone(env, tm
     (home / "c1" / "w1" / "funcs.ipynb").symlink_to(target)
     assert ws.ensure_copy(account, "c1", PurePosixPath("w1/funcs.py")) is False
     assert not target.exists()
+
+
+def test_the_same_file_always_makes_the_same_notebook():
+    assert notebook_bytes(MARKDOWN.encode(), suffix=".md", name="a") == notebook_bytes(
+        MARKDOWN.encode(), suffix=".md", name="a"
+    )
+
+
+def test_myst_cells_are_code_cells_even_under_a_short_header():
+    text = "---\njupytext:\n  text_representation:\n    format_name: myst\n---\n\n```{code-cell}\n6 * 7\n```\n"
+    node = nbformat.reads(notebook_bytes(text.encode(), suffix=".md", name="q.md").decode(), as_version=4)
+    assert [c.cell_type for c in node.cells] == ["code"] and node.cells[0].source == "6 * 7"
