@@ -19,15 +19,14 @@ import logging
 import os
 import secrets
 import shutil
-import stat
 import time
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from .courseconfig import CourseConfig, load_course_config
+from .coursemodels import Course, CourseState, CourseView, DeletePlan, PullResult
 from .errors import CommandFailed, CourseArchived, InvalidConfig, InvalidInput, NbhostingError, NotFound
 from .naming import validate_course
 from .settings import Settings
@@ -35,70 +34,13 @@ from .system.git import Git, check_branch, check_remote, local_path
 from .system.locks import file_lock
 from .system.records import Records
 from .system.runner import CommandRunner, SubprocessRunner
+from .system.tree import readable_by_all
 
 log = logging.getLogger(__name__)
 #: how much of git's output a pull keeps (its end)
 MAX_LOG = 20_000
 Progress = Callable[[str], None]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class CourseState(str, Enum):
-    """Whether a course is in service."""
-
-    ACTIVE = "active"
-    ARCHIVED = "archived"  # hidden from lists, never pulled, launches refused (HTTP 410)
-
-
-class PullResult(_Frozen):
-    """One clone or pull of a course: when, whether it worked, what it checked out, and git's own words."""
-
-    course: str
-    at: float  # seconds since the epoch, when it began
-    seconds: float
-    ok: bool
-    commit: str | None  # what the course serves after it (the previous commit when it failed)
-    log: str  # git's output (its end)
-    config_error: str | None = None  # the course's .nbhosting/course.toml, refused after this pull (line, reason)
-
-
-class Course(_Frozen):
-    """nbhosting's metadata of a course (what ``DATA_ROOT/course-meta/<name>.json`` holds)."""
-
-    name: str
-    remote: str | None = None  # a git URL or a local repository; None: a local folder, never pulled
-    branch: str | None = None
-    state: CourseState = CourseState.ACTIVE
-    created_at: float | None = None
-    last_pull: PullResult | None = None
-
-
-class CourseView(_Frozen):
-    """A course as an admin sees it: its metadata, where it is, what it serves, and its configuration."""
-
-    course: Course
-    path: Path
-    commit: str | None  # None: a local folder that is not a git checkout
-    config: CourseConfig  # the defaults when its file is refused
-    config_error: str | None = None  # why its .nbhosting/course.toml is refused (line, reason)
-
-    @property
-    def local(self) -> bool:
-        """True for a folder with no remote (never pulled)."""
-        return self.course.remote is None
-
-
-class DeletePlan(_Frozen):
-    """What deleting a course removes, and what it keeps; ``done``: whether it was carried out."""
-
-    course: str
-    done: bool
-    removes: list[str]
-    keeps: list[str]
-    servers: list[str]  # servers of this course: a deletion waits until they are removed (`nbh rm`)
+__all__ = ["Course", "CourseState", "CourseView", "Courses", "DeletePlan", "PullResult"]
 
 
 class Courses:
@@ -455,23 +397,6 @@ class Courses:
     def _recorded_servers(self, name: str) -> list[str]:
         records = Records(self.settings.servers_dir, self.settings.running_dir)
         return sorted(r.name for r in records.servers() if r.course == name)
-
-
-def readable_by_all(checkout: Path) -> None:
-    """Make a checkout readable by every user, whatever the umask git ran with: students' containers mount its
-    folders, and the web app reads its table of contents. Symlinks are never followed; nothing becomes writable."""
-    os.chmod(checkout, os.stat(checkout).st_mode | 0o755)
-    for folder, dirs, files in os.walk(checkout, followlinks=False):
-        for name in dirs:
-            path = os.path.join(folder, name)
-            info = os.lstat(path)
-            if stat.S_ISDIR(info.st_mode) and info.st_mode & 0o555 != 0o555:
-                os.chmod(path, info.st_mode | 0o555)
-        for name in files:
-            path = os.path.join(folder, name)
-            info = os.lstat(path)
-            if stat.S_ISREG(info.st_mode) and info.st_mode & 0o444 != 0o444:
-                os.chmod(path, info.st_mode | 0o444)
 
 
 def _who() -> str:
