@@ -224,15 +224,16 @@ class Courses:
                     f"+refs/heads/{meta.branch}:refs/remotes/origin/{meta.branch}",
                     progress=collect,
                 )
-                self._git_in(checkout, "reset", "--hard", f"refs/remotes/origin/{meta.branch}", progress=collect)
-                self._git_in(checkout, "submodule", "sync", "--recursive", progress=collect)
-                self._git_in(checkout, "submodule", "update", "--init", "--recursive", "--force", progress=collect)
+                with self.changing(name):  # no student's copy is read from a half-written file
+                    self._git_in(checkout, "reset", "--hard", f"refs/remotes/origin/{meta.branch}", progress=collect)
+                    self._git_in(checkout, "submodule", "sync", "--recursive", progress=collect)
+                    self._git_in(checkout, "submodule", "update", "--init", "--recursive", "--force", progress=collect)
+                    readable_by_all(checkout)
             except CommandFailed as exc:
                 ok = False
                 if not lines or exc.stderr.strip() not in "\n".join(lines):
                     lines.append(exc.stderr.strip())
                 lines.append(f"(failed: {' '.join(exc.argv)} exited {exc.returncode})")
-            readable_by_all(checkout)
             commit = self.git.head(checkout)
             result = PullResult(
                 course=name,
@@ -315,7 +316,7 @@ class Courses:
         plan = DeletePlan(course=name, done=False, removes=removes, keeps=keeps, servers=servers)
         if not yes or servers:
             return plan
-        with self._lock(name):
+        with self._lock(name), self.changing(name):
             if checkout.is_symlink() or not checkout.is_dir():
                 checkout.unlink(missing_ok=True)
             else:
@@ -364,6 +365,17 @@ class Courses:
             self._store(course)
         log.info("course %s: %s (by %s) in %.3fs", name, state.value, _who(), time.monotonic() - started)
         return view.model_copy(update={"course": course})
+
+    def reading(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Held while a course file is read for a student's copy: a pull's reset waits for it (a shared lock)."""
+        return file_lock(self._checkout_lock(name), shared=True)
+
+    def changing(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Held while a pull changes the checkout's files: copies wait until it is whole again (exclusive)."""
+        return file_lock(self._checkout_lock(name))
+
+    def _checkout_lock(self, name: str) -> Path:
+        return self.settings.locks_dir / f"course-{validate_course(name)}.checkout.lock"
 
     def _git_in(self, checkout: Path, *argv: str, progress: Progress) -> str:
         return self.git.run(["-C", str(checkout), *argv], progress=progress)

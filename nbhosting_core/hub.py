@@ -147,7 +147,8 @@ class Hub:
         content = None
         claim = None
         if account is None:
-            content = self.workspaces.read_course_notebook(course, path)  # InvalidNotebook before creating
+            with self.courses.reading(course):  # never half a file a pull is writing
+                content = self.workspaces.read_course_notebook(course, path)  # InvalidNotebook before creating
             user = user_name(student_id, self.settings.user_prefix)
             claim = self.door.ask(Need.CREATE, container_name(user, course), user, requester, "new account")
         try:
@@ -160,7 +161,8 @@ class Hub:
                     claim = self.door.for_server(self.backend.get(account, course), account.user, course, requester)
                 self.quota.prepare(account)
                 self.quota.check(account)
-                copied = self.workspaces.ensure_copy(account, course, path, content)
+                with self.courses.reading(course):
+                    copied = self.workspaces.ensure_copy(account, course, path, content)
                 ensured = self.backend.ensure_running(account, course, self.workspaces.workspace(account, course))
                 self.activity.touch(ensured.server.key)  # a launch is activity: the culler must not stop it now
         finally:

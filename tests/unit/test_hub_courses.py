@@ -67,3 +67,20 @@ def test_the_course_chooses_its_ui_else_the_hosts(hub, upstream):
     upstream.write(".nbhosting/course.toml", "").commit("no preference")
     hub.courses.pull("python")
     assert hub.launch_status("python", "w1/intro", "alice").url == f"/nb/{launch.key}/notebooks/w1/intro.ipynb"
+
+
+def test_a_copy_waits_while_a_pull_rewrites_the_course_and_then_gets_the_whole_new_file(hub, upstream):
+    import threading
+    import time
+
+    hub.courses.create("python", str(upstream.path))
+    done: list[str] = []
+    with hub.courses.changing("python"):  # a pull's reset in progress
+        opener = threading.Thread(target=lambda: done.append(hub.open_notebook("python", "w1/intro", "alice").user))
+        opener.start()
+        time.sleep(0.5)
+        assert done == []  # the launch waits: no copy is read from a checkout being rewritten
+        intro = hub.courses.path("python") / "w1" / "intro.ipynb"
+        intro.write_text(notebook_text("'rewritten meanwhile'"))
+    opener.join(timeout=10)
+    assert done and "rewritten meanwhile" in (hub.settings.students_dir / done[0] / "python/w1/intro.ipynb").read_text()
