@@ -83,3 +83,23 @@ def test_each_pull_is_logged_with_who_asked_and_how_long_it_took(tmp_path, caplo
     pulled = [r.getMessage() for r in caplog.records if "pull ok" in r.getMessage()]
     assert len(pulled) == 1 and "(by the automatic pull) in " in pulled[0]
     assert any("python: archived (by uid" in r.getMessage() for r in caplog.records)
+
+
+def test_doctor_says_which_courses_failed_their_last_pull_or_have_a_refused_configuration(tmp_path):
+    from nbhosting_core.system.doctor import courses_check
+
+    hub = hub_with(tmp_path, 300)
+    good = course_repo(tmp_path / "good")
+    gone = course_repo(tmp_path / "gone")
+    hub.courses.create("good", str(good.path))
+    hub.courses.create("gone", str(gone.path))
+    assert (
+        courses_check(hub.settings).ok
+        and "2 active course(s), pulled every 300 s" in courses_check(hub.settings).detail
+    )
+    shutil.rmtree(gone.path)
+    good.write(".nbhosting/course.toml", "ui = 3\n").commit("a typo")
+    hub.courses.pull_all()
+    check = courses_check(hub.settings)
+    assert not check.ok and not check.required
+    assert "last pull failed: gone" in check.detail and "course.toml refused: good" in check.detail
