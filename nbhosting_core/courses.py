@@ -147,6 +147,8 @@ class Courses:
             if target.exists() or target.is_symlink() or self.meta(name) is not None:
                 raise InvalidInput(f"A course named {name!r} exists already (`nbh course delete {name}` first).")
             self.settings.courses_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.settings.courses_dir.glob(f".clone-{name}-*"):  # a clone a crash cut (under this lock)
+                shutil.rmtree(stale, ignore_errors=True)
             scratch = self.settings.courses_dir / f".clone-{name}-{secrets.token_hex(4)}"
             lines: list[str] = []
             argv = ["clone", "--progress", "--recurse-submodules", "--no-hardlinks"]

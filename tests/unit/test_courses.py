@@ -333,3 +333,12 @@ def test_submodules_are_cloned_and_follow_a_pull(courses, upstream, tmp_path, mo
     upstream.commit("tools 2")
     assert courses.pull("python").ok
     assert (courses.path("python") / "shared" / "tools.py").read_text() == "VERSION = 2\n"
+
+
+def test_a_clone_a_crash_cut_is_cleared_by_the_next_create(courses, settings, upstream):
+    stale = settings.courses_dir / ".clone-python-deadbeef"
+    (stale / "w1").mkdir(parents=True)
+    (settings.courses_dir / ".clone-other-cafe").mkdir()
+    courses.create("python", str(upstream.path))
+    assert not stale.exists() and (settings.courses_dir / ".clone-other-cafe").is_dir()  # only its own
+    assert [v.course.name for v in courses.list_courses()] == ["python"]
