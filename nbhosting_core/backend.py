@@ -21,7 +21,7 @@ The contract, which every implementation keeps:
 * ``ensure_running`` returns as soon as the server's processes run; it never waits for Jupyter to answer
   (that is :meth:`NotebookBackend.is_ready`, which answers at once).
 * A server keeps its ``key`` for as long as it exists: stopping and starting it again keeps it.
-  A running server is reused even when the configured image changed; a stopped one on an old image or a
+  A running server is reused even when the image asked for changed; a stopped one on another image or a
   broken one is replaced (new key). The student's files are never touched by any of this.
 * ``stop`` and ``remove`` of something already stopped or absent are no-ops.
 """
@@ -37,10 +37,13 @@ from .models import Account, Ensured, ReconcileReport, Server, ServerActivity, U
 class NotebookBackend(Protocol):
     """Runs one notebook server per (course, student). See the module docstring for the contract."""
 
-    def ensure_running(self, account: Account, course: str, workspace: Path) -> Ensured:
+    def ensure_running(self, account: Account, course: str, workspace: Path, image: str | None = None) -> Ensured:
         """Reuse, start or create the server of (``account``, ``course``) with ``workspace`` as its files.
 
-        Returns once its processes run, with what was done (:class:`~nbhosting_core.models.Action`).
+        ``image``: what a new server runs (for podman, the path of a root filesystem; the hub chooses it per
+        course); None: the backend's own default (podman: ``settings.image_rootfs``). A running server is reused
+        whatever its image; a stopped one on another image is replaced. Returns once its processes run, with what
+        was done (:class:`~nbhosting_core.models.Action`).
 
         Raises:
             RuntimeUnavailable: the engine cannot be used.

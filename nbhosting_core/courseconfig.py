@@ -4,7 +4,8 @@
 
     # .nbhosting/course.toml
     image = "default"            # "default" (nbhosting's image), "course" (the course's own Containerfile),
-                                 # or another course's name (share its image)
+                                 # or another course's name (share its image); default: its own if it has a
+                                 # .nbhosting/Containerfile, else "default"
     ui = "lab"                   # "notebook" (Notebook 7) or "lab" (JupyterLab); default: the host's NBH_UI
     readonly = ["data", "media"] # folders of the repository offered read-only to notebooks
     pythonpath = "lib"           # a folder of Python modules on PYTHONPATH (read-only); default none
@@ -79,10 +80,11 @@ class Track(_Strict):
 class CourseConfig(_Strict):
     """What ``.nbhosting/course.toml`` may say; every field has a default."""
 
-    image: str = Field(
-        "default",
-        description='"default": nbhosting\'s image; "course": the course\'s own Containerfile; or the name of '
-        "another course whose image this one shares.",
+    image: str | None = Field(
+        None,
+        description='"default": nbhosting\'s image; "course": the course\'s own (.nbhosting/Containerfile); or the '
+        "name of another course whose image this one shares. None: the course's own if it has a Containerfile, "
+        "else the default (see nbhosting_core.system.courseimages).",
     )
     ui: Literal["notebook", "lab"] | None = Field(None, description="The UI notebooks open in; None: the host's.")
     readonly: list[str] | None = Field(
@@ -93,8 +95,8 @@ class CourseConfig(_Strict):
 
     @field_validator("image")
     @classmethod
-    def _image(cls, value: str) -> str:
-        if value in ("default", "course"):
+    def _image(cls, value: str | None) -> str | None:
+        if value is None or value in ("default", "course"):
             return value
         try:
             return validate_course(value)

@@ -38,7 +38,8 @@ class FakeBackend:
     """Notebook servers that exist only in memory.
 
     Args:
-        image: what new servers run; change :attr:`image` to simulate an image upgrade.
+        image: what new servers run when ``ensure_running`` is given no image; change :attr:`image` to simulate
+            an image upgrade.
         ready_after: seconds (by ``clock``) between a start and Jupyter answering; ``float("inf")``: never.
         clock: seconds since the epoch; pass the same fake clock as the hub's.
     """
@@ -59,9 +60,10 @@ class FakeBackend:
 
     # ------------------------------------------------------------------------------------- the contract
 
-    def ensure_running(self, account: Account, course: str, workspace: Path) -> Ensured:
-        """See :meth:`NotebookBackend.ensure_running`."""
+    def ensure_running(self, account: Account, course: str, workspace: Path, image: str | None = None) -> Ensured:
+        """See :meth:`NotebookBackend.ensure_running`: ``image`` None is :attr:`image`."""
         name = container_name(account.user, course)
+        image = image if image is not None else self.image
         with self._lock:
             if self.fail_next:
                 raise self.fail_next.pop(0)
@@ -69,7 +71,7 @@ class FakeBackend:
             record = self._records.get(name)
             if record is not None and record.server.state is ServerState.RUNNING:
                 return Ensured(server=record.server, action=Action.REUSE)
-            if record is not None and record.server.state is ServerState.STOPPED and record.server.image == self.image:
+            if record is not None and record.server.state is ServerState.STOPPED and record.server.image == image:
                 record.server = record.server.model_copy(
                     update={"state": ServerState.RUNNING, "started_at": self._clock()}
                 )
@@ -86,7 +88,7 @@ class FakeBackend:
                 user=account.user,
                 uid=account.uid,
                 key=new_key(),
-                image=self.image,
+                image=image,
                 state=ServerState.RUNNING,
                 started_at=self._clock(),
             )

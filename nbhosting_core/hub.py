@@ -47,6 +47,7 @@ from .naming import (
 from .settings import Settings
 from .system.cgroupfs import meminfo
 from .system.counters import Counters, SqliteCounters
+from .system.courseimages import CourseImages
 from .system.locks import file_lock
 from .system.quota import NoQuota, Quota, quota_for
 from .system.runner import CommandRunner, SubprocessRunner
@@ -98,6 +99,8 @@ class Hub:
         self.workspaces = Workspaces(settings)
         #: the host's courses (git checkouts and their metadata: see :mod:`nbhosting_core.courses`)
         self.courses = Courses(settings, runner=runner)
+        #: courses' own images (:mod:`nbhosting_core.system.courseimages`)
+        self.images = CourseImages(settings, runner=runner)
         self.activity = ActivityLog(settings.activity_dir, flush=settings.activity_flush, clock=clock)
         self.policy = CullPolicy.from_settings(settings)
         #: what launches may make (see :mod:`nbhosting_core.throttle`)
@@ -163,7 +166,8 @@ class Hub:
                 self.quota.check(account)
                 with self.courses.reading(course):
                     copied = self.workspaces.ensure_copy(account, course, path, content)
-                ensured = self.backend.ensure_running(account, course, self.workspaces.workspace(account, course))
+                workspace = self.workspaces.workspace(account, course)
+                ensured = self.backend.ensure_running(account, course, workspace, self.image_for(course))
                 self.activity.touch(ensured.server.key)  # a launch is activity: the culler must not stop it now
         finally:
             if claim is not None:  # it runs now (and counts as such), or it will not: the claim has done its work
@@ -286,6 +290,36 @@ class Hub:
         server = self._by_name(name)
         self._discard(server, "admin")
         return server
+
+    def image_for(self, course: str) -> str | None:
+        """What new servers of ``course`` run: the newest version of the image the course chose, else the default
+        image (``settings.image_rootfs``); None: the backend's own default. Running servers keep theirs."""
+        chosen = self.images.image_for(course) or self.settings.image_rootfs
+        return None if chosen is None else str(chosen)
+
+    def old_servers(self, course: str | None = None) -> list[Server]:
+        """Servers (of ``course``, or all) whose image is not the one new servers of their course get."""
+        current: dict[str, str | None] = {}
+        old = []
+        for server in self.backend.list_servers():
+            if course is not None and server.course != course:
+                continue
+            if server.course not in current:
+                current[server.course] = self.image_for(server.course)
+            image = current[server.course]
+            if image is not None and server.image != image:
+                old.append(server)
+        return old
+
+    def restart_old(self, course: str | None = None) -> list[Server]:
+        """Stop the running servers (of ``course``, or all) on an old image; their students' files stay, and
+        their next launch replaces them with a server on the new image. Returns the servers stopped."""
+        stopped = []
+        for server in self.old_servers(course):
+            if server.state is ServerState.RUNNING:
+                self.stop(server.name)
+                stopped.append(server)
+        return stopped
 
     def reconcile(self) -> ReconcileReport:
         """Repair the backend's records after a crash or a reboot (see :meth:`NotebookBackend.reconcile`).

@@ -11,8 +11,10 @@
     nbh platforms [--json]               check the platforms file and list its platforms
     nbh lti [--json] [--public-key]      the URLs (and key) an LMS admin copies to add nbhosting as an LTI tool
     nbh image | nbh demo | nbh doctor    build the image; install the demo course; check the host
+    nbh image prune [--dry-run]          remove image versions no server uses
+    nbh course create|list|show|pull|archive|unarchive|delete|link   courses from git (coursecli)
+    nbh course build|images|restart-old  a course's own image (see nbhosting_server.imagecli)
     nbh systemd [--dir DIR] [--print]    write the systemd units of a production host (helper, app, Caddy)
-    nbh course …                         courses from git: create, list, show, pull, archive, delete (coursecli)
 
 Every error nbhosting raises is printed as one line (what, and the admin's detail), exit status 1.
 """
@@ -37,9 +39,9 @@ from nbhosting_core.system.layout import give_to_app, share_with_app
 from nbhosting_core.system.secretfile import secret_owners
 from nbhosting_core.system.toolkey import ToolKey
 
-from . import systemd
+from . import imagecli, systemd
 from .coursecli import add_course_commands
-from .demo import ensure_demo_course
+from .demo import ensure_datascience_course, ensure_demo_course
 from .lti import LTI11_ALIASES, LTI11_LAUNCH, LTI13_JWKS, LTI13_LAUNCH, LTI13_LOGIN
 from .serve import prepare_helper, serve, signed_url
 
@@ -73,8 +75,10 @@ def _mib(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:.0f}M"
 
 
-def _table(views: list[ServerView]) -> str:
-    rows = [("NAME", "COURSE", "STATE", "IDLE", "AGE", "MEMORY", "KERNELS", "KEY")]
+def _table(views: list[ServerView], current: dict[str, str | None] | None = None) -> str:
+    """``current``: the image new servers of each course get; a server on another is marked ``(old)``."""
+    current = current or {}
+    rows = [("NAME", "COURSE", "STATE", "IDLE", "AGE", "MEMORY", "KERNELS", "IMAGE", "KEY")]
     for v in views:
         kernels = "-" if v.activity is None else f"{v.activity.kernels}/{v.activity.busy_kernels} busy"
         memory = _mib(v.usage.memory_bytes) if v.usage is not None else "-"
@@ -87,6 +91,7 @@ def _table(views: list[ServerView]) -> str:
                 _duration(v.age_seconds),
                 memory,
                 kernels,
+                imagecli.image_label(v.server.image, current.get(v.server.course)),
                 v.server.key[:8],
             )
         )
@@ -114,12 +119,19 @@ def cmd_open(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
     """`nbh ls`."""
-    views = _hub(settings).list_servers(details=args.details)
+    hub = _hub(settings)
+    views = hub.list_servers(details=args.details)
+    current = imagecli.current_images(hub, [v.server for v in views])
     if args.json:
-        _print_json([v.model_dump(mode="json") for v in views])
+        _print_json([{**v.model_dump(mode="json"), "old_image": _is_old(v, current)} for v in views])
     else:
-        print(_table(views))
+        print(_table(views, current))
     return 0
+
+
+def _is_old(view: ServerView, current: dict[str, str | None]) -> bool:
+    image = current.get(view.server.course)
+    return image is not None and view.server.image != image
 
 
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
@@ -262,6 +274,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """`nbh demo`."""
     ensure_layout(settings)
     print(ensure_demo_course(settings.courses_dir))
+    print(f"{ensure_datascience_course(settings.courses_dir)} (its image: nbh course build datascience)")
     return 0
 
 
@@ -364,8 +377,12 @@ def parser() -> argparse.ArgumentParser:
     c = add("helper", cmd_helper, "run the privileged helper in the foreground (the app reaches the host through it)")
     c.add_argument("--prepared", action="store_true", help="the host is prepared (by `nbh serve`): serve at once")
     c.add_argument("--no-cull", action="store_true", help="do not run the culler")
-    add("image", cmd_image, "build (or find in cache) the notebook image; prints its rootfs")
-    add("demo", cmd_demo, "install the demo course")
+    imagecli.register_image(
+        add("image", cmd_image, "build (or find in cache) the notebook image; prints its rootfs"), _hub
+    )
+    # `nbh course`: courses from git (coursecli), and a course's own image (imagecli: build, images, restart-old)
+    imagecli.register_course(add_course_commands(sub), _hub)
+    add("demo", cmd_demo, "install the demo courses")
     add("doctor", cmd_doctor, "check what this host gives nbhosting (exit 1 if something required fails)")
     c = add("systemd", cmd_systemd, "write the systemd units of a production host: the helper, the app, Caddy")
     c.add_argument(
@@ -373,7 +390,6 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--workers", type=int, default=2, help="uvicorn worker processes of the app")
     c.add_argument("--print", action="store_true", help="write nothing: print every file instead")
-    add_course_commands(sub)
     return p
 
 

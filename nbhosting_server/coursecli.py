@@ -95,7 +95,8 @@ def _show(view: CourseView) -> None:
         print(f"config      REFUSED, served with the defaults: {view.config_error}")
     else:
         readonly = ", ".join(str(p) for p in config.readonly_folders(view.path)) or "none"
-        print(f"config      image {config.image}; ui {config.ui or '(the host default)'}; read-only {readonly}")
+        image = config.image or "(its own if it has a Containerfile, else default)"
+        print(f"config      image {image}; ui {config.ui or '(the host default)'}; read-only {readonly}")
         print(f"            pythonpath {config.pythonpath or 'none'}; tracks {len(config.tracks) or '(from folders)'}")
     if c.last_pull is not None:
         _pull_report(c.last_pull, "last pull")

@@ -47,7 +47,17 @@ from nbhosting_core.system.layout import share_with_app
 from nbhosting_core.system.runner import SubprocessRunner
 from nbhosting_core.system.services import ServiceUser, ensure_service_user, service_user
 
-from .demo import DEMO_COURSE, DEMO_PLATFORM, DEMO_STUDENT, ensure_demo_course, ensure_demo_platform
+from .demo import (
+    DATASCIENCE_COURSE,
+    DATASCIENCE_NOTEBOOK,
+    DEMO_COURSE,
+    DEMO_PLATFORM,
+    DEMO_STUDENT,
+    build_datascience_image,
+    ensure_datascience_course,
+    ensure_demo_course,
+    ensure_demo_platform,
+)
 
 CADDYFILE = Path(__file__).resolve().parent / "caddy" / "Caddyfile"
 
@@ -152,6 +162,10 @@ def prepare(settings: Settings, *, demo: bool, log: bool = True) -> Settings:
     )
     if demo:
         ensure_demo_course(settings.courses_dir)
+        ensure_datascience_course(settings.courses_dir)
+        build_datascience_image(
+            settings, log=(lambda m: print(f"[image] {m}", file=sys.stderr, flush=True)) if log else (lambda m: None)
+        )
         if ensure_demo_platform(settings.effective_platforms_file):
             print(f"nbh: made {settings.effective_platforms_file} with a 'demo' platform", file=sys.stderr)
     share_with_app(settings)  # the platforms file, if the demo just made it
@@ -319,6 +333,21 @@ def caddy_argv(caddy: str = "caddy") -> list[str]:
     return [caddy, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"]
 
 
+def _print_datascience_link(settings: Settings) -> None:
+    """The demo's second course (its own image), if the demo platform may launch it (an older platforms file
+    made by the demo names only the first)."""
+    platform = PlatformsFile(settings.effective_platforms_file).check().get(DEMO_PLATFORM)
+    if platform is None or not platform.may_launch(DATASCIENCE_COURSE):
+        print(
+            f"nbh: add {DATASCIENCE_COURSE!r} to the courses of the {DEMO_PLATFORM!r} platform in "
+            f"{settings.effective_platforms_file} for a link to the course with its own image",
+            file=sys.stderr,
+        )
+        return
+    url = signed_url(settings, DEMO_PLATFORM, DATASCIENCE_COURSE, DATASCIENCE_NOTEBOOK, DEMO_STUDENT, 24 * 3600)
+    print(f"and a course with its own image (numpy, pandas, matplotlib): {url}")
+
+
 def serve(settings: Settings, *, demo: bool, workers: int) -> int:
     """Run the helper, the app (uvicorn) and Caddy, each as its user, in the foreground until SIGINT/SIGTERM;
     start again whichever exits; stop all three cleanly (students' servers keep running)."""
@@ -371,6 +400,7 @@ def serve(settings: Settings, *, demo: bool, workers: int) -> int:
             try:
                 url = signed_url(settings, DEMO_PLATFORM, DEMO_COURSE, "01-welcome.ipynb", DEMO_STUDENT, 24 * 3600)
                 print(f"open the demo notebook (this link works for 24 h; `nbh sign` makes others): {url}")
+                _print_datascience_link(settings)
             except NbhostingError as exc:
                 print(f"nbh: no demo link: {exc.message}", file=sys.stderr)
         each = ""

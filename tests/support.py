@@ -47,6 +47,18 @@ def built_rootfs() -> Path:
     return ensure_default_rootfs(Settings(images_dir=IMAGES_DIR))
 
 
+def built_datascience_image(rootfs: Path) -> Path:
+    """The demo data-science course's image, built once into the shared cache (~25 s the first time only), as
+    `nbh serve --demo` builds it: built beforehand, it costs a served stack's start-up nothing."""
+    from nbhosting_core.system.courseimages import CourseImages
+    from nbhosting_server.demo import DATASCIENCE_COURSE, ensure_datascience_course
+
+    with tempfile.TemporaryDirectory(prefix="nbh-test-ds-", dir="/tmp") as root:
+        settings = Settings(data_root=Path(root), images_dir=IMAGES_DIR, image_rootfs=rootfs)
+        ensure_datascience_course(settings.courses_dir)
+        return CourseImages(settings).build(DATASCIENCE_COURSE).rootfs
+
+
 def settings_for(root: Path, rootfs: Path | None, **overrides: object) -> Settings:
     values: dict[str, object] = dict(
         data_root=root / "data",

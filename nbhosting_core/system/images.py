@@ -93,11 +93,12 @@ ROOTFS_FORMAT = 1
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def _podman_env(containers_conf: Path) -> dict[str, str]:
+def podman_env(containers_conf: Path) -> dict[str, str]:
+    """The environment of every podman nbhosting runs as root: this one's, with nbhosting's containers.conf."""
     return {**os.environ, "CONTAINERS_CONF": str(containers_conf)}
 
 
-def _run(
+def run_step(
     runner: CommandRunner,
     cmd: list[str],
     *,
@@ -114,7 +115,8 @@ def _run(
         raise ImageBuildError(exc.argv, exc.returncode, exc.stderr) from exc
 
 
-def _hash_files(root: Path, update: Callable[[bytes], None]) -> None:
+def hash_files(root: Path, update: Callable[[bytes], None]) -> None:
+    """Feed ``update`` every file under ``root``: its relative name, whether it is executable, its content."""
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         update(str(path.relative_to(root)).encode() + b"\0")
         update(b"x" if os.access(path, os.X_OK) else b"-")
@@ -127,7 +129,7 @@ def context_hash(context_dir: Path, base_image: str) -> str:
     digest = hashlib.sha256()
     digest.update(f"format={ROOTFS_FORMAT}\0base={base_image}\0".encode())
     digest.update(f"wheels={WHEEL_PYTHON_VERSION}/{WHEEL_ABI}\0".encode())
-    _hash_files(context_dir, digest.update)
+    hash_files(context_dir, digest.update)
     return digest.hexdigest()[:12]
 
 
@@ -137,7 +139,36 @@ def rootfs_path(context_dir: Path, images_dir: Path, base_image: str | None = No
     return images_dir / f"{context_dir.name}-{context_hash(context_dir, base)}" / "rootfs"
 
 
-def _remove_stale_temps(images_dir: Path, prefix: str) -> None:
+def image_tag(folder: str) -> str:
+    """Root's podman tag of the image whose rootfs folder is ``images_dir/<folder>``: ``<context>-<hash>`` is
+    ``localhost/nbhosting-<context>:<hash>`` (e.g. ``localhost/nbhosting-default:fd5943ea3c88``)."""
+    context, _, digest = folder.rpartition("-")
+    return f"localhost/nbhosting-{context}:{digest}"
+
+
+def ensure_tagged(rootfs: Path, *, containers_conf: Path, runner: CommandRunner, log: Log) -> str:
+    """Root's podman tag of the image exported to ``rootfs``, made again from the rootfs if it is gone; return it.
+
+    A course's Containerfile builds FROM this tag (its ``BASE_IMAGE``). The tag is normally left by the build;
+    a host whose podman store was cleaned gets it back by ``podman import`` of the rootfs (~10 s), no rebuild.
+    """
+    tag = image_tag(rootfs.parent.name)
+    env = podman_env(containers_conf)
+    if image_exists(runner, tag, env):
+        return tag
+    started = time.monotonic()
+    tarball = rootfs.parent.with_name(f".{rootfs.parent.name}.import.tar")
+    try:
+        run_step(runner, ["tar", "-c", "--numeric-owner", "-f", str(tarball), "-C", str(rootfs), "."])
+        run_step(runner, ["podman", "import", str(tarball), tag], env=env)
+    finally:
+        tarball.unlink(missing_ok=True)
+    log(f"image {tag} imported again from {rootfs} in {time.monotonic() - started:.1f} s")
+    return tag
+
+
+def remove_stale_temps(images_dir: Path, prefix: str) -> None:
+    """Remove what a build that died left under ``images_dir`` (folders named ``prefix...``)."""
     for stale in images_dir.glob(f"{prefix}*"):
         shutil.rmtree(stale, ignore_errors=True)
 
@@ -145,7 +176,8 @@ def _remove_stale_temps(images_dir: Path, prefix: str) -> None:
 # ------------------------------------------------------------------------------------------ base image
 
 
-def _image_exists(runner: CommandRunner, image: str, env: dict[str, str]) -> bool:
+def image_exists(runner: CommandRunner, image: str, env: dict[str, str]) -> bool:
+    """True if root's podman has ``image``."""
     try:
         runner.run(["podman", "image", "exists", image], env=env)
     except CommandFailed:
@@ -155,11 +187,11 @@ def _image_exists(runner: CommandRunner, image: str, env: dict[str, str]) -> boo
 
 def ensure_local_base(*, images_dir: Path, containers_conf: Path, runner: CommandRunner, log: Log) -> str:
     """Build the Debian base with mmdebstrap and ``podman import`` it, once; return its name."""
-    env = _podman_env(containers_conf)
-    if _image_exists(runner, LOCAL_BASE_IMAGE, env):
+    env = podman_env(containers_conf)
+    if image_exists(runner, LOCAL_BASE_IMAGE, env):
         return LOCAL_BASE_IMAGE
     with file_lock(images_dir / ".base.lock"):
-        if _image_exists(runner, LOCAL_BASE_IMAGE, env):
+        if image_exists(runner, LOCAL_BASE_IMAGE, env):
             return LOCAL_BASE_IMAGE
         started = time.monotonic()
         log(f"building the base image {LOCAL_BASE_IMAGE} with mmdebstrap")
@@ -167,8 +199,8 @@ def ensure_local_base(*, images_dir: Path, containers_conf: Path, runner: Comman
             tarball = Path(tmp) / "base.tar"
             cmd = ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(LOCAL_BASE_PACKAGES)]
             cmd += [f"--dpkgopt={opt}" for opt in LOCAL_BASE_DPKG_EXCLUDES]
-            _run(runner, [*cmd, LOCAL_BASE_SUITE, str(tarball)])
-            _run(runner, ["podman", "import", str(tarball), LOCAL_BASE_IMAGE], env=env)
+            run_step(runner, [*cmd, LOCAL_BASE_SUITE, str(tarball)])
+            run_step(runner, ["podman", "import", str(tarball), LOCAL_BASE_IMAGE], env=env)
         log(f"base image {LOCAL_BASE_IMAGE} built in {time.monotonic() - started:.1f} s")
     return LOCAL_BASE_IMAGE
 
@@ -191,14 +223,14 @@ def ensure_wheels(requirements: Path, *, images_dir: Path, runner: CommandRunner
     with file_lock(cache / ".lock"):
         if wheels.is_dir():
             return wheels
-        _remove_stale_temps(cache, f".{wheels.name}.")
+        remove_stale_temps(cache, f".{wheels.name}.")
         tmp = Path(tempfile.mkdtemp(prefix=f".{wheels.name}.", dir=cache))
         started = time.monotonic()
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
         cmd += ["--only-binary=:all:", "--python-version", WHEEL_PYTHON_VERSION, "--implementation", "cp"]
         cmd += ["--abi", WHEEL_ABI, "--abi", "abi3", "--abi", "none"]
         cmd += [arg for platform in WHEEL_PLATFORMS for arg in ("--platform", platform)]
-        _run(runner, [*cmd, "--dest", str(tmp), "--requirement", str(requirements)])
+        run_step(runner, [*cmd, "--dest", str(tmp), "--requirement", str(requirements)])
         tmp.chmod(0o755)
         tmp.rename(wheels)
         log(f"wheels downloaded in {time.monotonic() - started:.1f} s into {wheels}")
@@ -208,12 +240,13 @@ def ensure_wheels(requirements: Path, *, images_dir: Path, runner: CommandRunner
 # ------------------------------------------------------------------------------------ build and export
 
 
-def _has_requirements(path: Path) -> bool:
+def has_requirements(path: Path) -> bool:
+    """True if the requirements file ``path`` exists and names something."""
     lines = path.read_text().splitlines() if path.is_file() else []
     return any(line.strip() and not line.lstrip().startswith("#") for line in lines)
 
 
-def _prepare_context(context_dir: Path, wheels: Path | None, dest: Path) -> Path:
+def prepare_context(context_dir: Path, wheels: Path | None, dest: Path) -> Path:
     """Copy the build context to ``dest`` and link the wheels (if any) into ``dest/wheels``."""
     shutil.copytree(context_dir, dest, symlinks=True)
     (dest / "wheels").mkdir()
@@ -225,14 +258,14 @@ def _prepare_context(context_dir: Path, wheels: Path | None, dest: Path) -> Path
     return dest
 
 
-def _export_image(runner: CommandRunner, image: str, rootfs: Path, *, env: dict[str, str]) -> None:
+def export_image(runner: CommandRunner, image: str, rootfs: Path, *, env: dict[str, str]) -> None:
     """Explode ``image``'s filesystem into the (new, empty) directory ``rootfs``."""
-    container = _run(runner, ["podman", "create", "--network", "none", image, "/bin/true"], env=env).strip()
+    container = run_step(runner, ["podman", "create", "--network", "none", image, "/bin/true"], env=env).strip()
     tarball = rootfs.with_name(rootfs.name + ".tar")
     try:
         rootfs.mkdir()
-        _run(runner, ["podman", "export", "--output", str(tarball), container], env=env)
-        _run(runner, ["tar", "-x", "--numeric-owner", "-p", "-f", str(tarball), "-C", str(rootfs)])
+        run_step(runner, ["podman", "export", "--output", str(tarball), container], env=env)
+        run_step(runner, ["tar", "-x", "--numeric-owner", "-p", "-f", str(tarball), "-C", str(rootfs)])
     finally:
         tarball.unlink(missing_ok=True)
         try:
@@ -265,7 +298,7 @@ def fix_rootfs(rootfs: Path, runner: CommandRunner) -> None:
     if mtab.is_symlink() or mtab.exists():
         mtab.unlink()
     mtab.symlink_to("/proc/mounts")
-    _run(runner, ["chmod", "-R", "a+rX", str(rootfs)])
+    run_step(runner, ["chmod", "-R", "a+rX", str(rootfs)])
     rootfs.chmod(0o755)
     for name in PRIVATE_FILES:
         if (rootfs / name).is_file() and not (rootfs / name).is_symlink():
@@ -283,23 +316,23 @@ def _build_rootfs(
     log: Log,
 ) -> None:
     """Build the image and explode it into ``final`` (``final/rootfs``), atomically."""
-    env = _podman_env(containers_conf)
+    env = podman_env(containers_conf)
     requirements = context_dir / "requirements.txt"
     wheels = (
         ensure_wheels(requirements, images_dir=images_dir, runner=runner, log=log)
-        if _has_requirements(requirements)
+        if has_requirements(requirements)
         else None
     )
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=images_dir))
     try:
-        context = _prepare_context(context_dir, wheels, tmp / "context")
-        tag = f"localhost/nbhosting-{context_dir.name}:{final.name.rsplit('-', 1)[-1]}"
+        context = prepare_context(context_dir, wheels, tmp / "context")
+        tag = image_tag(final.name)
         started = time.monotonic()
         cmd = ["podman", "build", "--network", "none", "--build-arg", f"BASE_IMAGE={base_image}"]
-        _run(runner, [*cmd, "--file", str(context / "Containerfile"), "--tag", tag, str(context)], env=env, log=log)
+        run_step(runner, [*cmd, "--file", str(context / "Containerfile"), "--tag", tag, str(context)], env=env, log=log)
         log(f"image {tag} built in {time.monotonic() - started:.1f} s")
         started = time.monotonic()
-        _export_image(runner, tag, tmp / "rootfs", env=env)
+        export_image(runner, tag, tmp / "rootfs", env=env)
         fix_rootfs(tmp / "rootfs", runner)
         shutil.rmtree(context)
         tmp.chmod(0o755)
@@ -343,7 +376,7 @@ def ensure_rootfs(
     with file_lock(images_dir / f".{context_dir.name}.lock"):
         if (final / "rootfs").is_dir():
             return final / "rootfs"
-        _remove_stale_temps(images_dir, f".{final.name}.")
+        remove_stale_temps(images_dir, f".{final.name}.")
         log(f"building the notebook image {final.name} (context {context_dir}, base {base})")
         if base_image is None:
             ensure_local_base(images_dir=images_dir, containers_conf=containers_conf, runner=runner, log=log)

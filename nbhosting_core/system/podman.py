@@ -89,9 +89,9 @@ class PodmanBackend:
 
     # ----------------------------------------------------------------------------------- the contract
 
-    def ensure_running(self, account: Account, course: str, workspace: Path) -> Ensured:
-        """See :meth:`NotebookBackend.ensure_running`."""
-        rootfs = self._settings.image_rootfs
+    def ensure_running(self, account: Account, course: str, workspace: Path, image: str | None = None) -> Ensured:
+        """See :meth:`NotebookBackend.ensure_running`: ``image`` is a rootfs (default ``settings.image_rootfs``)."""
+        rootfs = Path(image) if image is not None else self._settings.image_rootfs
         if rootfs is None:
             raise StartFailed(
                 "Notebooks are not available: no notebook image is configured.",

@@ -22,6 +22,7 @@ class Env:
     workspaces: Path
     kill: Callable[[Server], None]  # make the server's Jupyter die, as a crash would
     set_image: Callable[[str], None]  # what new servers run from now on ("old" / "new")
+    image: Callable[[str], str]  # the image "old" / "new" as ensure_running takes it
     ready_timeout: float
 
     def workspace(self, account: Account, course: str) -> Path:
@@ -62,6 +63,7 @@ def fake_env(tmp_root: Path) -> Env:
         workspaces=tmp_root,
         kill=lambda server: backend.crash(server.name),
         set_image=set_image,
+        image=lambda tag: f"fake-{tag}",
         ready_timeout=1,
     )
 
@@ -99,6 +101,7 @@ def podman_env(settings) -> Env:  # type: ignore[no-untyped-def]
         workspaces=settings.students_dir,
         kill=kill,
         set_image=set_image,
+        image=lambda tag: str(images[tag]),
         ready_timeout=60,
     )
 

@@ -144,6 +144,20 @@ def test_a_new_image_replaces_stopped_servers_but_never_cuts_a_running_one(env):
         env.set_image("old")
 
 
+def test_the_image_asked_for_is_what_a_new_server_runs_and_a_stopped_one_on_another_is_replaced(env):
+    account = env.accounts.ensure(student("asked"))
+    first = env.backend.ensure_running(account, "c1", env.workspace(account, "c1"), env.image("new"))
+    assert first.action is Action.CREATE and first.server.image == env.image("new")
+    kept = env.backend.ensure_running(account, "c1", env.workspace(account, "c1"), env.image("old"))
+    assert kept.action is Action.REUSE and kept.server.image == env.image("new")  # a running server keeps its image
+    env.backend.stop(first.server)
+    replaced = env.backend.ensure_running(account, "c1", env.workspace(account, "c1"), env.image("old"))
+    assert replaced.action is Action.REPLACE and replaced.server.image == env.image("old")
+    env.backend.stop(replaced.server)
+    again = env.backend.ensure_running(account, "c1", env.workspace(account, "c1"), env.image("old"))
+    assert again.action is Action.START and again.server.key == replaced.server.key
+
+
 def test_usage_and_logs_answer_for_any_server(env):
     _, ensured = launch(env, "usage")
     env.wait_ready(ensured.server)

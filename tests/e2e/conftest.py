@@ -42,9 +42,9 @@ from typing import Any
 import pytest
 
 from nbhosting_core import Settings
-from nbhosting_server.demo import DEMO_COURSE, DEMO_PLATFORM
+from nbhosting_server.demo import DATASCIENCE_COURSE, DEMO_COURSE, DEMO_PLATFORM
 from nbhosting_server.serve import caddy_root_cert, settings_environment
-from tests.support import built_rootfs, free_port, installation, is_root
+from tests.support import built_datascience_image, built_rootfs, free_port, installation, is_root
 
 # Selenium Manager must never try to download a browser or a driver (we pass both paths explicitly).
 os.environ.setdefault("SE_OFFLINE", "true")
@@ -137,7 +137,7 @@ def write_platforms(path: Path, course_origin: str) -> None:
         "[[platform]]\n"
         f'name = "{DEMO_PLATFORM}"\n'
         f'origins = ["{course_origin}"]\n'
-        f'courses = ["{DEMO_COURSE}"]\n'
+        f'courses = ["{DEMO_COURSE}", "{DATASCIENCE_COURSE}"]\n'
         'methods = ["signed"]\n'
         f'secret = "{secrets.token_urlsafe(32)}"\n'
     )
@@ -364,6 +364,7 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
     busy = _ports_free()
     assert not busy, f"ports {busy} are already in use: another e2e run (or something else) holds them"
     rootfs = rootfs_with_retries()
+    built_datascience_image(rootfs)  # `nbh serve --demo` builds it too: once, before its start-up is timed
     failed_before = request.session.testsfailed
     mode = getattr(request.module, "ORIGIN_MODE", "subdomain")
     course = CoursePages()

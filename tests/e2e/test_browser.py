@@ -421,6 +421,21 @@ def test_the_demo_link_nbh_serve_prints_opens_the_notebook(served: Served, brows
     )
 
 
+def test_the_second_demo_link_opens_a_course_whose_own_image_draws_a_plot(served: Served, browser: Any) -> None:
+    log = served.log_path.read_text(errors="replace")
+    printed = re.search(r"a course with its own image [^:]*: (https://\S+)", log)
+    assert printed, "nbh serve --demo printed no link to the data-science course"
+    assert printed.group(1).startswith(served.base_url), printed.group(1)
+    open_notebook_ui(served, browser, printed.group(1).removeprefix(served.base_url), "01-plot.ipynb")
+    source = "import pandas as pd; pd.Series([1, 3, 2]).plot(title='own image'); print('plotted')"
+    cell = run_first_cell(browser, source, "plotted")
+    until(
+        browser,
+        lambda _: bool(cell.find_elements("css selector", ".jp-OutputArea-output img")),
+        lambda: f"no plot drawn: {describe_page(browser)}",
+    )
+
+
 def test_caddys_own_endpoints_of_the_app_are_not_reachable_from_outside(served: Served) -> None:
     """The review's /_nbh/auth%0A: Caddy matched the exact path while the app's router ignored a final newline."""
     key, cookie = served.sign_in(WELCOME, "e2e-probe")

@@ -31,7 +31,7 @@ notebooks = ["w2/files.ipynb"]
 def test_without_the_file_a_course_gets_the_defaults(tmp_path):
     config = load_course_config(tmp_path)
     assert config == CourseConfig()
-    assert config.image == "default" and config.ui is None and config.pythonpath is None and config.tracks == []
+    assert config.image is None and config.ui is None and config.pythonpath is None and config.tracks == []
     assert config.ui_or("notebook") == "notebook"
 
 

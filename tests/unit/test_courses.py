@@ -209,7 +209,7 @@ def test_a_pull_that_brings_a_broken_configuration_works_and_records_the_line(co
     assert "image" in result.config_error
     view = courses.show("python")
     assert view.config_error == result.config_error and view.config.ui is None  # served with the defaults
-    assert courses.config("python").image == "default"
+    assert courses.config("python").image is None
 
 
 def test_a_local_course_cannot_be_pulled(courses, settings):

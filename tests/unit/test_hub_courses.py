@@ -84,3 +84,16 @@ def test_a_copy_waits_while_a_pull_rewrites_the_course_and_then_gets_the_whole_n
         intro.write_text(notebook_text("'rewritten meanwhile'"))
     opener.join(timeout=10)
     assert done and "rewritten meanwhile" in (hub.settings.students_dir / done[0] / "python/w1/intro.ipynb").read_text()
+
+
+def test_a_refused_configuration_is_reported_with_its_line_and_never_stops_launches(hub, upstream):
+    from nbhosting_core import InvalidInput
+    from nbhosting_core.system.courseimages import course_image_choice
+
+    upstream.write(".nbhosting/course.toml", 'ui = "lab"\nimage = "../elsewhere"\n').commit("a typo")
+    hub.courses.create("python", str(upstream.path))
+    with pytest.raises(InvalidInput, match=r"course\.toml, line 2: image"):
+        course_image_choice(hub.courses.path("python"))  # what `nbh course build` says
+    assert "line 2" in (hub.courses.show("python").config_error or "")
+    launch = hub.open_notebook("python", "w1/intro", "alice")  # served with the defaults meanwhile
+    assert launch.copied and "/notebooks/" in launch.url and hub.image_for("python") is None
