@@ -23,6 +23,7 @@ from ..errors import (
     AccountUnavailable,
     Busy,
     CommandFailed,
+    CourseArchived,
     InvalidInput,
     InvalidNotebook,
     LaunchRefused,
@@ -149,6 +150,7 @@ _SIMPLE: dict[str, type[NbhostingError]] = {
     for cls in (
         InvalidInput,
         NotFound,
+        CourseArchived,
         InvalidNotebook,
         OverQuota,
         AccountUnavailable,
