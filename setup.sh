@@ -12,7 +12,7 @@ cd "$(dirname "$(readlink -f "$0")")"
 
 VENV=${NBH_VENV:-/opt/nbhosting/venv}
 PACKAGES=(podman runc uidmap slirp4netns fuse-overlayfs caddy mmdebstrap python3 python3-venv python3-pip
-          ca-certificates procps util-linux passwd e2fsprogs nftables)
+          ca-certificates procps util-linux passwd e2fsprogs nftables git)
 # nodejs: the pages' scripts run in it (tests/server/test_page_scripts.py)
 TEST_PACKAGES=(chromium chromium-driver nodejs)
 

@@ -27,11 +27,13 @@ through a :class:`HelperClient`. Both the hub and the client are a :class:`Launc
 from .access import AccessDecision
 from .accounts import Accounts, AccountStore
 from .backend import NotebookBackend
+from .courses import Courses
 from .culling import Culler, CullPolicy, should_cull
 from .errors import (
     AccountUnavailable,
     Busy,
     CommandFailed,
+    CourseArchived,
     EgressUnfiltered,
     ImageBuildError,
     InvalidConfig,
@@ -92,6 +94,8 @@ __all__ = [
     "Busy",
     "CommandFailed",
     "CommandRunner",
+    "CourseArchived",
+    "Courses",
     "CullDecision",
     "CullPolicy",
     "CullReason",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .clock import parse_time
+from .courseconfig import CourseMounts
 from .models import Account, Action, Server, ServerState
 from .naming import container_name, is_key
 from .settings import Settings
@@ -171,11 +172,14 @@ def container_spec(
     socket_dir: Path,
     rootfs: Path,
     resource_limits: dict[str, Any] | None = None,
+    course_mounts: CourseMounts | None = None,
 ) -> dict[str, Any]:
     """The podman SpecGenerator of a student's notebook container (pure).
 
     ``resource_limits``: podman's ``resource_limits`` where the engine can enforce them itself (cgroups v2
     with delegation); elsewhere root enforces the limits from outside (:mod:`nbhosting_core.system.cgroups`).
+    ``course_mounts``: folders of the course's checkout mounted read-only at the same place in the workspace
+    (``WORKDIR/data``), and the one put on ``PYTHONPATH`` (see :mod:`nbhosting_core.courseconfig`).
     """
     labels = {
         LABELS["course"]: course,
@@ -226,7 +230,25 @@ def container_spec(
     }
     if resource_limits:
         spec["resource_limits"] = resource_limits
+    if course_mounts is not None:
+        spec["mounts"] += course_bind_mounts(course_mounts)
+        if course_mounts.pythonpath is not None:
+            spec["env"]["PYTHONPATH"] = f"{WORKDIR}/{course_mounts.pythonpath}"
     return spec
+
+
+def course_bind_mounts(mounts: CourseMounts) -> list[dict[str, Any]]:
+    """Read-only bind mounts of a course's folders over the same paths of the workspace, shallowest first (pure)."""
+    folders = sorted({*mounts.readonly, *([mounts.pythonpath] if mounts.pythonpath else [])}, key=lambda p: p.parts)
+    return [
+        {
+            "destination": f"{WORKDIR}/{folder}",
+            "source": str(mounts.checkout.joinpath(*folder.parts)),
+            "type": "bind",
+            "options": ["rbind", "ro", "nosuid", "nodev"],
+        }
+        for folder in folders
+    ]
 
 
 _RUNNING = ("running",)

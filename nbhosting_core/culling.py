@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .models import CullDecision, CullReason, Server, ServerActivity, ServerState
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 log = logging.getLogger(__name__)
+#: what one pass returns (the culler's decisions; the course puller's results)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,18 +81,20 @@ def should_cull(
     return decision(False, CullReason.ACTIVE)
 
 
-class Culler:
+class Culler(Generic[T]):
     """Runs ``cull`` every ``interval`` seconds, in at most one process per host.
 
     Every app worker process may start one; they compete for ``lock_path`` (a non-blocking ``flock``) and
     only its holder culls. When the holder dies the kernel releases the lock and another worker takes over
-    at its next attempt.
+    at its next attempt. Any other periodic task of the host runs the same way under its own lock and ``name``
+    (the automatic pull of courses: see :mod:`nbhosting_core.courses`).
     """
 
-    def __init__(self, cull: Callable[[], list[CullDecision]], *, lock_path: Path, interval: float) -> None:
+    def __init__(self, cull: Callable[[], list[T]], *, lock_path: Path, interval: float, name: str = "culler") -> None:
         self._cull = cull
         self._lock_path = lock_path
         self._interval = interval
+        self._name = name
         self._fd: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -112,10 +116,12 @@ class Culler:
             os.close(fd)
             return False
         self._fd = fd
-        log.info("culler: this process (pid %d) culls for the host, every %.0f s", os.getpid(), self._interval)
+        log.info(
+            "%s: this process (pid %d) runs it for the host, every %.0f s", self._name, os.getpid(), self._interval
+        )
         return True
 
-    def run_once(self) -> list[CullDecision]:
+    def run_once(self) -> list[T]:
         """One pass, if this process leads; logs what it stopped and why."""
         if not self.try_lead():
             return []
@@ -124,7 +130,9 @@ class Culler:
     def start(self) -> None:
         """Run in a daemon thread until :meth:`stop` (the lock is tried at once: the log says who leads)."""
         self.try_lead()
-        self._thread = threading.Thread(target=self._loop, name="nbhosting-culler", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name=f"nbhosting-{self._name.replace(' ', '-')}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -142,4 +150,4 @@ class Culler:
             try:
                 self.run_once()
             except Exception:  # the loop must outlive one bad pass; the traceback says why
-                log.exception("culler: a pass failed; next one in %.0f s", self._interval)
+                log.exception("%s: a pass failed; next one in %.0f s", self._name, self._interval)

@@ -5,6 +5,7 @@
     NbhostingError                 root: catch this to catch them all
     ├── InvalidInput               a course, notebook path or student id that is refused (HTTP 400)
     ├── NotFound                   a course or notebook that does not exist (HTTP 404)
+    ├── CourseArchived             a course that is archived: launches refused (HTTP 410), never pulled
     ├── InvalidNotebook            a course notebook that nbformat cannot read (HTTP 422)
     ├── LaunchRefused              a launch no trusted platform vouches for (HTTP 403): nothing is created
     ├── InvalidConfig              a configuration file that is refused (says the line and why)
@@ -50,6 +51,12 @@ class NotFound(NbhostingError):
     """The course or the notebook does not exist."""
 
     reason = "not-found"
+
+
+class CourseArchived(NbhostingError):
+    """The course is archived: its launches are refused and it is never pulled (its files are kept)."""
+
+    reason = "course-archived"
 
 
 class InvalidNotebook(NbhostingError):

@@ -20,9 +20,10 @@ from . import origins
 from .accounts import Accounts, AccountStore
 from .activity import ActivityLog
 from .backend import NotebookBackend
+from .courses import Courses
 from .culling import CullPolicy, last_seen, should_cull
 from .door import Door
-from .errors import NotFound, StartFailed, StartTimeout
+from .errors import CourseArchived, NotFound, StartFailed, StartTimeout
 from .models import (
     Account,
     Action,
@@ -35,7 +36,14 @@ from .models import (
     ServerState,
     ServerView,
 )
-from .naming import container_name, user_name, validate_course, validate_notebook_path, validate_student_id
+from .naming import (
+    container_name,
+    student_copy_path,
+    user_name,
+    validate_course,
+    validate_notebook_path,
+    validate_student_id,
+)
 from .settings import Settings
 from .studentwork import StudentWork
 from .system.cgroupfs import meminfo
@@ -90,6 +98,8 @@ class Hub:
         self.quota: Quota = quota or NoQuota(settings)
         self.accounts: AccountStore = accounts or Accounts(settings, runner)
         self.workspaces = Workspaces(settings)
+        #: the host's courses (git checkouts and their metadata: see :mod:`nbhosting_core.courses`)
+        self.courses = Courses(settings, runner=runner)
         #: courses' own images (:mod:`nbhosting_core.system.courseimages`)
         self.images = CourseImages(settings, runner=runner)
         self.activity = ActivityLog(settings.activity_dir, flush=settings.activity_flush, clock=clock)
@@ -134,6 +144,7 @@ class Hub:
 
         Raises:
             InvalidInput, NotFound, InvalidNotebook: bad request; nothing was created.
+            CourseArchived: the course is archived; nothing was created.
             Busy: a rate limit or the cap refuses it now (``retry_after`` says when to try again); nothing was made.
             OverQuota: the student's workspace is full (or over quota where usage is measured).
             RuntimeUnavailable, StartFailed: the server could not be started.
@@ -142,12 +153,17 @@ class Hub:
         course = validate_course(course)
         path = validate_notebook_path(notebook)
         student_id = validate_student_id(student_id)
+        if self.courses.is_archived(course):
+            raise CourseArchived(
+                "This course is closed: its notebooks can no longer be opened here.", log_detail=f"{course} is archived"
+            )
         self.workspaces.course_notebook(course, path)  # NotFound before any account exists
         account = self.accounts.find(student_id)
         content = None
         claim = None
         if account is None:
-            content = self.workspaces.read_course_notebook(course, path)  # InvalidNotebook before creating
+            with self.courses.reading(course):  # never half a file a pull is writing
+                content = self.workspaces.read_course_notebook(course, path)  # InvalidNotebook before creating
             user = user_name(student_id, self.settings.user_prefix)
             claim = self.door.ask(Need.CREATE, container_name(user, course), user, requester, "new account")
         try:
@@ -160,7 +176,8 @@ class Hub:
                     claim = self.door.for_server(self.backend.get(account, course), account.user, course, requester)
                 self.quota.prepare(account)
                 self.quota.check(account)
-                copied = self.workspaces.ensure_copy(account, course, path, content)
+                with self.courses.reading(course):
+                    copied = self.workspaces.ensure_copy(account, course, path, content)
                 workspace = self.workspaces.workspace(account, course)
                 ensured = self.backend.ensure_running(account, course, workspace, self.image_for(course))
                 self.activity.touch(ensured.server.key)  # a launch is activity: the culler must not stop it now
@@ -457,13 +474,15 @@ class Hub:
     ) -> Launch:
         return Launch(
             course=course,
-            notebook=str(notebook),
+            notebook=str(student_copy_path(notebook)),
             student_id=account.student_id,
             user=account.user,
             uid=account.uid,
             container=container_name(account.user, course),
             key=server.key,
-            url=origins.notebook_path(self.settings, server.key, str(notebook)),
+            url=origins.notebook_path(
+                self.settings, server.key, str(student_copy_path(notebook)), self.courses.config(course).ui
+            ),
             state=state,
             started_at=server.started_at,
             action=action,

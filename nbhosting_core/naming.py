@@ -13,7 +13,9 @@ from pathlib import PurePosixPath
 from .errors import InvalidInput
 
 COURSE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-NOTEBOOK_SUFFIXES = (".ipynb",)
+#: what a notebook file of a course ends with, in the order a name without extension is looked up (Jupytext's
+#: text notebooks after Jupyter's own)
+NOTEBOOK_SUFFIXES = (".ipynb", ".md", ".py")
 MAX_PATH = 1024
 MAX_COMPONENT = 255
 MAX_STUDENT_ID = 300  # a platform's name, ':', and its id (LTI 1.3's sub may have 255)
@@ -40,7 +42,8 @@ def validate_notebook_path(path: str) -> PurePosixPath:
     """Return ``path`` as a relative POSIX path that stays inside its course, else raise.
 
     A path is refused when it is absolute, has an empty, ``.``, ``..`` or hidden component, holds a
-    backslash or control character, is too long, or does not end in ``.ipynb``.
+    backslash or control character, is too long, or ends neither in ``.ipynb``, ``.md`` or ``.py`` nor in a name
+    without extension (``w1/intro``: see :func:`notebook_candidates`).
 
     Raises:
         InvalidInput: saying which rule the path breaks.
@@ -60,9 +63,36 @@ def validate_notebook_path(path: str) -> PurePosixPath:
             raise InvalidInput(f"Invalid notebook path {shown!r}: hidden files are not notebooks.")
         if len(part.encode()) > MAX_COMPONENT:
             raise InvalidInput(f"Invalid notebook path {shown!r}: a component is too long.")
-    if not parts[-1].endswith(NOTEBOOK_SUFFIXES):
-        raise InvalidInput(f"Invalid notebook path {shown!r}: only {', '.join(NOTEBOOK_SUFFIXES)} files open.")
+    if not parts[-1].endswith(NOTEBOOK_SUFFIXES) and "." in parts[-1]:
+        raise InvalidInput(
+            f"Invalid notebook path {shown!r}: only {', '.join(NOTEBOOK_SUFFIXES)} files (or a name without "
+            "extension) open."
+        )
     return PurePosixPath(path)
+
+
+def notebook_stem(notebook: PurePosixPath) -> PurePosixPath:
+    """``notebook`` without its notebook extension (``w1/intro.md`` -> ``w1/intro``; ``w1/intro`` stays) (pure)."""
+    suffix = next((s for s in NOTEBOOK_SUFFIXES if notebook.name.endswith(s)), "")
+    return notebook.with_name(notebook.name[: len(notebook.name) - len(suffix)]) if suffix else notebook
+
+
+def notebook_candidates(notebook: PurePosixPath) -> list[PurePosixPath]:
+    """The course files a launch of ``notebook`` may open, in order (pure): the file itself when it has a notebook
+    extension, then ``<name>.ipynb``, ``<name>.md``, ``<name>.py`` (``<name>``: the path without its extension)."""
+    stem = notebook_stem(notebook)
+    candidates = [notebook] if stem != notebook else []
+    candidates += [stem.with_name(stem.name + suffix) for suffix in NOTEBOOK_SUFFIXES]
+    return list(dict.fromkeys(candidates))
+
+
+def student_copy_path(notebook: PurePosixPath) -> PurePosixPath:
+    """Where a student's copy of ``notebook`` is in their workspace: always an ``.ipynb`` (pure).
+
+    A Jupytext notebook (``w1/intro.md``) and a name without extension (``w1/intro``) both give ``w1/intro.ipynb``.
+    """
+    stem = notebook_stem(notebook)
+    return stem.with_name(stem.name + ".ipynb")
 
 
 def validate_student_id(student_id: str) -> str:

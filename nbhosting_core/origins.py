@@ -68,9 +68,9 @@ def key_of_host(settings: Settings, host: str) -> str | None:
     return key
 
 
-def notebook_path(settings: Settings, key: str, notebook: str) -> str:
-    """The path of ``notebook`` in the server ``key``, in the UI the settings choose (pure)."""
-    view = "notebooks" if settings.ui == "notebook" else "lab/tree"
+def notebook_path(settings: Settings, key: str, notebook: str, ui: str | None = None) -> str:
+    """The path of ``notebook`` in the server ``key``, in ``ui`` (a course's choice), else the settings' (pure)."""
+    view = "notebooks" if (ui or settings.ui) == "notebook" else "lab/tree"
     return f"/{settings.url_prefix}/{key}/{view}/{urllib.parse.quote(notebook)}"
 
 

@@ -228,6 +228,14 @@ class Settings(BaseSettings):
         description="Jupyter's own culling, inside each server: kernels idle this long are shut down (0: never).",
     )
 
+    # --- courses from git (see nbhosting_core.courses)
+    course_pull_interval: float = Field(
+        0,
+        ge=0,
+        description="Seconds between two automatic pulls of every active course that has a remote, run by the "
+        "privileged helper (0: never; the original nbhosting pulled every 300).",
+    )
+
     # --- limits: what one student may use (see nbhosting_core.system.cgroups)
     memory_limit: int = Field(
         2 * 1024**3, ge=64 * 1024**2, description="Bytes of memory per server (Jupyter, kernels, and their /tmp)."
@@ -347,6 +355,16 @@ class Settings(BaseSettings):
     def courses_dir(self) -> Path:
         """One folder per course: DATA_ROOT/courses/<course>/."""
         return self.data_root / "courses"
+
+    @property
+    def course_meta_dir(self) -> Path:
+        """nbhosting's metadata of each course (remote, branch, state, last pull): DATA_ROOT/course-meta, root's."""
+        return self.data_root / "course-meta"
+
+    @property
+    def opened_dir(self) -> Path:
+        """Which notebooks each student opened, per course (the app's, for course pages): DATA_ROOT/opened."""
+        return self.data_root / "opened"
 
     @property
     def students_dir(self) -> Path:

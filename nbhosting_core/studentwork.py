@@ -30,7 +30,7 @@ from .accounts import AccountStore
 from .backend import NotebookBackend
 from .errors import Busy, NotFound
 from .models import Account, Server, ServerState
-from .naming import validate_course, validate_notebook_path, validate_student_id
+from .naming import student_copy_path, validate_course, validate_notebook_path, validate_student_id
 from .settings import Settings
 from .shares import MAX_PAGE, Share, ShareStore
 from .studentfiles import Backup
@@ -161,7 +161,7 @@ class StudentWork:
             OverQuota: no room for the course's version (the backup is kept; open the notebook again to retry).
         """
         course, path, student_id = _valid(course, notebook, student_id)
-        content = self._workspaces.read_course_notebook(course, path)
+        content = self._workspaces.read_course_notebook(course, validate_notebook_path(notebook))
         with self._student(student_id, "reset", course, path) as account:
             backup = files.move_to_backup(account, course, path, self._clock())
             copied = files.put_new(account, course, path, io.BytesIO(content))
@@ -170,7 +170,7 @@ class StudentWork:
     def backups(self, course: str, notebook: str | None, student_id: str) -> list[Backup]:
         """The backups of the student's ``notebook`` (every notebook of ``course`` if None), oldest first."""
         course = validate_course(course)
-        path = validate_notebook_path(notebook) if notebook is not None else None
+        path = student_copy_path(validate_notebook_path(notebook)) if notebook is not None else None
         student_id = validate_student_id(student_id)
         with self._student(student_id, "backups", course, path) as account:
             return files.list_backups(account, course, path)
@@ -333,4 +333,7 @@ class StudentWork:
 
 
 def _valid(course: str, notebook: str, student_id: str) -> tuple[str, PurePosixPath, str]:
-    return validate_course(course), validate_notebook_path(notebook), validate_student_id(student_id)
+    """The request, validated; the notebook as the student's copy is named (always ``.ipynb``: a Jupytext course
+    file or a name without extension is copied so)."""
+    path = student_copy_path(validate_notebook_path(notebook))
+    return validate_course(course), path, validate_student_id(student_id)

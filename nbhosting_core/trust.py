@@ -7,7 +7,8 @@ the server's configuration folder (root's, read-only for the student: see :mod:`
 
 * ``notary-secret``: the student's notary secret, derived from the server's secret and the student's user (the
   same at every start, so that the student's own signatures stay good);
-* ``trusted-digests``: the signatures, with that secret, of the course's notebooks as nbhosting copies them.
+* ``trusted-digests``: the signatures, with that secret, of the course's notebooks as nbhosting copies them (a
+  Jupytext ``.md`` or ``.py`` notebook: the ``.ipynb`` made of it, see :mod:`nbhosting_core.notebooks`).
 
 The image's Jupyter configuration (``containerfiles/default/nbhosting_trust.py``) takes both: a copy still as the
 course made it is trusted; the student's own saves are signed by Jupyter itself, into a store in their workspace,
@@ -27,6 +28,10 @@ from pathlib import Path
 
 import nbformat
 from nbformat.sign import NotebookNotary
+
+from .errors import InvalidNotebook
+from .notebooks import notebook_bytes
+from .tracks import TEXT_NOTEBOOK_SUFFIXES, has_jupytext_header
 
 log = logging.getLogger(__name__)
 #: the algorithm of Jupyter's notary (its default)
@@ -98,6 +103,11 @@ class CourseSignatures:
             content = os.read(fd, MAX_BYTES + 1)
         finally:
             os.close(fd)
+        if path.suffix in TEXT_NOTEBOOK_SUFFIXES:  # a Jupytext notebook: the student's copy is what it makes
+            try:
+                content = notebook_bytes(content, suffix=path.suffix, name=path.name)
+            except InvalidNotebook:
+                content = b""
         signature = notebook_signature(secret, content)
         with self._lock:
             if len(self._cache) > 50_000:
@@ -107,13 +117,16 @@ class CourseSignatures:
 
 
 def notebooks_of(course_dir: Path) -> list[Path]:
-    """The ``.ipynb`` files of a course, sorted; hidden folders and symlinks left out (never followed)."""
+    """The ``.ipynb`` files of a course, and its ``.md``/``.py`` files with a Jupytext header, sorted; hidden folders
+    and symlinks left out (never followed)."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(course_dir, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if name.endswith(".ipynb") and not name.startswith(".") and not path.is_symlink():
+            if name.startswith(".") or path.is_symlink():
+                continue
+            if name.endswith(".ipynb") or (name.endswith(TEXT_NOTEBOOK_SUFFIXES) and has_jupytext_header(path)):
                 found.append(path)
         if len(found) > MAX_NOTEBOOKS:
             break

@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 
 from .errors import InvalidInput, NotFound, OverQuota
 from .models import Account
-from .notebooks import validated_notebook_bytes
+from .naming import NOTEBOOK_SUFFIXES, notebook_candidates, student_copy_path
+from .notebooks import notebook_bytes
 from .settings import Settings
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -42,39 +43,45 @@ class Workspaces:
     def course_notebook(self, course: str, notebook: PurePosixPath) -> Path:
         """The course's own file for ``notebook``, checked to stay inside the course.
 
+        The first of :func:`~nbhosting_core.naming.notebook_candidates` that exists: the file named, else
+        ``<name>.ipynb``, ``<name>.md``, ``<name>.py``.
+
         Raises:
             NotFound: no such course or notebook.
             InvalidInput: the path leads outside the course (a symlink).
         """
         root = self.course_dir(course).resolve()
-        path = root.joinpath(*notebook.parts)
-        resolved = path.resolve()
-        if not resolved.is_relative_to(root):
-            raise InvalidInput(f"The notebook {str(notebook)!r} leads outside course {course!r}.")
-        if not resolved.is_file():
-            raise NotFound(f"Course {course!r} has no notebook {str(notebook)!r}.")
-        return resolved
+        for candidate in notebook_candidates(notebook):
+            resolved = root.joinpath(*candidate.parts).resolve()
+            if not resolved.is_relative_to(root):
+                raise InvalidInput(f"The notebook {str(candidate)!r} leads outside course {course!r}.")
+            if resolved.is_file():
+                return resolved
+        raise NotFound(f"Course {course!r} has no notebook {str(notebook)!r}.")
 
     def workspace(self, account: Account, course: str) -> Path:
         """The folder mounted as the Jupyter root of (course, student)."""
         return account.home / course
 
     def read_course_notebook(self, course: str, notebook: PurePosixPath) -> bytes:
-        """The course's notebook, validated.
+        """The course's notebook, validated, as the ``.ipynb`` a student receives (a Jupytext ``.md`` or ``.py``
+        converted: see :func:`~nbhosting_core.notebooks.notebook_bytes`).
 
         Raises:
             NotFound, InvalidInput: see :meth:`course_notebook`.
             InvalidNotebook: the file is not a valid notebook.
         """
         source = self.course_notebook(course, notebook)
-        return validated_notebook_bytes(source.read_bytes(), name=str(notebook))
+        suffix = next((s for s in NOTEBOOK_SUFFIXES if source.name.endswith(s)), ".ipynb")
+        return notebook_bytes(source.read_bytes(), suffix=suffix, name=str(notebook))
 
     def has_copy(self, account: Account, course: str, notebook: PurePosixPath) -> bool:
-        """True if the student already has something at ``notebook`` in their workspace.
+        """True if the student already has something where their copy of ``notebook`` goes (its ``.ipynb``).
 
         Walked by descriptor with ``O_NOFOLLOW``: a symlink the student planted in a folder of the path is
         never followed (it is "something there": their copy is left alone).
         """
+        notebook = student_copy_path(notebook)
         parts = (course, *notebook.parts[:-1])
         try:
             fd = os.open(account.home, DIR_FLAGS)
@@ -97,6 +104,8 @@ class Workspaces:
     def ensure_copy(self, account: Account, course: str, notebook: PurePosixPath, content: bytes | None = None) -> bool:
         """Give the student their own copy of ``notebook`` unless they have one; True if copied now.
 
+        The copy is always an ``.ipynb`` (:func:`~nbhosting_core.naming.student_copy_path`), whatever the course file.
+
         ``content``: the course notebook as :meth:`read_course_notebook` returned it, if already read.
 
         Raises:
@@ -104,8 +113,9 @@ class Workspaces:
             InvalidNotebook: the course's file is not a valid notebook (nothing is copied).
         """
         self.course_notebook(course, notebook)  # NotFound before any folder is made
-        with _opened_dirs(account, (course, *notebook.parts[:-1])) as dir_fd:
-            name = notebook.parts[-1]
+        copy = student_copy_path(notebook)
+        with _opened_dirs(account, (course, *copy.parts[:-1])) as dir_fd:
+            name = copy.parts[-1]
             if _exists(name, dir_fd):
                 return False
             if content is None:

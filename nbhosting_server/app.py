@@ -46,10 +46,12 @@ from nbhosting_core.gate import TICKET_PATH, Gate
 from nbhosting_core.helper import HelperClient
 from nbhosting_core.launcher import Launcher
 from nbhosting_core.launches import check_admission_token, check_poll_token, poll_token
+from nbhosting_core.opened import OpenedLog
 from nbhosting_core.origins import check_origin, frame_ancestors
 from nbhosting_core.platforms import PlatformsFile
 
 from . import pages
+from .coursepage import CoursePages
 from .errors import http_status, retry_after, retryable
 from .framing import FrameAncestors
 from .logs import mask_access_log
@@ -129,10 +131,14 @@ class Endpoints:
     """The app's request handlers: launches through a :class:`Launcher` (the privileged helper, or a hub in this
     process), access through a :class:`Gate`, and the platforms it trusts."""
 
-    def __init__(self, launcher: Launcher, gate: Gate, platforms: PlatformsFile) -> None:
+    def __init__(
+        self, launcher: Launcher, gate: Gate, platforms: PlatformsFile, opened: OpenedLog | None = None
+    ) -> None:
         self.launcher = launcher
         self.gate = gate
         self.platforms = platforms
+        #: which notebooks each student opened (course pages show it); None: not recorded
+        self.opened = opened
 
     async def launch(self, request: Request) -> Response:
         """GET /notebookLazyCopy/<course>/<notebook>/<student> (and the legacy /ipythonExercice/).
@@ -165,6 +171,8 @@ class Endpoints:
                 )
         except NbhostingError as exc:
             return self._error(request, exc, poll)
+        if not poll:
+            self._record_opened(launch)
         ready = launch.state is LaunchState.READY
         if poll:
             # url: where to go once ready (the server's origin, with a one-time ticket); a capability
@@ -196,6 +204,14 @@ class Endpoints:
             follow = f"{_raw_path(request)}?{urllib.parse.urlencode({'poll': token})}"
             response = pages.progress_page(follow, launch.notebook, launch.course, self.gate.settings.start_timeout)
         return response
+
+    def _record_opened(self, launch: Launch) -> None:
+        """Note the launch for the student's course page; a failure to note it never fails the launch."""
+        if self.opened is not None:
+            try:
+                self.opened.record(launch.student_id, launch.course, launch.notebook)
+            except OSError as exc:
+                log.warning("could not note that %s opened %s: %s", launch.user, launch.notebook, exc)
 
     def _admit(self, request: Request, course: str, notebook: str, student: str) -> Admission:
         """Who vouches for this launch: a platform (signed, legacy), or nbhosting's own token: a poll token (the
@@ -406,7 +422,8 @@ def create_app(
         )
         gate = gate or Gate(settings)
     platforms = platforms or PlatformsFile(settings.effective_platforms_file)
-    e = Endpoints(launcher, gate, platforms)
+    opened = OpenedLog(settings.opened_dir, user_prefix=settings.user_prefix)
+    e = Endpoints(launcher, gate, platforms, opened)
     routes = [
         Route("/", e.front),
         Route("/_nbh/auth", e.auth),
@@ -417,6 +434,7 @@ def create_app(
     ]
     routes += [Route(f"/{prefix}/{{course}}/{{notebook:path}}/{{student}}", e.launch) for prefix in LAUNCH_PREFIXES]
     routes += LtiEndpoints(gate, platforms).routes()  # /lti/...: LTI 1.1 and 1.3 launches (see nbhosting_server.lti)
+    routes += CoursePages(gate, platforms, opened).routes()  # /course/...: a student's table of contents
     work = hub.work if hub is not None else launcher if isinstance(launcher, HelperClient) else None
     if work is not None:  # /_nbh/student/... on servers' origins, /share on the site's (see nbhosting_server.student)
         routes += StudentEndpoints(work, gate).routes()

@@ -12,6 +12,7 @@
     nbh lti [--json] [--public-key]      the URLs (and key) an LMS admin copies to add nbhosting as an LTI tool
     nbh image | nbh demo | nbh doctor    build the image; install the demo course; check the host
     nbh image prune [--dry-run]          remove image versions no server uses
+    nbh course create|list|show|pull|archive|unarchive|delete|link   courses from git (coursecli)
     nbh course build|images|restart-old  a course's own image (see nbhosting_server.imagecli)
     nbh systemd [--dir DIR] [--print]    write the systemd units of a production host (helper, app, Caddy)
     nbh student ...                      reset, backups, restore, download, share for a student (studentcli)
@@ -40,6 +41,7 @@ from nbhosting_core.system.secretfile import secret_owners
 from nbhosting_core.system.toolkey import ToolKey
 
 from . import imagecli, studentcli, systemd
+from .coursecli import add_course_commands
 from .demo import ensure_datascience_course, ensure_demo_course
 from .lti import LTI11_ALIASES, LTI11_LAUNCH, LTI13_JWKS, LTI13_LAUNCH, LTI13_LOGIN
 from .serve import prepare_helper, serve, signed_url
@@ -379,9 +381,8 @@ def parser() -> argparse.ArgumentParser:
     imagecli.register_image(
         add("image", cmd_image, "build (or find in cache) the notebook image; prints its rootfs"), _hub
     )
-    # the `course` group, until the courses' own commands (create, pull, ...) bring theirs: register_course goes there
-    course = add("course", _usage(p, "course"), "a course's own image: build, images, restart-old")
-    imagecli.register_course(course.add_subparsers(dest="course_command", required=True), _hub)
+    # `nbh course`: courses from git (coursecli), and a course's own image (imagecli: build, images, restart-old)
+    imagecli.register_course(add_course_commands(sub), _hub)
     add("demo", cmd_demo, "install the demo courses")
     add("doctor", cmd_doctor, "check what this host gives nbhosting (exit 1 if something required fails)")
     c = add("systemd", cmd_systemd, "write the systemd units of a production host: the helper, the app, Caddy")
@@ -392,14 +393,6 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--print", action="store_true", help="write nothing: print every file instead")
     studentcli.register(sub, _hub)
     return p
-
-
-def _usage(p: argparse.ArgumentParser, group: str) -> Command:
-    def usage(settings: Settings, args: argparse.Namespace) -> int:
-        p.parse_args([group, "--help"])
-        return 2
-
-    return usage
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,7 @@ STATUS: list[tuple[type[errors.NbhostingError], int, str]] = [
     (errors.InvalidInput, 400, "This link is not valid"),
     (errors.LaunchRefused, 403, "This link cannot open a notebook"),
     (errors.NotFound, 404, "Notebook not found"),
+    (errors.CourseArchived, 410, "This course is closed"),
     (errors.InvalidNotebook, 422, "This notebook cannot be opened"),
     (errors.OverQuota, 507, "Your workspace is full"),
     (errors.PlatformUnavailable, 502, "Your course platform is not answering"),

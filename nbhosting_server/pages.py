@@ -150,3 +150,20 @@ def front_page() -> HTMLResponse:
         "<p>Open notebooks from your course's pages.</p>"
     )
     return page("nbhosting", body)
+
+
+def course_page(course: str, tracks: list[tuple[str, list[tuple[str, list[tuple[str, str, bool]]]]]]) -> HTMLResponse:
+    """A course's table of contents: tracks of sections of (notebook, link, opened by this student)."""
+    parts = [f"<h1>{html.escape(course)}</h1>"]
+    if not tracks:
+        parts.append("<p>This course has no notebook yet.</p>")
+    for track, sections in tracks:
+        if len(tracks) > 1 or track != course:
+            parts.append(f"<h2>{html.escape(track)}</h2>")
+        for section, notebooks in sections:
+            parts.append(f"<h3>{html.escape(section)}</h3><ul>")
+            for name, link, opened in notebooks:
+                mark = ' <span class="opened" title="you have opened it">&#10003; opened</span>' if opened else ""
+                parts.append(f'<li><a href="{html.escape(link)}">{html.escape(name)}</a>{mark}</li>')
+            parts.append("</ul>")
+    return page(course, "".join(parts), kind="course")

@@ -33,6 +33,7 @@ from ..errors import (
     AccountUnavailable,
     Busy,
     CommandFailed,
+    CourseArchived,
     InvalidInput,
     InvalidNotebook,
     LaunchRefused,
@@ -278,6 +279,7 @@ _SIMPLE: dict[str, type[NbhostingError]] = {
     for cls in (
         InvalidInput,
         NotFound,
+        CourseArchived,
         InvalidNotebook,
         OverQuota,
         AccountUnavailable,

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 
+from ..courses import PullResult
 from ..culling import Culler
 from ..hub import Hub
 from ..settings import Settings
@@ -37,6 +38,9 @@ def run_helper(settings: Settings, hub: Hub | None = None, *, cull: bool = True)
     culler = Culler(hub.cull, lock_path=settings.locks_dir / "culler.lock", interval=settings.cull_interval)
     if cull:
         culler.start()
+    puller = course_puller(hub)
+    if puller is not None:
+        puller.start()
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -49,7 +53,25 @@ def run_helper(settings: Settings, hub: Hub | None = None, *, cull: bool = True)
         asyncio.run(main())
     finally:
         culler.stop()
+        if puller is not None:
+            puller.stop()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(settings.helper_socket)
         sock.close()
         log.info("helper: stopped (students' servers keep running)")
+
+
+def course_puller(hub: Hub) -> Culler[PullResult] | None:
+    """The automatic pull of the host's courses, every ``course_pull_interval`` seconds (None when 0: off): every
+    active course with a remote, in one process per host (a ``flock``), each result recorded as ``nbh course show``
+    reports it."""
+    interval = hub.settings.course_pull_interval
+    if not interval:
+        return None
+    lock = hub.settings.locks_dir / "course-pull.lock"
+    courses = hub.courses
+
+    def pull_all() -> list[PullResult]:
+        return courses.pull_all(by="the automatic pull")
+
+    return Culler(pull_all, lock_path=lock, interval=interval, name="course puller")

@@ -17,17 +17,18 @@ versions no server uses (and their podman tags).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import CommandFailed, InvalidInput, NotFound
+from ..courseconfig import load_course_config
+from ..errors import CommandFailed, InvalidConfig, InvalidInput, NotFound
 from ..imageversions import ImageVersion, is_up_to_date, newest, next_version, parse_version, prunable, versions_of
 from ..naming import validate_course
 from . import images
@@ -37,6 +38,7 @@ from .runner import CommandRunner, SubprocessRunner
 if TYPE_CHECKING:
     from ..settings import Settings
 
+log = logging.getLogger(__name__)
 Log = Callable[[str], None]
 #: the build context of a course's image, inside the course's folder
 CONTEXT_DIR = Path(".nbhosting")
@@ -52,23 +54,22 @@ LOG_SUFFIX = ".log"
 def course_image_choice(course_dir: Path) -> str:
     """Which image the course in ``course_dir`` runs: ``"default"``, ``"course"`` (its own) or another course's name.
 
-    Read from the ``image`` field of ``.nbhosting/course.toml``; without it, ``"course"`` if the course has a
-    ``.nbhosting/Containerfile``, else ``"default"``.
+    Read from the ``image`` field of ``.nbhosting/course.toml`` (:mod:`nbhosting_core.courseconfig`); without it,
+    ``"course"`` if the course has a ``.nbhosting/Containerfile``, else ``"default"``.
 
     Raises:
-        InvalidInput: the file is not TOML, or ``image`` is not a course name.
+        InvalidInput: the file is refused (its line and why), e.g. ``image`` is not a course name.
     """
-    config = course_dir / CONFIG_FILE
     try:
-        data = tomllib.loads(config.read_text()) if config.is_file() else {}
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{config} is not valid TOML: {exc}") from exc
-    choice = data.get("image")
-    if choice is None:
-        return OWN if (course_dir / CONTEXT_DIR / "Containerfile").is_file() else DEFAULT
-    if not isinstance(choice, str):
-        raise InvalidInput(f"{config}: image must be a string: 'default', 'course' or a course's name")
-    return choice if choice in (DEFAULT, OWN) else validate_course(choice)
+        chosen = load_course_config(course_dir).image
+    except InvalidConfig as exc:
+        raise InvalidInput(exc.message, log_detail=exc.log_detail) from exc
+    return chosen if chosen is not None else _choice_by_default(course_dir)
+
+
+def _choice_by_default(course_dir: Path) -> str:
+    """The image of a course whose configuration names none: its own if it has a Containerfile, else the default."""
+    return OWN if (course_dir / CONTEXT_DIR / "Containerfile").is_file() else DEFAULT
 
 
 def course_tag(version: ImageVersion) -> str:
@@ -141,7 +142,12 @@ class CourseImages:
     def image_for(self, course: str) -> Path | None:
         """The rootfs new servers of ``course`` get: the newest version of the image it chose; None for the
         default image (also when the image it chose has no version yet: see :func:`course_image_choice`)."""
-        choice = course_image_choice(self._settings.courses_dir / course)
+        course_dir = self._settings.courses_dir / course
+        try:
+            choice = course_image_choice(course_dir)
+        except InvalidInput as exc:  # a refused course.toml: the course is served with the defaults (nbh course show)
+            log.debug("course %s: %s; its image by default", course, exc.message)
+            choice = _choice_by_default(course_dir)
         if choice == DEFAULT:
             return None
         last = newest(self.folders(), course if choice == OWN else choice)

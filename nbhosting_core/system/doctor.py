@@ -168,6 +168,27 @@ def egress_check(settings: Settings, runner: CommandRunner) -> Check:
     return Check("egress filter", True, f"{what}; {refused or 0} packets refused so far")
 
 
+def courses_check(settings: Settings) -> Check:
+    """The courses: git to clone and pull them, and those whose last pull failed or whose course.toml is refused."""
+    from ..courses import Courses  # the registry runs git: imported only when asked
+
+    if shutil.which("git") is None:
+        return Check(
+            "courses", False, "git is missing (apt-get install git): courses cannot come from git", required=False
+        )
+    views = Courses(settings).list_courses()
+    failed = [v.course.name for v in views if v.course.last_pull is not None and not v.course.last_pull.ok]
+    refused = [v.course.name for v in views if v.config_error]
+    problems = [f"last pull failed: {', '.join(failed)}"] if failed else []
+    problems += [f"course.toml refused: {', '.join(refused)}"] if refused else []
+    interval = settings.course_pull_interval
+    pulls = f"pulled every {interval:.0f} s" if interval else "pulled by hand (NBH_COURSE_PULL_INTERVAL=0)"
+    detail = f"{len(views)} active course(s), {pulls}" + (
+        f"; {'; '.join(problems)} (nbh course show)" if problems else ""
+    )
+    return Check("courses", not problems, detail, required=False)
+
+
 def _platforms_check(settings: Settings) -> Check:
     try:
         platforms = PlatformsFile(settings.effective_platforms_file).check()
@@ -323,6 +344,7 @@ def diagnose(settings: Settings, runner: CommandRunner | None = None) -> list[Ch
         )
     )
     checks.append(_platforms_check(settings))
+    checks.append(courses_check(settings))
     checks += door_checks(settings)
     checks.append(origins_check(settings))
     checks.append(

@@ -61,6 +61,7 @@ def ensure_layout(settings: Settings, runner: CommandRunner | None = None) -> No
         (s.run_dir / "podman", 0o700),
         (s.run_dir / "logs", 0o700),
         (s.throttle_dir, 0o700),
+        (s.opened_dir, 0o700),
     ):
         ensure_dir(path, uid, gid, mode)
     if uid == 0:
@@ -78,6 +79,7 @@ def share_with_app(settings: Settings) -> None:
     DATA_ROOT/secret            app, 0600    it signs cookies, tickets, tokens (root reads it too)
     DATA_ROOT/lti/              app, 0700    the LTI tool's key, nonces seen
     RUN_DIR/activity, tickets   app, 0700    proxied activity (the culler reads it), spent tickets
+    DATA_ROOT/opened            app, 0700    which notebooks each student opened (course pages)
     servers/, RUN_DIR/servers   root:app     02750 (records 0640): the gate finds servers by key
     RUN_DIR/helper              root:app     0750: the helper's socket (0660)
     platforms file              root:app     0640: the platforms' secrets, for the app only
@@ -90,7 +92,7 @@ def share_with_app(settings: Settings) -> None:
     app = service_user(s.app_user)
     if os.geteuid() != 0 or app is None:
         return
-    for path in (s.lti_dir, s.activity_dir, s.tickets_dir):
+    for path in (s.lti_dir, s.activity_dir, s.tickets_dir, s.opened_dir):
         ensure_dir(path, 0, 0, 0o700)
         chown_tree(path, app.uid, app.gid)  # state an older, all-root installation left
     for path in (s.servers_dir, s.running_dir):

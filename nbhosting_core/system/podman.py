@@ -28,6 +28,7 @@ from ..containers import (
     plan,
     server_from_inspect,
 )
+from ..courses import Courses
 from ..errors import CommandFailed, LimitsNotApplied, RuntimeUnavailable, StartFailed
 from ..jupyterapi import KERNELS_PATH, STATUS_PATH, parse_activity
 from ..models import Account, Action, Ensured, ReconcileReport, Server, ServerActivity, ServerState, Usage
@@ -409,6 +410,7 @@ class PodmanBackend:
             socket_dir,
             rootfs,
             self._limiter.spec_limits(),
+            course_mounts=Courses(self._settings).config(course).mounts(self._settings.courses_dir / course),
         )
         engine.create(spec)
         engine.start(record.name)

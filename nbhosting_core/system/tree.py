@@ -57,3 +57,20 @@ def _chown_below(dir_fd: int, uid: int, gid: int) -> None:
                 os.close(child)
         else:
             os.chown(entry.name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def readable_by_all(checkout: Path) -> None:
+    """Make a checkout readable by every user, whatever the umask git ran with: students' containers mount its
+    folders, and the web app reads its table of contents. Symlinks are never followed; nothing becomes writable."""
+    os.chmod(checkout, os.stat(checkout).st_mode | 0o755)
+    for folder, dirs, files in os.walk(checkout, followlinks=False):
+        for name in dirs:
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode) and info.st_mode & 0o555 != 0o555:
+                os.chmod(path, info.st_mode | 0o555)
+        for name in files:
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode) and info.st_mode & 0o444 != 0o444:
+                os.chmod(path, info.st_mode | 0o444)

@@ -39,7 +39,8 @@ def test_valid_notebook_paths_are_accepted(path):
         ("./x.ipynb", r"'\.'"),
         (".ipynb_checkpoints/x.ipynb", "hidden"),
         ("w1/.x.ipynb", "hidden"),
-        ("x.py", "only"),
+        ("x.txt", "only"),
+        ("w1/intro.v2", "only"),
         ("x.ipynb/", "empty"),
         ("a\\..\\x.ipynb", "control"),
         ("a\nb.ipynb", "control"),
@@ -115,3 +116,22 @@ def test_is_key_accepts_only_40_hex_digits():
     assert not is_key("a" * 39)
     assert not is_key("A" * 40)
     assert not is_key("../" + "a" * 37)
+
+
+@pytest.mark.parametrize(
+    ("asked", "candidates", "copy"),
+    [
+        ("w1/intro", ["w1/intro.ipynb", "w1/intro.md", "w1/intro.py"], "w1/intro.ipynb"),
+        ("w1/intro.md", ["w1/intro.md", "w1/intro.ipynb", "w1/intro.py"], "w1/intro.ipynb"),
+        ("w1/intro.py", ["w1/intro.py", "w1/intro.ipynb", "w1/intro.md"], "w1/intro.ipynb"),
+        ("intro.ipynb", ["intro.ipynb", "intro.md", "intro.py"], "intro.ipynb"),
+    ],
+)
+def test_a_launch_opens_the_file_named_else_the_ipynb_md_py_of_that_name_and_the_copy_is_an_ipynb(
+    asked, candidates, copy
+):
+    from nbhosting_core.naming import notebook_candidates, student_copy_path
+
+    path = validate_notebook_path(asked)
+    assert [str(c) for c in notebook_candidates(path)] == candidates
+    assert str(student_copy_path(path)) == copy

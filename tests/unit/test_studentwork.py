@@ -220,3 +220,14 @@ def test_a_student_makes_one_share_or_zip_at_a_time(hub):
         with pytest.raises(Busy):
             hub.work.download_workspace("python", "alice")
     assert hub.work.download_workspace("python", "alice").size > 0
+
+
+def test_a_jupytext_course_notebook_resets_the_students_ipynb_copy(hub):
+    (hub.settings.courses_dir / "python" / "notes.md").write_text("# Notes\n\n```python\nprint('md v1')\n```\n")
+    hub.open_notebook("python", "notes.md", "alice")
+    copy = hub.accounts.find("alice").home / "python" / "notes.ipynb"
+    write_nb(copy, "print('mine')")
+    reset = hub.work.reset("python", "notes.md", "alice")
+    assert reset.notebook == "notes.ipynb" and reset.backup is not None
+    assert "md v1" in copy.read_text() and not (copy.parent / "notes.md").exists()
+    assert [b.notebook for b in hub.work.backups("python", "notes", "alice")] == ["notes.ipynb"]

@@ -57,3 +57,17 @@ def test_a_changed_notebook_is_signed_again(tmp_path):
     os.utime(course / "a.ipynb", ns=(1, 10**18))
     after = signatures.lines(course, secret)
     assert before != after and after.decode() == f"sha256 {notebook_signature(secret, changed)}\n"
+
+
+def test_a_jupytext_notebooks_copy_is_signed_as_the_student_receives_it(tmp_path):
+    from nbhosting_core.notebooks import notebook_bytes
+
+    course = tmp_path / "course"
+    text = "---\njupytext:\n  text_representation:\n    format_name: myst\n---\n\n```{code-cell}\n6 * 7\n```\n"
+    (course / "w1").mkdir(parents=True)
+    (course / "w1" / "quiz.md").write_text(text)
+    (course / "w1" / "README.md").write_text("# not a notebook\n")
+    secret = notary_secret(b"s" * 32, "nbh-a")
+    copy = notebook_bytes(text.encode(), suffix=".md", name="quiz.md")
+    assert notebooks_of(course) == [course / "w1" / "quiz.md"]
+    assert CourseSignatures().lines(course, secret) == f"sha256 {notebook_signature(secret, copy)}\n".encode()

@@ -1,0 +1,107 @@
+"""Courses from git against real rootless podman and real Jupyter (root only): a Jupytext notebook opens in a
+student's server, the course's data is there read-only and its modules on PYTHONPATH, and a pull never touches
+what the student wrote."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from nbhosting_core import Hub, Launch, LaunchState
+from tests.gitrepos import Upstream, notebook_text
+from tests.support import Kernel, jupyter_call
+
+pytestmark = pytest.mark.podman
+
+QUIZ = """\
+---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+---
+
+# A Jupytext quiz
+
+```{code-cell}
+import helpers
+helpers.answer()
+```
+"""
+
+
+@pytest.fixture(scope="module")
+def hub(settings):
+    return Hub(settings)
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    up = Upstream(tmp_path_factory.mktemp("courses") / "gitcourse")
+    up.write("w1/intro.ipynb", notebook_text("'version 1'"))
+    up.write("w3/quiz.md", QUIZ)
+    up.write("data/numbers.csv", "1,2,3\n")
+    up.write("lib/helpers.py", "def answer():\n    return 42\n")
+    up.write(".nbhosting/course.toml", 'pythonpath = "lib"\n')
+    up.commit("a course with a Jupytext notebook, data and modules")
+    return up
+
+
+@pytest.fixture(scope="module")
+def course(hub, upstream):
+    name = f"git-{uuid.uuid4().hex[:6]}"
+    hub.courses.create(name, str(upstream.path))
+    return name
+
+
+def opened(hub: Hub, course: str, notebook: str, tag: str) -> Launch:
+    launch = hub.wait_ready(hub.open_notebook(course, notebook, f"crs-{tag}-{uuid.uuid4().hex[:6]}"), timeout=60)
+    assert launch.state is LaunchState.READY
+    return launch
+
+
+def test_a_jupytext_notebook_opens_as_a_notebook_in_a_real_server(hub, settings, course):
+    launch = opened(hub, course, "w3/quiz", "jupytext")
+    assert launch.url.endswith("/notebooks/w3/quiz.ipynb")
+    status, body = jupyter_call(settings, hub.secret, launch.key, "GET", "api/contents/w3/quiz.ipynb")
+    assert status == 200, body
+    model = json.loads(body)
+    assert model["type"] == "notebook" and model["content"]["metadata"]["kernelspec"]["name"] == "python3"
+    assert [c["cell_type"] for c in model["content"]["cells"]] == ["markdown", "code"]
+    assert model["content"]["cells"][1]["metadata"].get("trusted") is True  # made by nbhosting: trusted, as any copy
+    copy = settings.students_dir / launch.user / course / "w3" / "quiz.ipynb"
+    assert copy.stat().st_uid == launch.uid
+    # the code of its cell runs: the course's modules are on PYTHONPATH
+    kernel = Kernel(settings, hub.secret, launch.key)
+    assert kernel.run("import helpers; print(helpers.answer())")["stdout"] == "42\n"
+
+
+def test_the_courses_data_is_there_read_only_beside_the_students_notebooks(hub, settings, course):
+    launch = opened(hub, course, "w1/intro.ipynb", "data")
+    kernel = Kernel(settings, hub.secret, launch.key)
+    assert kernel.run("print(open('data/numbers.csv').read().strip())")["stdout"] == "1,2,3\n"
+    written = kernel.run(
+        "import errno\ntry:\n    open('data/mine.csv', 'w')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])"
+    )
+    assert written["stdout"] == "EROFS\n"
+    assert kernel.run("open('lib/x.py', 'w')")["error"] == "OSError"
+    assert not (settings.courses_dir / course / "data" / "mine.csv").exists()
+
+
+def test_a_pull_brings_new_material_and_never_touches_what_the_student_wrote(hub, settings, course, upstream):
+    launch = opened(hub, course, "w1/intro.ipynb", "pull")
+    mine = {"type": "notebook", "content": json.loads(notebook_text("'my own work'"))}
+    status, _ = jupyter_call(settings, hub.secret, launch.key, "PUT", "api/contents/w1/intro.ipynb", mine)
+    assert status == 200
+    upstream.write("w1/intro.ipynb", notebook_text("'version 2'"))
+    upstream.write("data/numbers.csv", "4,5,6\n").commit("version 2")
+    assert hub.courses.pull(course).ok
+    again = hub.wait_ready(hub.open_notebook(course, "w1/intro.ipynb", launch.student_id), timeout=60)
+    assert again.key == launch.key and not again.copied
+    _, body = jupyter_call(settings, hub.secret, launch.key, "GET", "api/contents/w1/intro.ipynb")
+    assert "my own work" in body.decode() and "version 2" not in body.decode()
+    # the running server sees the course's new data at once
+    kernel = Kernel(settings, hub.secret, launch.key)
+    assert kernel.run("print(open('data/numbers.csv').read().strip())")["stdout"] == "4,5,6\n"
