@@ -112,6 +112,40 @@ def jupyter_csp(settings: Settings, key: str, frame_ancestors: str) -> str:
     return f"frame-ancestors {frame_ancestors}; report-uri /{settings.url_prefix}/{key}/{CSP_REPORT_PATH}"
 
 
+#: JupyterLab's (and Notebook 7's) settings overrides, written next to nbhosting's configuration (see lab_overrides)
+OVERRIDES_NAME = "overrides.json"
+#: the app's pages of what students can do (see nbhosting_server.student), on each server's origin
+STUDENT_PATH = "/_nbh/student"
+
+
+def student_base(settings: Settings, key: str) -> str:
+    """Where the students' pages of the server ``key`` are, on its origin (pure)."""
+    return STUDENT_PATH if settings.origin_mode == "subdomain" else f"/{settings.url_prefix}/{key}{STUDENT_PATH}"
+
+
+def lab_overrides(settings: Settings, key: str) -> dict[str, Any]:
+    """A "My work" menu in Notebook 7 and JupyterLab, opening the students' pages of the server ``key`` (pure).
+
+    No extension is needed: the menu is a setting of the main menu, and its items run ``help:open``, which both UIs
+    have (it opens a URL of the same origin in a new tab).
+    """
+    base = student_base(settings, key)
+
+    def item(text: str, path: str) -> dict[str, Any]:
+        return {"command": "help:open", "args": {"text": text, "url": base + path, "newBrowserTab": True}}
+
+    menu = {
+        "id": "jp-mainmenu-nbhosting",
+        "label": "My work",
+        "rank": 1000,
+        "items": [
+            item("Reset, backups, sharing…", "/"),
+            item("Download my workspace (zip)", "/download-workspace"),
+        ],
+    }
+    return {"@jupyterlab/mainmenu-extension:plugin": {"menus": [menu]}}
+
+
 def jupyter_config(settings: Settings, key: str, frame_ancestors: str) -> dict[str, Any]:
     """The Jupyter configuration nbhosting writes before each start of the server ``key`` (pure).
 
@@ -120,7 +154,12 @@ def jupyter_config(settings: Settings, key: str, frame_ancestors: str) -> dict[s
     configuration (Jupyter merges every file of its config path).
     """
     csp = jupyter_csp(settings, key, frame_ancestors)
-    return {"ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": csp}}}}
+    return {
+        "ServerApp": {"tornado_settings": {"headers": {"Content-Security-Policy": csp}}},
+        # the UIs' settings overrides (lab_overrides) are read from nbhosting's configuration folder: the image has
+        # none of its own (a per-course image that ships an overrides.json would see it replaced)
+        "LabServerApp": {"app_settings_dir": f"{SOCKET_MOUNT}/{CONFIG_DIR}"},
+    }
 
 
 def container_spec(

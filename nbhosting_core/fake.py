@@ -12,6 +12,7 @@ answers in microseconds, and has knobs to make servers slow, crash or fail, so t
 
 from __future__ import annotations
 
+import html
 import os
 import threading
 import time
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import RuntimeUnavailable
+from .errors import InvalidInput, RuntimeUnavailable
 from .models import Account, Action, Ensured, ReconcileReport, Server, ServerActivity, ServerState, Usage
 from .naming import USER_PREFIX, container_name, user_name
 from .tokens import new_key
@@ -171,6 +172,17 @@ class FakeBackend:
     def reconcile(self) -> ReconcileReport:
         """See :meth:`NotebookBackend.reconcile`: memory cannot go stale, there is nothing to repair."""
         return ReconcileReport(checked=len(self._records))
+
+    def render_html(self, server: Server, notebook: str, *, timeout: float, max_bytes: int) -> bytes:
+        """See :class:`~nbhosting_core.studentwork.HtmlRenderer`: the notebook's text in a page (no nbconvert)."""
+        record = self._records.get(server.name)
+        if record is None or record.server.state is not ServerState.RUNNING:
+            raise RuntimeUnavailable("Your notebook server is not running.", log_detail=f"{server.name} (fake)")
+        text = (record.workspace / notebook).read_text(errors="replace")
+        page = f"<!DOCTYPE html>\n<html><body><pre>{html.escape(text)}</pre></body></html>\n".encode()
+        if len(page) > max_bytes:
+            raise InvalidInput("This notebook is too large to share.", log_detail=f"{len(page)} bytes (fake)")
+        return page
 
     # ------------------------------------------------------------------------------------ test knobs
 

@@ -45,6 +45,7 @@ from .naming import (
     validate_student_id,
 )
 from .settings import Settings
+from .studentwork import StudentWork
 from .system.cgroupfs import meminfo
 from .system.counters import Counters, SqliteCounters
 from .system.courseimages import CourseImages
@@ -112,6 +113,17 @@ class Hub:
         #: seconds since the epoch, as this hub tells time (a fake in tests)
         self.clock = clock
         self._clock = clock
+        #: what students can do with their notebooks: reset, backups, downloads, shares
+        self.work = StudentWork(
+            settings,
+            accounts=self.accounts,
+            workspaces=self.workspaces,
+            quota=self.quota,
+            backend=self.backend,
+            lock=self._student_lock,
+            release=self._release_if_idle,
+            clock=clock,
+        )
 
     # ------------------------------------------------------------------------------------- students
 

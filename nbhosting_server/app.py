@@ -56,6 +56,7 @@ from .errors import http_status, retry_after, retryable
 from .framing import FrameAncestors
 from .logs import mask_access_log
 from .lti import LtiEndpoints
+from .student import StudentEndpoints
 
 log = logging.getLogger("nbhosting")
 LAUNCH_PREFIXES = ("notebookLazyCopy", "ipythonExercice")
@@ -416,7 +417,9 @@ def create_app(
         launcher, gate = hub, Gate.of(hub)
     else:
         settings = settings or Settings()
-        launcher = launcher or HelperClient(settings.helper_socket, timeout=settings.helper_timeout + 5)
+        launcher = launcher or HelperClient(
+            settings.helper_socket, timeout=settings.helper_timeout + 5, max_payload=settings.workspace_quota + 2**26
+        )
         gate = gate or Gate(settings)
     platforms = platforms or PlatformsFile(settings.effective_platforms_file)
     opened = OpenedLog(settings.opened_dir, user_prefix=settings.user_prefix)
@@ -432,6 +435,9 @@ def create_app(
     routes += [Route(f"/{prefix}/{{course}}/{{notebook:path}}/{{student}}", e.launch) for prefix in LAUNCH_PREFIXES]
     routes += LtiEndpoints(gate, platforms).routes()  # /lti/...: LTI 1.1 and 1.3 launches (see nbhosting_server.lti)
     routes += CoursePages(gate, platforms, opened).routes()  # /course/...: a student's table of contents
+    work = hub.work if hub is not None else launcher if isinstance(launcher, HelperClient) else None
+    if work is not None:  # /_nbh/student/... on servers' origins, /share on the site's (see nbhosting_server.student)
+        routes += StudentEndpoints(work, gate).routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -1,8 +1,9 @@
 """What the app's processes log: never a capability that a URL carries.
 
 A signed launch URL (``signature``), a progress page's poll token (``poll``) and a one-time ticket (``t``) open
-a notebook until they expire or are spent. uvicorn's access log writes each request's path and query: its
-records go through :class:`MaskCapabilities`, which masks those values (the rest of the line is kept).
+a notebook until they expire or are spent; a share's token (``s``) opens a shared page until it is revoked.
+uvicorn's access log writes each request's path and query: its records go through :class:`MaskCapabilities`,
+which masks those values (the rest of the line is kept).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import urllib.parse
 
 #: the query parameters that are capabilities
-CAPABILITIES = frozenset({"signature", "poll", "t"})
+CAPABILITIES = frozenset({"signature", "poll", "t", "s"})
 MASK = "REDACTED"
 
 

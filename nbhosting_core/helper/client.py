@@ -1,32 +1,50 @@
-"""The app's side of the helper: a :class:`~nbhosting_core.launcher.Launcher` that asks over the Unix socket.
+"""The app's side of the helper: a :class:`~nbhosting_core.launcher.Launcher` that asks over the Unix socket,
+and the :class:`~nbhosting_core.studentwork.StudentActions` of students' notebooks.
 
 One connection per call (a Unix socket connects in microseconds), an overall deadline, a bounded answer. The
-helper's errors come back as the exceptions the hub raised, so the app treats both launchers alike.
+helper's errors come back as the exceptions the hub raised, so the app treats both launchers alike. A download's
+bytes follow its answer's line (see :mod:`.protocol`): they are spooled into a temporary file of the app's
+(memory up to 1 MiB, then its private /tmp), bounded by ``max_payload``, before the browser gets any.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO, TypeVar, cast
 
 from pydantic import ValidationError
 
 from ..errors import RuntimeUnavailable
 from ..models import Launch
+from ..shares import Share
+from ..studentfiles import Backup
+from ..studentwork import Download, Reset
 from ..throttle import Requester
 from .protocol import (
-    MAX_LINE,
+    MAX_ANSWER,
+    AnyRequest,
+    BackupsRequest,
+    DownloadRequest,
     OpenRequest,
     PingRequest,
+    ResetRequest,
     Response,
+    RestoreRequest,
+    ShareRequest,
+    SharesRequest,
     StatusRequest,
+    UnshareRequest,
+    WorkspaceRequest,
     error_of,
     requester_model,
 )
 
 log = logging.getLogger("nbhosting_core.helper")
+T = TypeVar("T")
 UNAVAILABLE = "The notebook service is not available right now; please retry in a moment."
 
 
@@ -36,11 +54,13 @@ class HelperClient:
     Args:
         path: the helper's socket (``settings.helper_socket``).
         timeout: the overall deadline of one call, in seconds (the helper's own, plus a little).
+        max_payload: the largest download accepted (e.g. ``workspace_quota`` and a margin).
     """
 
-    def __init__(self, path: Path, *, timeout: float) -> None:
+    def __init__(self, path: Path, *, timeout: float, max_payload: int = 4 * 2**30) -> None:
         self.path = path
         self.timeout = timeout
+        self.max_payload = max_payload
 
     def open_notebook(
         self, course: str, notebook: str, student_id: str, *, requester: Requester | None = None
@@ -60,15 +80,65 @@ class HelperClient:
         who pings expects it may not be there yet)."""
         self._call(PingRequest(op="ping"), quiet=True)
 
+    # ------------------------------------------------------------------ students' notebooks (StudentActions)
+
+    def reset(self, course: str, notebook: str, student_id: str) -> Reset:
+        """See :meth:`nbhosting_core.studentwork.StudentWork.reset` (same errors)."""
+        request = ResetRequest(op="reset", course=course, notebook=notebook, student_id=student_id)
+        return _need(self._call(request).reset)
+
+    def backups(self, course: str, notebook: str | None, student_id: str) -> list[Backup]:
+        """See :meth:`nbhosting_core.studentwork.StudentWork.backups` (same errors)."""
+        request = BackupsRequest(op="backups", course=course, notebook=notebook, student_id=student_id)
+        return _need(self._call(request).backups)
+
+    def restore(self, course: str, notebook: str, student_id: str, backup: str) -> Reset:
+        """See :meth:`nbhosting_core.studentwork.StudentWork.restore` (same errors)."""
+        request = RestoreRequest(op="restore", course=course, notebook=notebook, student_id=student_id, backup=backup)
+        return _need(self._call(request).reset)
+
+    def download_notebook(self, course: str, notebook: str, student_id: str) -> Download:
+        """See :meth:`nbhosting_core.studentwork.StudentWork.download_notebook` (same errors)."""
+        return self._download(DownloadRequest(op="download", course=course, notebook=notebook, student_id=student_id))
+
+    def download_workspace(self, course: str, student_id: str) -> Download:
+        """See :meth:`nbhosting_core.studentwork.StudentWork.download_workspace` (same errors)."""
+        return self._download(WorkspaceRequest(op="download-workspace", course=course, student_id=student_id))
+
+    def share(self, course: str, notebook: str, student_id: str) -> Share:
+        """See :meth:`nbhosting_core.studentwork.StudentWork.share` (same errors)."""
+        request = ShareRequest(op="share", course=course, notebook=notebook, student_id=student_id)
+        return _need(self._call(request).share)
+
+    def unshare(self, course: str, notebook: str, student_id: str) -> Share | None:
+        """See :meth:`nbhosting_core.studentwork.StudentWork.unshare` (same errors)."""
+        request = UnshareRequest(op="unshare", course=course, notebook=notebook, student_id=student_id)
+        return self._call(request).share
+
+    def shares(self, course: str | None, student_id: str) -> list[Share]:
+        """See :meth:`nbhosting_core.studentwork.StudentWork.shares` (same errors)."""
+        return _need(self._call(SharesRequest(op="shares", course=course, student_id=student_id)).shares)
+
+    def _download(self, request: DownloadRequest | WorkspaceRequest) -> Download:
+        spool = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=2**20, prefix="nbh-download-"))  # noqa: SIM115
+        try:
+            payload = _need(self._call(request, spool=spool).payload)
+            spool.seek(0)
+            return Download(filename=payload.filename, media_type=payload.media_type, size=payload.size, stream=spool)
+        except BaseException:
+            spool.close()
+            raise
+
     def _launch(self, request: OpenRequest | StatusRequest) -> Launch:
         response = self._call(request)
         if response.launch is None:
             raise RuntimeUnavailable(UNAVAILABLE, log_detail="helper: an answer without a launch")
         return response.launch
 
-    def _call(self, request: OpenRequest | StatusRequest | PingRequest, *, quiet: bool = False) -> Response:
+    def _call(self, request: AnyRequest, *, quiet: bool = False, spool: BinaryIO | None = None) -> Response:
         deadline = time.monotonic() + self.timeout
-        line = self._exchange(request.model_dump_json(exclude_none=True).encode() + b"\n", deadline, quiet)
+        data = request.model_dump_json(exclude_none=True).encode() + b"\n"
+        line = self._exchange(data, deadline, quiet, spool)
         try:
             response = Response.model_validate_json(line)
         except ValidationError as exc:
@@ -79,25 +149,58 @@ class HelperClient:
             raise error_of(response.error)
         return response
 
-    def _exchange(self, data: bytes, deadline: float, quiet: bool) -> bytes:
+    def _exchange(self, data: bytes, deadline: float, quiet: bool, spool: BinaryIO | None = None) -> bytes:
+        """Send ``data``, return the answer's line; with ``spool``, the payload that follows goes into it."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
             sock.connect(str(self.path))
             sock.sendall(data)
             answer = bytearray()
-            while not answer.endswith(b"\n"):
+            while b"\n" not in answer:
                 sock.settimeout(max(0.01, deadline - time.monotonic()))
                 chunk = sock.recv(65536)
                 if not chunk:
                     raise ConnectionError("the helper hung up")
                 answer += chunk
-                if len(answer) > MAX_LINE:
-                    raise ConnectionError(f"an answer longer than {MAX_LINE} bytes")
-            return bytes(answer)
+                if len(answer) > MAX_ANSWER:
+                    raise ConnectionError(f"an answer longer than {MAX_ANSWER} bytes")
+            line, _, rest = bytes(answer).partition(b"\n")
+            if spool is not None:
+                self._receive(sock, line, rest, spool, deadline)
+            return line + b"\n"
         except OSError as exc:  # refused, absent, timed out, hung up: the helper is not there for us now
             if not quiet:
                 log.error("helper %s: %r", self.path, exc)
             raise RuntimeUnavailable(UNAVAILABLE, log_detail=f"helper {self.path}: {exc!r}") from exc
         finally:
             sock.close()
+
+    def _receive(self, sock: socket.socket, line: bytes, rest: bytes, spool: BinaryIO, deadline: float) -> None:
+        """The payload the answer ``line`` declares, into ``spool``: exactly its size, at most ``max_payload``."""
+        try:
+            declared = Response.model_validate_json(line).payload
+        except ValidationError:
+            return  # the caller reports the malformed answer
+        if declared is None:
+            return  # a refusal: no payload
+        if declared.size > self.max_payload:
+            raise ConnectionError(f"a payload of {declared.size} bytes, over {self.max_payload}")
+        left = declared.size - len(rest)
+        if left < 0:
+            raise ConnectionError("more bytes than the payload declared")
+        spool.write(rest)
+        while left > 0:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(min(left, 1 << 20))
+            if not chunk:
+                raise ConnectionError("the helper hung up in the middle of a payload")
+            spool.write(chunk)
+            left -= len(chunk)
+
+
+def _need(value: T | None) -> T:
+    """A part of the helper's answer that must be there."""
+    if value is None:
+        raise RuntimeUnavailable(UNAVAILABLE, log_detail="helper: an answer without what was asked")
+    return value

@@ -11,6 +11,16 @@ Each is validated here, when the request is read, and again by the hub that acts
         "requester": {"platform": "edx", "address": "203.0.113.7"}}
     <- {"v": 1, "ok": true, "launch": {...}}
     <- {"v": 1, "ok": false, "error": {"reason": "busy", "message": "...", "retry_after": 3.0, "why": "cap"}}
+
+What students can do with their notebooks (:mod:`nbhosting_core.studentwork`) has its own operations: ``reset``,
+``backups``, ``restore``, ``download``, ``download-workspace``, ``share``, ``unshare``, ``shares``. An answer may
+be longer than a request (a list of backups): at most :data:`MAX_ANSWER` bytes. A download's bytes do not go in
+the line: its answer names a :class:`Payload`, and exactly ``payload.size`` raw bytes follow the line on the same
+connection (at most what the client accepts; it spools them, so the helper is never held by a slow browser)::
+
+    -> {"v": 1, "op": "download-workspace", "course": "python", "student_id": "edx:42"}
+    <- {"v": 1, "ok": true, "payload": {"filename": "python.zip", "media_type": "application/zip", "size": 5120}}
+    <- 5120 bytes of the zip
 """
 
 from __future__ import annotations
@@ -37,12 +47,18 @@ from ..errors import (
 )
 from ..models import Launch
 from ..naming import validate_course, validate_notebook_path, validate_student_id
+from ..shares import Share
+from ..studentfiles import Backup, validate_backup_id
+from ..studentwork import Reset
 from ..throttle import Requester
 
 #: the protocol's version: a request of another version is refused (the app and the helper are upgraded together)
 VERSION: Literal[1] = 1
 #: the longest line either side reads (a request is a few hundred bytes; a launch's answer under 2 KiB)
 MAX_LINE = 16 * 1024
+#: the longest answer line the client reads (a list of backups or shares; each list holds at most MAX_ITEMS)
+MAX_ANSWER = 1024 * 1024
+MAX_ITEMS = 1000
 
 
 class _Message(BaseModel):
@@ -100,8 +116,106 @@ class PingRequest(_Message):
     op: Literal["ping"]
 
 
-Request = Annotated[OpenRequest | StatusRequest | PingRequest, Field(discriminator="op")]
-REQUEST: TypeAdapter[OpenRequest | StatusRequest | PingRequest] = TypeAdapter(Request)
+class _Course(_Message):
+    course: str = Field(max_length=64)
+    student_id: str = Field(max_length=256)
+
+    @field_validator("course")
+    @classmethod
+    def _course(cls, value: str) -> str:
+        return validate_course(value)
+
+    @field_validator("student_id")
+    @classmethod
+    def _student(cls, value: str) -> str:
+        return validate_student_id(value)
+
+
+class ResetRequest(_Notebook):
+    """Reset the student's copy to the course's version (see :meth:`~nbhosting_core.studentwork.StudentWork.reset`)."""
+
+    op: Literal["reset"]
+
+
+class BackupsRequest(_Course):
+    """The student's backups of ``notebook``, or of the whole course."""
+
+    op: Literal["backups"]
+    notebook: str | None = Field(None, max_length=1024)
+
+    @field_validator("notebook")
+    @classmethod
+    def _notebook(cls, value: str | None) -> str | None:
+        return str(validate_notebook_path(value)) if value is not None else None
+
+
+class RestoreRequest(_Notebook):
+    """Make ``backup`` the student's copy again (the current one is backed up first)."""
+
+    op: Literal["restore"]
+    backup: str = Field(max_length=40)
+
+    @field_validator("backup")
+    @classmethod
+    def _backup(cls, value: str) -> str:
+        return validate_backup_id(value)
+
+
+class DownloadRequest(_Notebook):
+    """The student's copy of ``notebook``: a payload."""
+
+    op: Literal["download"]
+
+
+class WorkspaceRequest(_Course):
+    """A zip of the student's workspace of ``course``: a payload."""
+
+    op: Literal["download-workspace"]
+
+
+class ShareRequest(_Notebook):
+    """Render ``notebook`` in the student's server and share it (again)."""
+
+    op: Literal["share"]
+
+
+class UnshareRequest(_Notebook):
+    """Revoke the share of ``notebook``."""
+
+    op: Literal["unshare"]
+
+
+class SharesRequest(_Message):
+    """The student's shares in ``course``, or in every course (None)."""
+
+    op: Literal["shares"]
+    course: str | None = Field(None, max_length=64)
+    student_id: str = Field(max_length=256)
+
+    @field_validator("course")
+    @classmethod
+    def _course(cls, value: str | None) -> str | None:
+        return validate_course(value) if value is not None else None
+
+    @field_validator("student_id")
+    @classmethod
+    def _student(cls, value: str) -> str:
+        return validate_student_id(value)
+
+
+StudentRequest = (
+    ResetRequest
+    | BackupsRequest
+    | RestoreRequest
+    | DownloadRequest
+    | WorkspaceRequest
+    | ShareRequest
+    | UnshareRequest
+    | SharesRequest
+)
+AnyRequest = OpenRequest | StatusRequest | PingRequest | StudentRequest
+Request = Annotated[AnyRequest, Field(discriminator="op")]
+REQUEST: TypeAdapter[AnyRequest] = TypeAdapter(Request)
 
 
 class ErrorBody(BaseModel):
@@ -116,11 +230,26 @@ class ErrorBody(BaseModel):
     why: str | None = Field(None, max_length=200)
 
 
+class Payload(BaseModel):
+    """What follows an answer's line: ``size`` bytes of a file named ``filename``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    filename: str = Field(max_length=300)
+    media_type: str = Field(max_length=100)
+    size: int = Field(ge=0)
+
+
 class Response(_Message):
-    """The answer to one request: a launch, a pong, or an error."""
+    """The answer to one request: a launch, a pong, what a student's operation gave, or an error."""
 
     ok: bool
     launch: Launch | None = None
+    reset: Reset | None = None
+    backups: list[Backup] | None = Field(None, max_length=MAX_ITEMS)
+    share: Share | None = None
+    shares: list[Share] | None = Field(None, max_length=MAX_ITEMS)
+    payload: Payload | None = None
     error: ErrorBody | None = None
 
 

@@ -2,8 +2,10 @@
 
 It runs as root (or the narrowest rights the host allows) and does what needs privileges for a launch: an
 account, a workspace and its copy of the notebook, a server started or reused. It answers two operations
-(:mod:`.protocol`: ``open`` and ``status``) and ``ping``; nothing runs a command, reads a file or names a path
-the app chose. Every request is checked before anything is done:
+(:mod:`.protocol`: ``open`` and ``status``), ``ping``, and what students can do with their notebooks (``reset``,
+``backups``, ``restore``, ``download``, ``download-workspace``, ``share``, ``unshare``, ``shares``: see
+:mod:`nbhosting_core.studentwork`); nothing runs a command, reads a file or names a path the app chose. Every
+request is checked before anything is done:
 
 * the peer's uid (``SO_PEERCRED``) must be the app's, or root's; the socket is 0660, root's, in the app's group;
 * a line is at most :data:`~.protocol.MAX_LINE` bytes, a connection idle ``IDLE_TIMEOUT`` seconds is closed,
@@ -28,21 +30,33 @@ import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import ValidationError
 
 from ..errors import Busy, NbhostingError, RuntimeUnavailable
 from ..launcher import Launcher
 from ..models import Launch
+from ..studentwork import StudentActions
 from ..throttle import Requester
 from .protocol import (
+    MAX_ITEMS,
     MAX_LINE,
     REQUEST,
+    BackupsRequest,
+    DownloadRequest,
     ErrorBody,
     OpenRequest,
+    Payload,
     PingRequest,
+    ResetRequest,
     Response,
+    RestoreRequest,
+    ShareRequest,
     StatusRequest,
+    StudentRequest,
+    UnshareRequest,
+    WorkspaceRequest,
     error_body,
     requester_of,
 )
@@ -51,6 +65,7 @@ log = logging.getLogger("nbhosting_core.helper")
 IDLE_TIMEOUT = 30.0  # seconds a connection may stay silent
 MAX_CONNECTIONS = 512
 WRITE_TIMEOUT = 10.0
+CHUNK = 256 * 1024
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -86,10 +101,20 @@ class HelperServer:
         allowed: the uids that may ask (the app's, root's).
         workers: requests served at once; the others wait their turn (up to 4x as many, then Busy).
         timeout: the overall deadline of one request, in seconds.
+        work: what students can do with their notebooks (the hub's ``work``); None: those operations are refused.
     """
 
-    def __init__(self, launcher: Launcher, *, allowed: frozenset[int], workers: int, timeout: float) -> None:
+    def __init__(
+        self,
+        launcher: Launcher,
+        *,
+        allowed: frozenset[int],
+        workers: int,
+        timeout: float,
+        work: StudentActions | None = None,
+    ) -> None:
         self.launcher = launcher
+        self.work = work
         self.allowed = allowed
         self.timeout = timeout
         self._workers = workers
@@ -154,53 +179,74 @@ class HelperServer:
                 return
             if not line.endswith(b"\n"):  # end of stream (maybe mid-line): nothing to answer
                 return
-            await self._send(writer, await self.answer(line, uid))
+            response, payload = await self.answer_with_payload(line, uid)
+            try:
+                await self._send(writer, response)
+                if payload is not None:
+                    await self._stream(writer, payload)
+            finally:
+                if payload is not None:
+                    payload.close()
 
     async def answer(self, line: bytes, uid: int) -> Response:
         """The response to one request line from ``uid``; never raises for what a client sends."""
+        response, payload = await self.answer_with_payload(line, uid)
+        if payload is not None:
+            payload.close()
+        return response
+
+    async def answer_with_payload(self, line: bytes, uid: int) -> tuple[Response, BinaryIO | None]:
+        """The response to one request line from ``uid``, and the file whose bytes follow it (a download's)."""
         started = time.monotonic()
         try:
             request = REQUEST.validate_json(line)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
             log.warning("helper: refused a malformed request of uid %d: %s", uid, problems[:500])
-            return _refusal("invalid-input", "The request is malformed.", detail=problems)
+            return _refusal("invalid-input", "The request is malformed.", detail=problems), None
         except NbhostingError as exc:  # a course, notebook or student id refused by naming's validation
             log.warning("helper: refused a request of uid %d: %s", uid, exc)
-            return Response(ok=False, error=error_body(exc))
+            return Response(ok=False, error=error_body(exc)), None
         if isinstance(request, PingRequest):
-            return Response(ok=True)
+            return Response(ok=True), None
         if self._inflight >= 4 * self._workers:
             log.warning("helper: refused %s of uid %d: %d requests in flight", request.op, uid, self._inflight)
-            return _refusal(Busy.reason, "The host is busy; please retry.", retry_after=1.0, why="helper")
-        what = f"op={request.op} course={request.course} notebook={request.notebook} student={request.student_id}"
+            return _refusal(Busy.reason, "The host is busy; please retry.", retry_after=1.0, why="helper"), None
+        notebook = getattr(request, "notebook", None) or "-"
+        what = f"op={request.op} course={request.course or '-'} notebook={notebook} student={request.student_id}"
         self._inflight += 1
         try:
             loop = asyncio.get_running_loop()
-            launch = await asyncio.wait_for(loop.run_in_executor(self._pool, self._call, request), self.timeout)
+            response, payload, outcome = await asyncio.wait_for(
+                loop.run_in_executor(self._pool, self._call, request), self.timeout
+            )
         except TimeoutError:
             log.error("helper: uid=%d %s: no answer within %.1fs", uid, what, self.timeout)
             slow = RuntimeUnavailable("The host is too slow to answer right now; please retry.")
-            return Response(ok=False, error=error_body(slow))
+            return Response(ok=False, error=error_body(slow)), None
         except NbhostingError as exc:
             log.info("helper: uid=%d %s -> %s in %.3fs", uid, what, exc.reason, time.monotonic() - started)
-            return Response(ok=False, error=error_body(exc))
+            return Response(ok=False, error=error_body(exc)), None
         except Exception as exc:  # a bug: logged whole, answered as such, and the helper goes on serving
             log.exception("helper: uid=%d %s failed unexpectedly", uid, what)
-            return _refusal("error", "Something went wrong on the host.", detail=repr(exc)[:500])
+            return _refusal("error", "Something went wrong on the host.", detail=repr(exc)[:500]), None
         finally:
             self._inflight -= 1
-        log.info(
-            "helper: uid=%d %s -> %s key=%s in %.3fs",
-            uid,
-            what,
-            launch.state.value,
-            launch.key[:8],
-            time.monotonic() - started,
-        )
-        return Response(ok=True, launch=launch)
+        log.info("helper: uid=%d %s -> %s in %.3fs", uid, what, outcome, time.monotonic() - started)
+        return response, payload
 
-    def _call(self, request: OpenRequest | StatusRequest) -> Launch:
+    def _call(self, request: OpenRequest | StatusRequest | StudentRequest) -> tuple[Response, BinaryIO | None, str]:
+        """Do what ``request`` asks (in a worker thread): the answer, a payload, and a word for the log."""
+        if isinstance(request, OpenRequest | StatusRequest):
+            launch = self._launch(request)
+            return Response(ok=True, launch=launch), None, f"{launch.state.value} key={launch.key[:8]}"
+        if self.work is None:
+            raise RuntimeUnavailable(
+                "This operation is not available here.", log_detail=f"helper: no work for {request.op}"
+            )
+        return _student_call(self.work, request)
+
+    def _launch(self, request: OpenRequest | StatusRequest) -> Launch:
         if isinstance(request, OpenRequest):
             requester: Requester | None = requester_of(request.requester)
             return self.launcher.open_notebook(
@@ -212,6 +258,43 @@ class HelperServer:
     async def _send(writer: asyncio.StreamWriter, response: Response) -> None:
         writer.write(response.model_dump_json(exclude_none=True).encode() + b"\n")
         await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+
+    @staticmethod
+    async def _stream(writer: asyncio.StreamWriter, payload: BinaryIO) -> None:
+        """The payload's bytes after its answer's line (a local temporary file: each read is quick)."""
+        while chunk := payload.read(CHUNK):
+            writer.write(chunk)
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+
+
+def _student_call(work: StudentActions, request: StudentRequest) -> tuple[Response, BinaryIO | None, str]:
+    """One of the students' operations, on ``work`` (see :mod:`nbhosting_core.studentwork`)."""
+    r = request
+    if isinstance(r, ResetRequest | RestoreRequest):
+        if isinstance(r, ResetRequest):
+            reset = work.reset(r.course, r.notebook, r.student_id)
+        else:
+            reset = work.restore(r.course, r.notebook, r.student_id, r.backup)
+        kept = reset.backup.id if reset.backup is not None else "none"
+        return Response(ok=True, reset=reset), None, f"ok backup={kept}"
+    if isinstance(r, BackupsRequest):
+        backups = work.backups(r.course, r.notebook, r.student_id)[-MAX_ITEMS:]
+        return Response(ok=True, backups=backups), None, f"{len(backups)} backups"
+    if isinstance(r, DownloadRequest | WorkspaceRequest):
+        if isinstance(r, DownloadRequest):
+            download = work.download_notebook(r.course, r.notebook, r.student_id)
+        else:
+            download = work.download_workspace(r.course, r.student_id)
+        payload = Payload(filename=download.filename, media_type=download.media_type, size=download.size)
+        return Response(ok=True, payload=payload), download.stream, f"{download.size} bytes"
+    if isinstance(r, ShareRequest):
+        share = work.share(r.course, r.notebook, r.student_id)
+        return Response(ok=True, share=share), None, f"shared {share.size} bytes"  # the token is never logged
+    if isinstance(r, UnshareRequest):
+        gone = work.unshare(r.course, r.notebook, r.student_id)
+        return Response(ok=True, share=gone), None, "revoked" if gone is not None else "nothing shared"
+    shares = work.shares(r.course, r.student_id)[-MAX_ITEMS:]
+    return Response(ok=True, shares=shares), None, f"{len(shares)} shares"
 
 
 def _refusal(

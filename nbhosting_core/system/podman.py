@@ -20,9 +20,11 @@ from pathlib import Path
 from ..containers import (
     CONFIG_NAME,
     NOTARY_SECRET,
+    OVERRIDES_NAME,
     TRUSTED_DIGESTS,
     container_spec,
     jupyter_config,
+    lab_overrides,
     plan,
     server_from_inspect,
 )
@@ -51,6 +53,7 @@ from .records import (
 from .runner import CommandRunner, SubprocessRunner
 from .services import service_group
 from .sockets import SocketDirs
+from .studentexec import render_html
 from .subids import SubordinateIds
 from .unixhttp import get
 from .userpodman import UserPodman
@@ -227,6 +230,12 @@ class PodmanBackend:
                 "revoked" if revoked else "already gone",
             )
         return bool(stopped or revoked)
+
+    def render_html(self, server: Server, notebook: str, *, timeout: float, max_bytes: int) -> bytes:
+        """See :class:`~nbhosting_core.studentwork.HtmlRenderer`: nbconvert in the server's container, as its
+        student, through their podman (:mod:`.render`)."""
+        engine = UserPodman(self._settings, self._account(server))
+        return render_html(engine, server, notebook, timeout=timeout, max_bytes=max_bytes)
 
     def held(self) -> list[str]:
         """See :meth:`NotebookBackend.held`: this installation's students with subordinate ids granted.
@@ -422,6 +431,8 @@ class PodmanBackend:
         ancestors = frame_ancestors(self._settings, self._platforms.current().origins())
         config = jupyter_config(self._settings, key, ancestors)
         self._sockets.write_config(key, CONFIG_NAME, json.dumps(config, indent=1).encode())
+        overrides = lab_overrides(self._settings, key)  # the UIs' "My work" menu
+        self._sockets.write_config(key, OVERRIDES_NAME, json.dumps(overrides).encode())
         notary = notary_secret(self._secret, account.user)
         self._sockets.write_config(key, NOTARY_SECRET, notary)
         course_dir = self._settings.courses_dir / course

@@ -82,7 +82,11 @@ def test_in_path_mode_servers_are_under_the_sites_origin_and_there_is_no_wildcar
     assert set(found) == {"localhost"}
     [proxy] = proxies_to_sockets(found["localhost"])
     paths = [m["path_regexp"] for m in walk(found["localhost"]) if m.get("path_regexp", {}).get("name") == "key"]
-    assert paths == [{"name": "key", "pattern": f"^/nb/{KEY_RE}/"}]
+    # students' pages first (to the app), then the notebooks (to their sockets)
+    assert paths == [
+        {"name": "key", "pattern": f"^/nb/{KEY_RE}/_nbh/student/"},
+        {"name": "key", "pattern": f"^/nb/{KEY_RE}/"},
+    ]
 
 
 @pytest.mark.parametrize("mode", ["subdomain", "path"])
@@ -132,6 +136,7 @@ def test_capabilities_in_urls_are_masked_in_caddys_error_log_and_there_is_no_acc
         ("replace", "t", "REDACTED"),
         ("replace", "signature", "REDACTED"),
         ("replace", "poll", "REDACTED"),
+        ("replace", "s", "REDACTED"),
     }
     assert not any("access" in name for name in logging)
 
@@ -151,3 +156,25 @@ def test_caddy_validates_the_configuration(tmp_path, mode):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Valid configuration" in done.stdout + done.stderr
+
+
+def app_proxies_told_the_key(route: dict[str, Any]) -> list[dict[str, Any]]:
+    """Reverse proxies to the app (not the forward-auth checks) that name the routed key in X-Nbh-Key."""
+    return [
+        h
+        for h in walk(route)
+        if h.get("handler") == "reverse_proxy"
+        and h["upstreams"] == [{"dial": "127.0.0.1:8710"}]
+        and not h.get("rewrite")
+        and h.get("headers", {}).get("request", {}).get("set", {}).get("X-Nbh-Key") == ["{http.regexp.key.1}"]
+    ]
+
+
+def test_students_pages_reach_the_app_with_the_key_routed_on_in_both_modes(tmp_path):
+    servers = sites(adapted(settings(tmp_path)))["*.nb.localhost"]
+    told = json.dumps(app_proxies_told_the_key(servers))
+    paths = [m.get("path") for m in walk(servers) if "path" in m]
+    assert ["/_nbh/student/*"] in paths and ["/_nbh/ticket"] in paths
+    assert len(app_proxies_told_the_key(servers)) == 2, told  # the ticket, the student's pages
+    site = sites(adapted(settings(tmp_path, origin_mode="path")))["localhost"]
+    assert len(app_proxies_told_the_key(site)) == 1

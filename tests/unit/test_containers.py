@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from nbhosting_core import Account, Action, Server, ServerState, Settings
 from nbhosting_core.containers import (
     LABELS,
@@ -7,6 +9,7 @@ from nbhosting_core.containers import (
     jupyter_config,
     jupyter_options,
     keep_id_mappings,
+    lab_overrides,
     plan,
     server_from_inspect,
     state_of,
@@ -138,4 +141,14 @@ def test_jupyters_own_policy_gets_the_frame_ancestors_and_keeps_its_report_uri()
         "frame-ancestors 'self' https://localhost:8443 https://courses.example.org; "
         f"report-uri /nb/{KEY}/api/security/csp-report"
     )
-    assert list(config) == ["ServerApp"] and list(config["ServerApp"]) == ["tornado_settings"]  # adds, replaces nothing
+    assert list(config) == ["ServerApp", "LabServerApp"]
+    assert list(config["ServerApp"]) == ["tornado_settings"]
+
+
+@pytest.mark.parametrize(("mode", "base"), [("subdomain", "/_nbh/student"), ("path", f"/nb/{KEY}/_nbh/student")])
+def test_the_uis_get_a_my_work_menu_opening_the_students_pages(mode, base):
+    settings = Settings(origin_mode=mode)
+    assert jupyter_config(settings, KEY, "'self'")["LabServerApp"] == {"app_settings_dir": "/nbhosting/run/config"}
+    [menu] = lab_overrides(settings, KEY)["@jupyterlab/mainmenu-extension:plugin"]["menus"]
+    assert {i["command"] for i in menu["items"]} == {"help:open"}
+    assert [i["args"]["url"] for i in menu["items"]] == [f"{base}/", f"{base}/download-workspace"]

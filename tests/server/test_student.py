@@ -1,0 +1,153 @@
+"""Students' pages in the app (TestClient, in-memory backend): only the server's owner acts, writes come from its
+own origin, downloads are files, shared pages are inert (sandboxed, not sniffed, not indexed) and revocable."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import zipfile
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+from starlette.testclient import TestClient
+
+from nbhosting_core import FakeAccounts, FakeBackend, Hub, Settings
+from nbhosting_core.access import COOKIE_NAME, access_cookie_value
+from nbhosting_core.origins import server_origin
+from nbhosting_server import create_app
+from nbhosting_server.logs import mask_query
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(tmp_path, mode="subdomain"):
+    settings = Settings(
+        data_root=tmp_path / "data", run_dir=tmp_path / "run", max_running=100, origin_mode=mode, start_timeout=30
+    )
+    course = settings.courses_dir / "demo"
+    course.mkdir(parents=True)
+    nbformat.write(new_notebook(cells=[new_code_cell("print('course')")]), str(course / "a.ipynb"))
+    hub = Hub(settings, backend=FakeBackend(clock=Clock()), accounts=FakeAccounts(settings.students_dir), clock=Clock())
+    client = TestClient(create_app(hub=hub), base_url="https://testserver")
+    return hub, client
+
+
+class Student:
+    def __init__(self, hub: Hub, client: TestClient, name: str) -> None:
+        self.launch = hub.open_notebook("demo", "a.ipynb", name)
+        self.key = self.launch.key
+        self.cookie = f"{COOKIE_NAME}={access_cookie_value(hub.secret, self.key, self.launch.user, 1000, 3600)}"
+        self.origin = server_origin(hub.settings, self.key)
+        self.base = "/_nbh/student" if hub.settings.origin_mode == "subdomain" else f"/nb/{self.key}/_nbh/student"
+        self.client = client
+
+    def get(self, path: str, **headers: str):
+        return self.client.get(self.base + path, headers={"X-Nbh-Key": self.key, "Cookie": self.cookie, **headers})
+
+    def post(self, path: str, origin: str | None = None, **headers: str):
+        sent = {"X-Nbh-Key": self.key, "Cookie": self.cookie, "Origin": origin or self.origin, **headers}
+        return self.client.post(self.base + path, headers=sent)
+
+
+@pytest.fixture(params=["subdomain", "path"])
+def setup(request, tmp_path):
+    hub, client = make(tmp_path, request.param)
+    return hub, client, Student(hub, client, "alice"), Student(hub, client, "bob")
+
+
+def copy_of(hub, name="alice"):
+    return hub.accounts.find(name).home / "demo" / "a.ipynb"
+
+
+def test_the_owner_resets_sees_the_backup_and_restores_it(setup):
+    hub, _, alice, _ = setup
+    nbformat.write(new_notebook(cells=[new_code_cell("print('mine')")]), str(copy_of(hub)))
+    confirm = alice.get("/reset?notebook=a.ipynb")
+    assert confirm.status_code == 200 and 'method="post"' in confirm.text
+    done = alice.post("/reset?notebook=a.ipynb")
+    assert done.status_code == 200 and "kept as backup" in done.text
+    assert "course" in copy_of(hub).read_text()
+    [backup] = hub.work.backups("demo", None, "alice")
+    listing = alice.get("/backups")
+    assert backup.id in listing.text and "Restore" in listing.text
+    restored = alice.post(f"/restore?notebook=a.ipynb&backup={backup.id}")
+    assert restored.status_code == 200 and "mine" in copy_of(hub).read_text()
+
+
+def test_another_students_cookie_no_cookie_or_another_hosts_key_are_refused(setup):
+    hub, client, alice, bob = setup
+    before = copy_of(hub).read_bytes()
+    as_bob = client.post(
+        alice.base.replace(alice.key, bob.key) + "/reset?notebook=a.ipynb",
+        headers={"X-Nbh-Key": alice.key, "Cookie": bob.cookie, "Origin": alice.origin},
+    )
+    assert as_bob.status_code in (400, 403)
+    anonymous = {"X-Nbh-Key": alice.key, "Origin": alice.origin}
+    nobody = client.post(alice.base + "/reset?notebook=a.ipynb", headers=anonymous)
+    assert nobody.status_code == 403
+    no_key = client.get(alice.base + "/download?notebook=a.ipynb", headers={"Cookie": alice.cookie})
+    assert no_key.status_code == 403  # not routed by Caddy from the server's host
+    assert copy_of(hub).read_bytes() == before and hub.work.backups("demo", None, "alice") == []
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", "https://testserver"])
+def test_a_write_from_another_origin_is_refused(setup, origin):
+    hub, _, alice, _ = setup
+    if origin == "https://testserver" and hub.settings.origin_mode == "path":
+        origin = "https://other.example"
+    assert alice.post("/reset?notebook=a.ipynb", origin=origin).status_code == 403
+    cross = alice.post("/reset?notebook=a.ipynb", origin=alice.origin, **{"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403
+    assert hub.work.backups("demo", None, "alice") == []
+
+
+def test_downloads_are_files_and_the_zip_holds_the_workspace(setup):
+    hub, _, alice, _ = setup
+    notebook = alice.get("/download?notebook=a.ipynb")
+    assert notebook.status_code == 200 and notebook.headers["content-type"].startswith("application/x-ipynb+json")
+    assert "attachment" in notebook.headers["content-disposition"] and json.loads(notebook.content)["cells"]
+    (copy_of(hub).parent / "secret").symlink_to("/etc/shadow")
+    workspace = alice.get("/download-workspace")
+    assert workspace.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(workspace.content)) as z:
+        assert z.namelist() == ["demo/a.ipynb"]
+
+
+def test_a_share_is_served_inert_on_the_sites_origin_and_gone_once_revoked(setup, caplog):
+    hub, client, alice, _ = setup
+    page = alice.post("/share?notebook=a.ipynb")
+    assert page.status_code == 200 and "/share?s=" in page.text
+    [share] = hub.work.shares("demo", "alice")
+    caplog.set_level(logging.INFO)
+    shared = client.get(f"/share?s={share.token}")
+    assert shared.status_code == 200 and "print" in shared.text
+    assert shared.headers["content-security-policy"] == "sandbox"
+    assert shared.headers["x-content-type-options"] == "nosniff"
+    assert "noindex" in shared.headers["x-robots-tag"]
+    assert not any(share.token in r.getMessage() for r in caplog.records if r.name.startswith("nbhosting"))
+    assert mask_query(f"/share?s={share.token}") == "/share?s=REDACTED"
+    assert share.token in alice.get("/share?notebook=a.ipynb").text  # the owner sees the link again
+    assert alice.post("/unshare?notebook=a.ipynb").status_code == 200
+    gone = client.get(f"/share?s={share.token}")
+    assert gone.status_code == 404 and "noindex" in gone.headers["x-robots-tag"]
+
+
+def test_a_bad_notebook_path_is_a_400(setup):
+    _, _, alice, _ = setup
+    assert alice.get("/download?notebook=../../etc/passwd").status_code == 400
+    assert alice.get("/download").status_code == 400
+
+
+def test_the_overview_lists_backups_and_shares(setup):
+    hub, _, alice, _ = setup
+    hub.work.reset("demo", "a.ipynb", "alice")
+    hub.work.share("demo", "a.ipynb", "alice")
+    overview = alice.get("/")
+    assert overview.status_code == 200 and "Backups" in overview.text and "Shared" in overview.text
