@@ -192,7 +192,7 @@ def test_the_apps_culler_runs_in_one_worker_and_idle_podman_services_go_away(roo
             )
             time.sleep(3 * s.cull_interval)  # a few more passes: nobody stops them again
             log = app.log_path.read_text()
-            leaders = re.findall(r"culler: this process \(pid (\d+)\) culls for the host", log)
+            leaders = re.findall(r"culler: this process \(pid (\d+)\) runs it for the host", log)
             assert len(leaders) == 1 and int(leaders[0]) in app.worker_pids(), log
             states = {v.server.key: v.server.state for v in hub.list_servers()}
             for launch in launches:
