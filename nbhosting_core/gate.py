@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from . import access, origins, tickets
 from .activity import ActivityLog
-from .errors import LaunchRefused
+from .containers import student_base
+from .errors import InvalidInput, LaunchRefused
 from .models import AccessCookie, Launch, Server, ServerState
 from .settings import Settings
 from .system.records import Records
@@ -31,6 +32,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: where a server's origin takes a one-time ticket and sets its access cookie (served by the app through Caddy)
 TICKET_PATH = "/_nbh/ticket"
+
+
+#: the students' pages a launch may lead to instead of the notebook (``then=``): each a page that shows, or asks
+#: to confirm; nothing changes without the student's own click on their server's origin
+THEN_PAGES = ("reset", "backups", "download", "download-workspace", "share")
+
+
+def then_path(settings: Settings, key: str, notebook: str, then: str) -> str:
+    """The students' page ``then`` (one of :data:`THEN_PAGES`) of ``notebook`` in the server ``key`` (pure).
+
+    Raises:
+        InvalidInput: ``then`` is not one of them.
+    """
+    if then not in THEN_PAGES:
+        raise InvalidInput(f"Unknown page {then[:40]!r}: use one of {', '.join(THEN_PAGES)}.")
+    return f"{student_base(settings, key)}/{then}?{urllib.parse.urlencode({'notebook': notebook})}"
 
 
 class ServerFinder(Protocol):
@@ -95,12 +112,14 @@ class Gate:
         """
         return self._access_cookie(launch.key, launch.user)
 
-    def ticket_url(self, launch: Launch) -> str:
+    def ticket_url(self, launch: Launch, then: str | None = None) -> str:
         """Where a browser goes once ``launch`` is ready (absolute): the server's own origin, with a one-time
-        ticket that sets the access cookie there, then on to the notebook. A capability: never log it.
+        ticket that sets the access cookie there, then on to the notebook, or to the students' page ``then``
+        of that notebook (see :func:`then_path`). A capability: never log it.
         """
         ticket = tickets.make_ticket(self.secret, launch.key, launch.user, now=self.clock())
-        query = urllib.parse.urlencode({"t": ticket, "next": launch.url})
+        target = then_path(self.settings, launch.key, launch.notebook, then) if then else launch.url
+        query = urllib.parse.urlencode({"t": ticket, "next": target})
         return f"{self.server_origin(launch.key)}{TICKET_PATH}?{query}"
 
     def redeem_ticket(self, text: str, *, host_key: str | None) -> AccessCookie:

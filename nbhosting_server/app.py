@@ -42,7 +42,8 @@ from nbhosting_core import (
     validate_student_id,
 )
 from nbhosting_core.access import COOKIE_NAME, key_from_uri
-from nbhosting_core.gate import TICKET_PATH, Gate
+from nbhosting_core.containers import student_base
+from nbhosting_core.gate import TICKET_PATH, Gate, then_path
 from nbhosting_core.helper import HelperClient
 from nbhosting_core.launcher import Launcher
 from nbhosting_core.launches import check_admission_token, check_poll_token, poll_token
@@ -92,10 +93,17 @@ def _is_websocket(request: Request) -> bool:
     )
 
 
-def _next_path(value: str, prefix: str, key: str) -> str:
-    """Where a ticket sends the browser: ``value`` if it is a path of the server ``key``, else its root (pure)."""
-    root = f"/{prefix}/{key}/"
-    if value.startswith(root) and "\\" not in value and value.isprintable() and len(value) <= 2048:
+def _next_path(value: str, settings: Settings, key: str) -> str:
+    """Where a ticket sends the browser: ``value`` if it is a path of the server ``key`` (or of its students'
+    pages), else its root (pure)."""
+    root = f"/{settings.url_prefix}/{key}/"
+    pages = f"{student_base(settings, key)}/"
+    if (
+        (value.startswith(root) or value.startswith(pages))
+        and "\\" not in value
+        and value.isprintable()
+        and len(value) <= 2048
+    ):
         return value
     return root
 
@@ -150,10 +158,13 @@ class Endpoints:
         p = request.path_params
         course, notebook, student = p["course"], p["notebook"], p["student"]
         poll = _is_poll(request)
+        then = request.query_params.get("then") or None  # a students' page of this notebook, instead of the notebook
         try:
             validate_course(course)  # a bad link is a 400 before anything else
             validate_notebook_path(notebook)
             validate_student_id(student)
+            if then is not None:
+                then_path(self.gate.settings, "0" * 40, notebook, then)  # an unknown page: 400 before anything
             admission = self._admit(request, course, notebook, student)
             if admission.method == "legacy":
                 log.warning(
@@ -179,7 +190,7 @@ class Endpoints:
             response: Response = JSONResponse(
                 {
                     "state": launch.state.value,
-                    "url": self.gate.ticket_url(launch) if ready else None,
+                    "url": self.gate.ticket_url(launch, then) if ready else None,
                     "notebook_url": self.gate.server_origin(launch.key) + launch.url,
                     "user": launch.user,
                     "container": launch.container,
@@ -188,7 +199,7 @@ class Endpoints:
             )
         elif ready:
             response = RedirectResponse(
-                self.gate.ticket_url(launch),
+                self.gate.ticket_url(launch, then),
                 status_code=302,
                 headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
             )
@@ -201,7 +212,8 @@ class Endpoints:
                 student,
                 int(self.gate.clock() + self.gate.settings.start_timeout + 120),
             )
-            follow = f"{_raw_path(request)}?{urllib.parse.urlencode({'poll': token})}"
+            follow_query = {"poll": token} | ({"then": then} if then else {})
+            follow = f"{_raw_path(request)}?{urllib.parse.urlencode(follow_query)}"
             response = pages.progress_page(follow, launch.notebook, launch.course, self.gate.settings.start_timeout)
         return response
 
@@ -286,7 +298,7 @@ class Endpoints:
         except LaunchRefused as exc:
             status, title = http_status(exc)
             return pages.error_page(status, title, exc.message)
-        target = _next_path(request.query_params.get("next", ""), self.gate.settings.url_prefix, cookie.key)
+        target = _next_path(request.query_params.get("next", ""), self.gate.settings, cookie.key)
         response = RedirectResponse(
             target, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
         )

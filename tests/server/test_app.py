@@ -501,3 +501,47 @@ def test_legacy_unsigned_launches_pass_only_from_the_platforms_origins_when_turn
     assert client.get(bare).status_code == 403  # no Referer: nobody vouches
     assert client.get(bare, headers={"Referer": "https://course.example.org/courses/x"}).status_code == 200
     assert [v.server.student_id for v in hub.list_servers()] == ["test:alice"]
+
+
+# ------------------------------------------------------------------------- a launch that leads to a student's page
+
+
+def test_a_launch_may_lead_to_a_students_page_of_its_notebook_instead_of_the_notebook(setup):
+    client, clock = setup[2], setup[4]
+    cold = client.get(url() + "&then=reset")
+    assert cold.status_code == 200 and "then=reset" in cold.text  # the progress page's polls keep it
+    clock.now += 1
+    answer = client.get(url() + "&then=reset&status=1").json()
+    assert answer["state"] == "ready"
+    _, _, query = ticket_parts(answer["url"])
+    assert query["next"] == "/_nbh/student/reset?notebook=a.ipynb"
+    key = answer["notebook_url"].split("/")[4]
+    response = client.get(answer["url"], headers={"X-Nbh-Key": key}, follow_redirects=False)
+    assert response.status_code == 302 and response.headers["location"] == "/_nbh/student/reset?notebook=a.ipynb"
+    ready = client.get(url() + "&then=download", follow_redirects=False)  # a running server: straight on
+    _, _, query = ticket_parts(ready.headers["location"])
+    assert ready.status_code == 302 and query["next"] == "/_nbh/student/download?notebook=a.ipynb"
+
+
+def test_an_unknown_page_is_refused_before_anything_is_made(setup):
+    _, hub, client, backend, _ = setup
+    for then in ("restore", "unshare", "../../evil", "https://evil.example/"):
+        refused = client.get(url("mallory") + f"&then={then}")
+        assert refused.status_code == 400 and "Unknown page" in refused.text, then
+    assert hub.accounts.find("test:mallory") is None and backend.list_servers() == []
+
+
+def test_in_path_mode_the_students_pages_are_under_the_servers_path(setup):
+    settings, hub, _, backend, clock = setup
+    path_hub = Hub(
+        settings.model_copy(update={"origin_mode": "path"}), backend=backend, accounts=hub.accounts, clock=clock
+    )
+    client = TestClient(create_app(hub=path_hub), base_url="https://testserver")
+    client.get(url() + "&then=share")
+    clock.now += 1
+    answer = client.get(url() + "&then=share&status=1").json()
+    _, _, query = ticket_parts(answer["url"])
+    key = answer["notebook_url"].split("/")[4]
+    assert query["next"] == f"/nb/{key}/_nbh/student/share?notebook=a.ipynb"
+    response = client.get(answer["url"], follow_redirects=False)
+    assert response.status_code == 302 and response.headers["location"] == query["next"]
