@@ -433,7 +433,7 @@ class PodmanBackend:
         self._sockets.write_config(key, CONFIG_NAME, json.dumps(config, indent=1).encode())
         overrides = lab_overrides(self._settings, key)  # the UIs' "My work" menu
         self._sockets.write_config(key, OVERRIDES_NAME, json.dumps(overrides).encode())
-        notary = notary_secret(self._secret, account.user)
+        notary = notary_secret(self._secret, course)
         self._sockets.write_config(key, NOTARY_SECRET, notary)
         course_dir = self._settings.courses_dir / course
         self._sockets.write_config(key, TRUSTED_DIGESTS, self._signatures.lines(course_dir, notary))

@@ -18,16 +18,16 @@ def write(path: Path, source: str) -> bytes:
     return path.read_bytes()
 
 
-def test_a_students_notary_secret_is_stable_and_their_own():
-    assert notary_secret(b"s" * 32, "nbh-a") == notary_secret(b"s" * 32, "nbh-a")
-    assert notary_secret(b"s" * 32, "nbh-a") != notary_secret(b"s" * 32, "nbh-b")
-    assert notary_secret(b"s" * 32, "nbh-a") != notary_secret(b"t" * 32, "nbh-a")
-    assert len(notary_secret(b"s" * 32, "nbh-a")) == 64
+def test_a_courses_notary_secret_is_stable_and_its_own():
+    assert notary_secret(b"s" * 32, "python") == notary_secret(b"s" * 32, "python")
+    assert notary_secret(b"s" * 32, "python") != notary_secret(b"s" * 32, "datascience")
+    assert notary_secret(b"s" * 32, "python") != notary_secret(b"t" * 32, "python")
+    assert len(notary_secret(b"s" * 32, "python")) == 64
 
 
 def test_the_signature_is_the_one_jupyters_notary_computes_for_the_same_notebook(tmp_path):
     content = write(tmp_path / "a.ipynb", "1 + 1")
-    secret = notary_secret(b"s" * 32, "nbh-a")
+    secret = notary_secret(b"s" * 32, "python")
     notary = NotebookNotary(secret=secret)
     assert notebook_signature(secret, content) == notary.compute_signature(nbformat.reads(content.decode(), 4))
     assert notebook_signature(secret, b"{not json") is None
@@ -41,7 +41,7 @@ def test_the_course_signatures_cover_its_notebooks_and_nothing_planted(tmp_path)
     os.symlink(tmp_path / "secret.ipynb", course / "link.ipynb")  # never followed
     (course / "notes.md").write_text("# not a notebook")
     assert [p.relative_to(course) for p in notebooks_of(course)] == [Path("w1/a.ipynb")]
-    secret = notary_secret(b"s" * 32, "nbh-a")
+    secret = notary_secret(b"s" * 32, "python")
     lines = CourseSignatures().lines(course, secret).decode().splitlines()
     assert lines == [f"sha256 {notebook_signature(secret, a)}"]
     assert f"sha256 {notebook_signature(secret, outside)}" not in lines
@@ -51,7 +51,7 @@ def test_a_changed_notebook_is_signed_again(tmp_path):
     course = tmp_path / "course"
     write(course / "a.ipynb", "1")
     signatures = CourseSignatures()
-    secret = notary_secret(b"s" * 32, "nbh-a")
+    secret = notary_secret(b"s" * 32, "python")
     before = signatures.lines(course, secret)
     changed = write(course / "a.ipynb", "1 + 1 + 1")
     os.utime(course / "a.ipynb", ns=(1, 10**18))
@@ -67,7 +67,7 @@ def test_a_jupytext_notebooks_copy_is_signed_as_the_student_receives_it(tmp_path
     (course / "w1").mkdir(parents=True)
     (course / "w1" / "quiz.md").write_text(text)
     (course / "w1" / "README.md").write_text("# not a notebook\n")
-    secret = notary_secret(b"s" * 32, "nbh-a")
+    secret = notary_secret(b"s" * 32, "python")
     copy = notebook_bytes(text.encode(), suffix=".md", name="quiz.md")
     assert notebooks_of(course) == [course / "w1" / "quiz.md"]
     assert CourseSignatures().lines(course, secret) == f"sha256 {notebook_signature(secret, copy)}\n".encode()

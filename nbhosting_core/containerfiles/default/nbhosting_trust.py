@@ -1,7 +1,7 @@
 # nbhosting: notebooks copied from the course open as trusted for their student (nbhosting_core/trust.py).
 #
 # Before each start, nbhosting writes into the server's configuration folder (root's, read-only here): the
-# student's notary secret, and the signatures with it of the course's notebooks as nbhosting copies them. A copy
+# course's notary secret, and the signatures with it of the course's notebooks as nbhosting copies them. A copy
 # still as the course made it is trusted; the student's own saves are signed by Jupyter into their store, kept in
 # the workspace (not in /tmp: trust survives a restart). Without those files (an older nbhosting, or this image run
 # elsewhere), Jupyter's defaults stay.
