@@ -40,6 +40,7 @@ from nbhosting_core import (
     signed_launch_path,
 )
 from nbhosting_core.helper import HelperClient
+from nbhosting_core.origins import server_origin
 from nbhosting_core.platforms import PlatformsFile
 from nbhosting_core.system.layout import share_with_app
 from nbhosting_core.system.runner import SubprocessRunner
@@ -313,7 +314,8 @@ def serve(settings: Settings, *, demo: bool, workers: int) -> int:
                 print(f"nbh: no demo link: {exc.message}", file=sys.stderr)
         each = ""
         if settings.origin_mode == "subdomain":
-            print(f"each notebook server on its own origin: https://<key>.{settings.effective_servers_domain}")
+            shown = server_origin(settings, "0" * 40).replace("0" * 40, "<key>")
+            print(f"each notebook server on its own origin: {shown}")
             each = ", for the site and for each notebook server's host" if settings.servers_tls == "internal" else ""
         trust = caddy_root_cert(settings)
         print(f"(TLS by Caddy's internal CA; trust {trust} or accept the warning{each})", flush=True)
