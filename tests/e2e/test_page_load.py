@@ -35,6 +35,7 @@ class PageLoad:
     bytes: int
     encodings: dict[str, int]  # Content-Encoding (or "identity") -> responses
     urls: list[str]
+    not_found: list[str]  # URLs answered 404
 
 
 def new_browser() -> Any:
@@ -97,6 +98,7 @@ def page_load(driver: Any) -> PageLoad:
         bytes=sum(sizes.get(rid, 0) for rid in responses),
         encodings=encodings,
         urls=[r["url"] for r in responses.values()],
+        not_found=[r["url"] for r in responses.values() if r.get("status") == 404],
     )
 
 
@@ -119,6 +121,8 @@ def test_a_new_students_first_page_load_is_compressed_and_small(served: Served, 
         f"encodings {load.encodings}, click to idle kernel {elapsed:.1f} s"
     )
     assert load.bytes <= MAX_BYTES, f"{load.bytes} bytes"
+    # no language server in the image: its frontend is off, and asks nothing
+    assert not [url for url in load.urls if "/lsp/" in url], load.not_found
 
 
 #: the issue's slow link: 20 Mbit/s each way, 40 ms of latency
