@@ -69,3 +69,11 @@ def test_a_new_session_is_what_the_uis_ask_for():
         "kernel": {"name": "python3"},
     }
     assert json.loads(new_session("intro.ipynb", None))["kernel"] == {}  # Jupyter's default kernel
+
+
+def test_a_kernel_no_client_has_talked_to_is_not_busy():
+    # Jupyter says "starting" until a client asks the kernel something: the kernel started for a launch that the
+    # student never used must not keep their server from being culled
+    kernels = [{"id": "k1", "execution_state": "starting", "last_activity": "2024-05-01T10:00:00Z"}]
+    activity = parse_activity(b'{"last_activity": "2024-05-01T10:00:00Z"}', json.dumps(kernels).encode())
+    assert activity is not None and activity.kernels == 1 and activity.busy_kernels == 0
