@@ -67,6 +67,15 @@ class NotebookBackend(Protocol):
         """What Jupyter in ``server`` says of its kernels and last activity; None if it does not answer."""
         ...
 
+    def start_kernel(self, server: Server, notebook: str, kernel: str | None) -> bool:
+        """Start a kernel for ``notebook`` (its path under the server's root) in the ready ``server``, as the UIs
+        do (a Jupyter session), unless that notebook has a session already; ``kernel``: the kernel's name, None
+        for Jupyter's default. Bounded in time (never waits for a slow server for long). True if one started.
+
+        The hub asks it once a launch is ready, in the background, so that the UI finds the kernel running.
+        """
+        ...
+
     def stop(self, server: Server) -> None:
         """Stop ``server``'s processes; it can be started again with the same key."""
         ...

@@ -33,6 +33,7 @@ class _Record:
     activity: ServerActivity | None = None
     usage: Usage = field(default_factory=Usage)
     log: list[str] = field(default_factory=list)
+    sessions: dict[str, str | None] = field(default_factory=dict)  # notebook -> kernel name
 
 
 class FakeBackend:
@@ -118,7 +119,18 @@ class FakeBackend:
         if not self.is_ready(server):
             return None
         record = self._records[server.name]
-        return record.activity or ServerActivity(last_activity=record.server.started_at)
+        return record.activity or ServerActivity(last_activity=record.server.started_at, kernels=len(record.sessions))
+
+    def start_kernel(self, server: Server, notebook: str, kernel: str | None) -> bool:
+        """See :meth:`NotebookBackend.start_kernel`; :meth:`sessions` lists what started."""
+        if not self.is_ready(server):
+            return False
+        with self._lock:
+            sessions = self._records[server.name].sessions
+            if notebook in sessions:
+                return False
+            sessions[notebook] = kernel
+            return True
 
     def stop(self, server: Server) -> None:
         """See :meth:`NotebookBackend.stop`."""
@@ -128,6 +140,7 @@ class FakeBackend:
                 return
             record.server = record.server.model_copy(update={"state": ServerState.STOPPED, "started_at": None})
             record.activity = None
+            record.sessions.clear()  # its kernels stopped with it
             self.journal.append(("stop", server.name))
 
     def remove(self, server: Server) -> None:
@@ -191,6 +204,7 @@ class FakeBackend:
         with self._lock:
             record = self._records[name]
             record.server = record.server.model_copy(update={"state": ServerState.STOPPED})
+            record.sessions.clear()
             record.log.extend(output.splitlines())
 
     def break_server(self, name: str) -> None:
@@ -202,6 +216,10 @@ class FakeBackend:
     def set_activity(self, name: str, activity: ServerActivity) -> None:
         """What Jupyter in server ``name`` reports from now on."""
         self._records[name].activity = activity
+
+    def sessions(self, name: str) -> dict[str, str | None]:
+        """The kernels started in server ``name`` since its last start: notebook -> kernel name."""
+        return dict(self._records[name].sessions)
 
     def set_usage(self, name: str, usage: Usage) -> None:
         """What server ``name`` uses from now on."""

@@ -11,8 +11,10 @@ as the hub is.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import PurePosixPath
 
@@ -23,7 +25,8 @@ from .backend import NotebookBackend
 from .courses import Courses
 from .culling import CullPolicy, last_seen, should_cull
 from .door import Door
-from .errors import CourseArchived, NotFound, StartFailed, StartTimeout
+from .errors import CourseArchived, NbhostingError, NotFound, StartFailed, StartTimeout
+from .jupyterapi import kernel_name
 from .models import (
     Account,
     Action,
@@ -59,6 +62,8 @@ from .workspaces import Workspaces
 log = logging.getLogger(__name__)
 #: where a server's origin takes a one-time ticket and sets its access cookie (served by the app through Caddy)
 TICKET_PATH = "/_nbh/ticket"
+#: kernels started for launches at once (see Hub._prestart_kernel); a launch that finds them all taken starts none
+KERNEL_PRESTARTS = 4
 
 
 class Hub:
@@ -113,6 +118,9 @@ class Hub:
         #: seconds since the epoch, as this hub tells time (a fake in tests)
         self.clock = clock
         self._clock = clock
+        # kernels started for ready launches, in the background (see _prestart_kernel)
+        self._kernel_slots = threading.BoundedSemaphore(KERNEL_PRESTARTS)
+        self._kernel_pool = ThreadPoolExecutor(KERNEL_PRESTARTS, thread_name_prefix="nbh-kernel")
         #: what students can do with their notebooks: reset, backups, downloads, shares
         self.work = StudentWork(
             settings,
@@ -186,6 +194,8 @@ class Hub:
                 self.door.release(claim)
         server = ensured.server
         state = LaunchState.READY if self.backend.is_ready(server) else LaunchState.STARTING
+        if state is LaunchState.READY:
+            self._prestart_kernel(server, course, path)
         log.info(
             "open user=%s course=%s notebook=%s key=%s action=%s state=%s copied=%s in %.3fs",
             account.user,
@@ -219,6 +229,7 @@ class Hub:
         if account is None or server is None:
             raise NotFound("This notebook is not being started: open it again from your course.")
         if server.state is ServerState.RUNNING and self.backend.is_ready(server):
+            self._prestart_kernel(server, course, path)
             return self._launch(account, course, path, server, LaunchState.READY)
         now = self._clock()
         if server.state is not ServerState.RUNNING:
@@ -460,6 +471,41 @@ class Hub:
             why,
             time.monotonic() - started,
         )
+
+    def _prestart_kernel(self, server: Server, course: str, notebook: PurePosixPath) -> None:
+        """Start the kernel of ``notebook`` in the ready ``server`` in the background, so that the UI finds it running.
+
+        Never waits: the launch answers at once. At most :data:`KERNEL_PRESTARTS` at a time, bounded in time by the
+        backend; a launch that finds them all taken (a burst) starts none, and the UI starts its kernel as it would.
+        The backend starts none for a notebook that has a session already (the student's UI, or an earlier launch).
+        """
+        if not self.settings.kernel_prestart or not self._kernel_slots.acquire(blocking=False):
+            return
+        try:
+            self._kernel_pool.submit(self._start_kernel, server, course, notebook)
+        except RuntimeError:  # the pool is shut down: the process ends
+            self._kernel_slots.release()
+
+    def _start_kernel(self, server: Server, course: str, notebook: PurePosixPath) -> None:
+        started = time.monotonic()
+        copy = str(student_copy_path(notebook))
+        try:
+            with self.courses.reading(course):
+                kernel = kernel_name(self.workspaces.read_course_notebook(course, notebook))
+            done = self.backend.start_kernel(server, copy, kernel)
+        except (NbhostingError, OSError) as exc:
+            log.warning("kernel key=%s notebook=%s not started: %s", _short(server.key), copy, exc)
+            return
+        finally:
+            self._kernel_slots.release()
+        if done:
+            log.info(
+                "kernel key=%s notebook=%s kernel=%s started in %.3fs",
+                _short(server.key),
+                copy,
+                kernel or "default",
+                time.monotonic() - started,
+            )
 
     def _launch(
         self,

@@ -15,8 +15,11 @@ from .models import ServerActivity
 
 STATUS_PATH = "api/status"
 KERNELS_PATH = "api/kernels?no_track_activity=1"
-#: kernel states that mean "working on something": such a server is not idle.
-BUSY_STATES = frozenset({"busy", "starting"})
+SESSIONS_PATH = "api/sessions"
+#: kernel states that mean "working on something": such a server is not idle. Not "starting": Jupyter learns a
+#: kernel's state from its messages, and a kernel no client has talked to yet (the one the hub starts for a launch,
+#: see Hub._prestart_kernel) stays "starting" for as long as it lives; a kernel that really starts is recent activity.
+BUSY_STATES = frozenset({"busy"})
 
 
 def _json(body: bytes) -> Any:
@@ -47,3 +50,34 @@ def parse_activity(status_body: bytes, kernels_body: bytes | None) -> ServerActi
         busy_kernels=sum(1 for k in kernel_list if k.get("execution_state") in BUSY_STATES),
         connections=connections if isinstance(connections, int) else 0,
     )
+
+
+def kernel_name(notebook: bytes) -> str | None:
+    """The kernel a notebook asks for (``metadata.kernelspec.name``); None if it names none (pure)."""
+    data = _json(notebook)
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    spec = metadata.get("kernelspec") if isinstance(metadata, dict) else None
+    name = spec.get("name") if isinstance(spec, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def has_session(sessions_body: bytes, path: str) -> bool | None:
+    """True if the body of ``GET /api/sessions`` lists a session for ``path``; None if unreadable (pure)."""
+    sessions = _json(sessions_body)
+    if not isinstance(sessions, list):
+        return None
+    return any(isinstance(s, dict) and s.get("path") == path for s in sessions)
+
+
+def new_session(path: str, kernel: str | None) -> bytes:
+    """The body of ``POST /api/sessions`` that starts a kernel for the notebook ``path``, as the UIs ask (pure).
+
+    ``kernel`` None: Jupyter's default kernel.
+    """
+    body: dict[str, Any] = {
+        "path": path,
+        "name": path.rsplit("/", 1)[-1],
+        "type": "notebook",
+        "kernel": {"name": kernel} if kernel else {},
+    }
+    return json.dumps(body).encode()

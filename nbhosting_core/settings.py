@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     ready_poll_interval: float = Field(
         0.05, gt=0, description="Seconds between readiness probes (fixed: no back-off to wait out)."
     )
+    kernel_prestart: bool = Field(
+        True,
+        description="Start the notebook's kernel (a Jupyter session, the kernel its metadata names) as soon as a "
+        "launch finds its server ready, in the background, so that the UI finds it running; never for a notebook "
+        "that has a session already.",
+    )
     egress: bool = Field(
         True,
         description="Give kernels outbound network (slirp4netns); HTTP to Jupyter always goes through its Unix socket. "

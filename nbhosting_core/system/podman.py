@@ -30,7 +30,7 @@ from ..containers import (
 )
 from ..courses import Courses
 from ..errors import CommandFailed, LimitsNotApplied, RuntimeUnavailable, StartFailed
-from ..jupyterapi import KERNELS_PATH, STATUS_PATH, parse_activity
+from ..jupyterapi import KERNELS_PATH, SESSIONS_PATH, STATUS_PATH, has_session, new_session, parse_activity
 from ..models import Account, Action, Ensured, ReconcileReport, Server, ServerActivity, ServerState, Usage
 from ..naming import container_name, is_key, subid_range
 from ..origins import frame_ancestors
@@ -55,11 +55,13 @@ from .services import service_group
 from .sockets import SocketDirs
 from .studentexec import render_html
 from .subids import SubordinateIds
-from .unixhttp import get
+from .unixhttp import get, request
 from .userpodman import UserPodman
 
 log = logging.getLogger(__name__)
 PROBE_DEADLINE = 2.0
+#: how long a kernel's start may take when the hub starts one for a launch (Jupyter answers once it runs: ~0.4 s)
+KERNEL_DEADLINE = 10.0
 
 
 class PodmanBackend:
@@ -152,6 +154,20 @@ class PodmanBackend:
             return None
         kernels = self._probe(server, KERNELS_PATH)
         return parse_activity(status[1], kernels[1] if kernels is not None and kernels[0] == 200 else None)
+
+    def start_kernel(self, server: Server, notebook: str, kernel: str | None) -> bool:
+        """See :meth:`NotebookBackend.start_kernel`: Jupyter's sessions API, through root's verified socket link."""
+        link = self._sockets.verify_and_link(server.key, server.uid)
+        if link is None:
+            return False
+        url = f"/{self._settings.url_prefix}/{server.key}/{SESSIONS_PATH}"
+        auth = {"Authorization": f"token {jupyter_token(self._secret, server.key)}"}
+        listed = get(link, url, auth, deadline=PROBE_DEADLINE)
+        if listed is None or listed.status != 200 or has_session(listed.body, notebook) is not False:
+            return False
+        headers = {**auth, "Content-Type": "application/json"}
+        answer = request(link, "POST", url, headers, new_session(notebook, kernel), deadline=KERNEL_DEADLINE)
+        return answer is not None and answer.status == 201
 
     def stop(self, server: Server) -> None:
         """See :meth:`NotebookBackend.stop`."""

@@ -32,10 +32,26 @@ def get(
 
     HTTP/1.0 with ``Connection: close``: the server ends the body by closing (no chunking to parse).
     """
+    return request(path, "GET", url, headers, deadline=deadline, max_bytes=max_bytes)
+
+
+def request(
+    path: Path,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes | None = None,
+    *,
+    deadline: float = 2.0,
+    max_bytes: int = MAX_BYTES,
+) -> Answer | None:
+    """``method`` ``url`` with ``body`` on the Unix socket ``path``, bounded as :func:`get` is."""
     end = time.monotonic() + deadline
-    lines = [f"GET {url} HTTP/1.0", "Host: localhost", "Connection: close"]
+    lines = [f"{method} {url} HTTP/1.0", "Host: localhost", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(max(0.001, end - time.monotonic()))

@@ -186,3 +186,16 @@ def test_a_released_student_starts_again_from_nothing(env):
     assert again.action is Action.START and again.server.key == first.server.key
     env.wait_ready(again.server)
     assert account.user in env.backend.held()
+
+
+def test_a_kernel_is_started_for_a_notebook_once_and_only_in_a_ready_server(env):
+    account, ensured = launch(env, "kernel")
+    server = ensured.server
+    env.wait_ready(server)
+    assert env.backend.start_kernel(server, "intro.ipynb", None) is True
+    assert env.backend.start_kernel(server, "intro.ipynb", None) is False  # it has its session: none more
+    assert env.backend.start_kernel(server, "other.ipynb", None) is True
+    activity = env.backend.activity(server)
+    assert activity is not None and activity.kernels == 2
+    env.backend.stop(server)
+    assert env.backend.start_kernel(server, "intro.ipynb", None) is False  # nothing answers

@@ -153,7 +153,7 @@ def test_jupyters_own_kernel_culling_reaches_the_server(settings):
         assert status == 200
         return [k["id"] for k in json.loads(body)]
 
-    assert kernels() == [kernel.id]
+    assert kernel.id in kernels()  # with the kernel started for the launch, if it is not culled yet
     wait_until(lambda: kernels() == [], f"kernel {kernel.id} shut down by Jupyter after 3 s idle")
 
 

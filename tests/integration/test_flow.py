@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -233,7 +234,14 @@ def test_with_egress_the_container_gets_its_own_user_mode_network(settings):
 
 def test_the_admin_cli_lists_shows_stops_and_removes_servers(settings):
     sid = student("cli")
-    launch = opened(Hub(settings), sid)
+    hub = Hub(settings)
+    launch = opened(hub, sid)
+    server = hub.backend.find(launch.key)
+    assert server is not None
+    deadline = time.monotonic() + 30  # the kernel the launch starts for its notebook, in the background
+    while (activity := hub.backend.activity(server)) is None or activity.kernels != 1:
+        assert time.monotonic() < deadline, f"no kernel started for the launch: {activity}"
+        time.sleep(0.1)
     env = {**os.environ, **settings_environment(settings)}
 
     def nbh(*args: str) -> subprocess.CompletedProcess[str]:
@@ -245,7 +253,7 @@ def test_the_admin_cli_lists_shows_stops_and_removes_servers(settings):
     mine = next(v for v in listed if v["server"]["name"] == launch.container)
     assert mine["server"]["state"] == "running" and mine["server"]["student_id"] == sid
     shown = json.loads(nbh("show", launch.container, "--json").stdout)
-    assert shown["usage"]["memory_bytes"] > 0 and shown["activity"]["kernels"] == 0
+    assert shown["usage"]["memory_bytes"] > 0 and shown["activity"]["kernels"] == 1
     table = nbh("ls").stdout
     assert launch.container in table and "running" in table
     line = next(x for x in nbh("cull", "--dry-run").stdout.splitlines() if launch.container in x)

@@ -178,3 +178,14 @@ def test_students_pages_reach_the_app_with_the_key_routed_on_in_both_modes(tmp_p
     assert len(app_proxies_told_the_key(servers)) == 2, told  # the ticket, the student's pages
     site = sites(adapted(settings(tmp_path, origin_mode="path")))["localhost"]
     assert len(app_proxies_told_the_key(site)) == 1
+
+
+@pytest.mark.parametrize("mode", ["subdomain", "path"])
+def test_every_site_compresses_what_it_answers_notebooks_included_zstd_first(tmp_path, mode):
+    for host, route in sites(adapted(settings(tmp_path, origin_mode=mode))).items():
+        encoders = [h for h in walk(route) if h.get("handler") == "encode"]
+        assert len(encoders) == 1, host  # once per site: never twice over the same answer
+        assert encoders[0]["prefer"] == ["zstd", "gzip"] and set(encoders[0]["encodings"]) == {"zstd", "gzip"}
+        # it wraps the whole site, the proxies to the servers' sockets included: the site's first route, unmatched
+        first = route["handle"][0]["routes"][0]
+        assert "match" not in first and first["handle"] == encoders, host

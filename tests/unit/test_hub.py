@@ -453,3 +453,47 @@ def test_reconcile_releases_what_is_held_for_students_with_no_running_server(hub
     backend.crash(launch.container)  # it died: nobody told the hub
     report = hub.reconcile()
     assert f"resources of {launch.user}" in report.cleared and backend.held() == []
+
+
+# --------------------------------------------------------------------------- the kernel started at launch
+
+
+def settled(hub: Hub) -> Hub:
+    """Once the kernels the hub started in the background are started (or not)."""
+    hub._kernel_pool.shutdown(wait=True)  # noqa: SLF001 - the test waits for the hub's background work
+    return hub
+
+
+def test_a_ready_launch_starts_its_notebooks_kernel_in_the_background_once(hub, backend, clock, settings):
+    launch = hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    assert launch.state is LaunchState.STARTING
+    clock.advance(2)
+    assert hub.launch_status("python", "w1/intro.ipynb", "alice").state is LaunchState.READY
+    hub.launch_status("python", "w1/intro.ipynb", "alice")  # polled again: the backend finds its session
+    hub.open_notebook("python", "loops.ipynb", "alice")  # another notebook of a server that runs: ready at once
+    settled(hub)
+    # the kernel the course's notebook names (nbformat's new_notebook names none: Jupyter's default)
+    assert backend.sessions(launch.container) == {"w1/intro.ipynb": None, "loops.ipynb": None}
+
+
+def test_no_kernel_is_started_while_the_server_starts_nor_when_it_is_turned_off(settings, backend, accounts, clock):
+    hub = Hub(settings, backend=backend, accounts=accounts, clock=clock)
+    launch = hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    hub.launch_status("python", "w1/intro.ipynb", "alice")
+    assert settled(hub) and backend.sessions(launch.container) == {}
+    off = Hub(settings.model_copy(update={"kernel_prestart": False}), backend=backend, accounts=accounts, clock=clock)
+    clock.advance(2)
+    assert off.launch_status("python", "w1/intro.ipynb", "alice").state is LaunchState.READY
+    assert settled(off) and backend.sessions(launch.container) == {}
+
+
+def test_the_kernel_started_is_the_one_the_course_notebook_names(settings, backend, accounts, clock):
+    course = settings.courses_dir / "python"
+    notebook = new_notebook(cells=[new_code_cell("1")])
+    notebook.metadata["kernelspec"] = {"name": "ir", "display_name": "R", "language": "R"}
+    nbformat.write(notebook, str(course / "r.ipynb"))
+    hub = Hub(settings, backend=backend, accounts=accounts, clock=clock)
+    launch = hub.open_notebook("python", "r.ipynb", "alice")
+    clock.advance(2)
+    hub.launch_status("python", "r.ipynb", "alice")
+    assert settled(hub) and backend.sessions(launch.container) == {"r.ipynb": "ir"}

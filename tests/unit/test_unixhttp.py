@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from nbhosting_core.system.unixhttp import get
+from nbhosting_core.system.unixhttp import get, request
 
 
 @pytest.fixture
@@ -89,3 +89,21 @@ def test_nothing_listening_or_no_http_is_no_answer(serve, tmp_path):
         conn.close()
 
     assert get(serve(garbage), "/", {}) is None
+
+
+def test_a_post_sends_its_body_with_its_length(serve):
+    seen = []
+
+    def echo(conn):
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+            data += conn.recv(65536)
+        seen.append(data)
+        conn.sendall(b"HTTP/1.1 201 Created\r\n\r\ncreated")
+        conn.close()
+
+    got = request(serve(echo), "POST", "/api/sessions", {"Content-Type": "application/json"}, b'{"a": 1}')
+    assert got is not None and got.status == 201 and got.body == b"created"
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /api/sessions HTTP/1.0\r\n") and b"\r\nContent-Length: 8" in head
+    assert body == b'{"a": 1}'
