@@ -1,0 +1,59 @@
+"""A benchmark's figures as a Markdown table: both systems, the ratio ``ours / peer``, the target and OK/MISS (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    """One figure: ours and the peer's (None: not measured), a target ours must not exceed (None: none)."""
+
+    label: str
+    ours: float | None
+    peer: float | None
+    unit: str
+    target: float | None = None
+    ours_runs: int = 0
+    peer_runs: int = 0
+
+
+def number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "not measured"
+    if unit in ("s",):
+        return f"{value:.2f} {unit}"
+    if unit in ("MB", "MiB"):
+        return f"{value:.1f} {unit}"
+    text = f"{value:g}"
+    return f"{text} {unit}".strip()
+
+
+def ratio(ours: float | None, peer: float | None) -> str:
+    """``ours / peer`` as printed (``0.52x``); ``n/a`` when either is missing or the peer's is 0."""
+    if ours is None or peer is None or peer == 0:
+        return "n/a"
+    return f"{ours / peer:.2f}x"
+
+
+def verdict(ours: float | None, target: float | None) -> str:
+    if target is None:
+        return ""
+    if ours is None:
+        return f"<= {target:g}: not measured"
+    return f"<= {target:g}: {'OK' if ours <= target else 'MISS'}"
+
+
+def _runs(n: int) -> str:
+    return f" ({n})" if n > 1 else ""
+
+
+def render(rows: list[Row], ours: str, peer: str) -> str:
+    lines = [f"| figure | {ours} | {peer} | {ours} / {peer} | target |", "| --- | --- | --- | --- | --- |"]
+    for row in rows:
+        lines.append(
+            f"| {row.label} | {number(row.ours, row.unit)}{_runs(row.ours_runs)} "
+            f"| {number(row.peer, row.unit)}{_runs(row.peer_runs)} | {ratio(row.ours, row.peer)} "
+            f"| {verdict(row.ours, row.target)} |"
+        )
+    return "\n".join(lines)
