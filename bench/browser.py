@@ -22,6 +22,7 @@ import ssl
 import statistics
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +122,7 @@ class Browser:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
-        self.profile = tempfile.mkdtemp(prefix="nbh-bench-chromium-", dir="/tmp")
+        self.profile = tempfile.mkdtemp(prefix="nbh-bbench-chromium-", dir="/tmp")
         options = webdriver.ChromeOptions()
         options.binary_location = str(CHROMIUM)
         options.page_load_strategy = "none"  # driver.get returns at once: the benchmark polls what the page shows
@@ -186,7 +187,9 @@ class Browser:
         raise TimeoutError(f"{what} (page {self.driver.current_url!r})")
 
     def ui_shown(self) -> bool:
-        return "/notebooks/" in self.driver.current_url and bool(self.css(".jp-Notebook .jp-CodeCell .cm-content"))
+        return "/notebooks/" in urllib.parse.urlsplit(self.driver.current_url).path and bool(
+            self.css(".jp-Notebook .jp-CodeCell .cm-content")
+        )
 
     def kernel_idle(self) -> bool:
         idle = self.css(".jp-Notebook-ExecutionIndicator[data-status='idle']")

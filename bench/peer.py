@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -143,8 +144,9 @@ class Peer:
         """Fill the hub's login form as ``user`` (the browser is on it, or already past it if logged in)."""
         while time.monotonic() < deadline:
             with suppress(Exception):
-                if "/notebooks/" in browser.driver.current_url or "/spawn-pending/" in browser.driver.current_url:
-                    return
+                path = urllib.parse.urlsplit(browser.driver.current_url).path
+                if "/notebooks/" in path or "/spawn-pending/" in path:
+                    return  # logged in already
                 fields = browser.css("input#username_input")
                 if fields:
                     fields[0].send_keys(user)
