@@ -33,6 +33,19 @@ IMAGE_EXTRAS = [
     "oauthlib",
     "certipy",
     "cryptography",
+    "aiohttp",
+    "aiohappyeyeballs",
+    "aiosignal",
+    "frozenlist",
+    "multidict",
+    "propcache",
+    "yarl",
+    "aiodns",
+    "pycares",
+    "pydantic",
+    "pydantic-core",
+    "annotated-types",
+    "typing-inspection",
 ]
 IMAGE_REPO = "localhost/nbh-peer-singleuser"
 
@@ -144,7 +157,18 @@ def ensure_image(rootfs: Path, place: Path = PLACE) -> str:
         inside = "/" + str(site.relative_to(rootfs))
         (work / "Containerfile").write_text(f"FROM {base}\nCOPY site/ {inside}/\n")
         _run(["podman", "build", "--quiet", "-t", tag, str(work)], env=podman_env(), stdout=subprocess.DEVNULL)
+    remove_other_images(keep=(tag, base))
     return tag
+
+
+def remove_other_images(keep: tuple[str, ...]) -> None:
+    """The peer's images made from an older rootfs (~450 MB each): only this installer's own repositories."""
+    listed = subprocess.run(
+        ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"], env=podman_env(), capture_output=True, text=True
+    ).stdout.split()
+    old = [name for name in listed if name.startswith((f"{IMAGE_REPO}:", f"{IMAGE_REPO}-base:")) and name not in keep]
+    if old:
+        subprocess.run(["podman", "rmi", *old], env=podman_env(), capture_output=True)
 
 
 def ensure_all(rootfs: Path, place: Path = PLACE) -> str:
