@@ -126,7 +126,7 @@ def ensure_image(rootfs: Path, place: Path = PLACE) -> str:
     version = site.parent.name.removeprefix("python")  # e.g. 3.11
     with tempfile.TemporaryDirectory(prefix="nbh-peer-image-", dir="/tmp") as tmp:
         work = Path(tmp)
-        base = f"{IMAGE_REPO}-base:{tag.rsplit(':', 1)[1]}"
+        base = f"{IMAGE_REPO}-base:{hashlib.sha256(str(rootfs.resolve()).encode()).hexdigest()[:12]}"
         if not _image_exists(base):
             tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
             _run(["podman", "import", "-", base], stdin=tar.stdout, env=podman_env(), stdout=subprocess.DEVNULL)
@@ -157,7 +157,7 @@ def ensure_image(rootfs: Path, place: Path = PLACE) -> str:
         inside = "/" + str(site.relative_to(rootfs))
         (work / "Containerfile").write_text(f"FROM {base}\nCOPY site/ {inside}/\n")
         _run(["podman", "build", "--quiet", "-t", tag, str(work)], env=podman_env(), stdout=subprocess.DEVNULL)
-    remove_other_images(keep=(tag, base))
+        remove_other_images(keep=(tag, base))
     return tag
 
 
