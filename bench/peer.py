@@ -64,7 +64,12 @@ c.DockerSpawner.remove = True
 c.DockerSpawner.name_template = "{prefix}{{username}}"
 c.DockerSpawner.cmd = ["/opt/jupyter/bin/python", "-m", "jupyterhub.singleuser"]
 c.DockerSpawner.extra_create_kwargs = {{"user": "65534:65534"}}
-c.DockerSpawner.environment = {{"HOME": "/tmp"}}
+# as the image's own entry point (nbhosting-jupyter) sets them: its kernelspec runs `python` from the venv
+c.DockerSpawner.environment = {{
+    "HOME": "/tmp",
+    "PATH": "/opt/jupyter/bin:/usr/local/bin:/usr/bin:/bin",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}}
 c.DockerSpawner.notebook_dir = "/home/student"
 c.DockerSpawner.volumes = {{"{root}/homes/{{username}}": "/home/student"}}
 c.Spawner.hub_connect_url = "http://{gateway}:{hub_port}"
