@@ -295,7 +295,7 @@ def main() -> None:
                 hub = None if args.no_peer else contexts.enter_context(peermod.running(built_rootfs(), course))
                 active = browser_runs(results, stack, hub, links, args.runs)
                 server_runs(results, stack, hub, args.cold, args.burst, active)
-        except Exception as exc:  # noqa: BLE001 - what was measured is still printed
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - what was measured is still printed
             results.notes.append(f"run cut short: {type(exc).__name__}: {exc}")
     print(f"\nbrowser benchmark, {started}, {args.runs} run(s) per system and link; medians (runs counted)\n")
     print(render(rows(results, links, args.burst), NBH, PEER))
