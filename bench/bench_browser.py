@@ -220,13 +220,23 @@ def rows(results: Results, links: list[Link], burst_size: int) -> list[Row]:
                 Row(
                     f"{who}, first run lost, {link.name}",
                     float(sum(t.lost for t in runs_n)),
-                    float(sum(t.lost for t in runs_p)) if runs_p else None,
-                    f"of {len(runs_n)}/{len(runs_p)}",
+                    float(sum(t.lost for t in runs_p)),
+                    "",
                     0.0,
                     len(runs_n),
                     len(runs_p),
+                    out_of=True,
                 )
             )
+            if kind == "back":
+                out.append(
+                    Row(
+                        f"{who}, responses from the browser's cache, {link.name}",
+                        median(results.values((NBH, link.name, kind), "cached")),
+                        median(results.values((PEER, link.name, kind), "cached")),
+                        "",
+                    )
+                )
         new_n, new_p = (NBH, link.name, "new"), (PEER, link.name, "new")
         out.append(
             Row(

@@ -16,6 +16,7 @@ class Row:
     target: float | None = None
     ours_runs: int = 0
     peer_runs: int = 0
+    out_of: bool = False  # a count of the runs (``2 of 3``) rather than a median
 
 
 def number(value: float | None, unit: str) -> str:
@@ -48,12 +49,18 @@ def _runs(n: int) -> str:
     return f" ({n})" if n > 1 else ""
 
 
+def _cell(value: float | None, unit: str, runs: int, out_of: bool) -> str:
+    if out_of:
+        return "not measured" if value is None or runs == 0 else f"{value:g} of {runs}"
+    return number(value, unit) + _runs(runs)
+
+
 def render(rows: list[Row], ours: str, peer: str) -> str:
     lines = [f"| figure | {ours} | {peer} | {ours} / {peer} | target |", "| --- | --- | --- | --- | --- |"]
     for row in rows:
         lines.append(
-            f"| {row.label} | {number(row.ours, row.unit)}{_runs(row.ours_runs)} "
-            f"| {number(row.peer, row.unit)}{_runs(row.peer_runs)} | {ratio(row.ours, row.peer)} "
-            f"| {verdict(row.ours, row.target)} |"
+            f"| {row.label} | {_cell(row.ours, row.unit, row.ours_runs, row.out_of)} "
+            f"| {_cell(row.peer, row.unit, row.peer_runs, row.out_of)} "
+            f"| {'' if row.out_of else ratio(row.ours, row.peer)} | {verdict(row.ours, row.target)} |"
         )
     return "\n".join(lines)

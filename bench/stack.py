@@ -96,7 +96,13 @@ def served(log_dir: Path, workers: int = 2) -> Iterator[Stack]:
     base = f"https://localhost:{https}"
     try:
         with installation(
-            rootfs, https_port=https, http_port=http, app_port=app, public_url=base, origin_mode="subdomain"
+            rootfs,
+            https_port=https,
+            http_port=http,
+            app_port=app,
+            public_url=base,
+            origin_mode="subdomain",
+            podman_service_idle=5,  # students' podman API services gone before memory is measured
         ) as settings:
             write_platforms(settings.effective_platforms_file, course.origin)
             log_path = log_dir / "nbh-serve.log"

@@ -80,3 +80,8 @@ def test_render_prints_both_figures_the_runs_counted_the_ratio_and_the_verdict()
     table = render([Row("click to first output", 1.5, 3.0, "s", 2.0, 3, 3)], "ours", "peer")
     assert table.splitlines()[-1] == "| click to first output | 1.50 s (3) | 3.00 s (3) | 0.50x | <= 2: OK |"
     assert "not measured" in render([Row("x", None, 1.0, "MiB")], "ours", "peer")
+
+
+def test_a_count_of_runs_is_printed_out_of_the_runs_with_no_ratio() -> None:
+    table = render([Row("first run lost", 2.0, 1.0, "", 0.0, 3, 2, out_of=True)], "ours", "peer")
+    assert table.splitlines()[-1] == "| first run lost | 2 of 3 | 1 of 2 |  | <= 0: MISS |"
