@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import ssl
 import tempfile
@@ -228,27 +229,19 @@ def rows(results: Results, links: list[Link], burst_size: int) -> list[Row]:
                     out_of=True,
                 )
             )
-            if kind == "back":
-                out.append(
-                    Row(
-                        f"{who}, responses from the browser's cache, {link.name}",
-                        median(results.values((NBH, link.name, kind), "cached")),
-                        median(results.values((PEER, link.name, kind), "cached")),
-                        "",
-                    )
+            # the returning student's browser cache at work: what still comes from the network
+            out.append(
+                Row(
+                    f"{who}, bytes received, {link.name}",
+                    _mb(median(results.values((NBH, link.name, kind), "bytes"))),
+                    _mb(median(results.values((PEER, link.name, kind), "bytes"))),
+                    "MB",
+                    2.0 if kind == "new" else None,
+                    len(runs_n),
+                    len(runs_p),
                 )
-        new_n, new_p = (NBH, link.name, "new"), (PEER, link.name, "new")
-        out.append(
-            Row(
-                f"bytes a new student receives, {link.name}",
-                _mb(median(results.values(new_n, "bytes"))),
-                _mb(median(results.values(new_p, "bytes"))),
-                "MB",
-                2.0,
-                len(results.values(new_n, "bytes")),
-                len(results.values(new_p, "bytes")),
             )
-        )
+        new_n, new_p = (NBH, link.name, "new"), (PEER, link.name, "new")
         out.append(
             Row(
                 f"responses a new student receives, {link.name}",
@@ -307,7 +300,9 @@ def main() -> None:
                 server_runs(results, stack, hub, args.cold, args.burst, active)
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - what was measured is still printed
             results.notes.append(f"run cut short: {type(exc).__name__}: {exc}")
-    print(f"\nbrowser benchmark, {started}, {args.runs} run(s) per system and link; medians (runs counted)\n")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\nbrowser benchmark, {started}, {args.runs} run(s) per system and link; medians (runs counted)")
+    print(f"host load average at the end (1, 5, 15 min): {load} on {os.cpu_count()} cores\n")
     print(render(rows(results, links, args.burst), NBH, PEER))
     for note in results.notes:
         print(f"note: {note}")
