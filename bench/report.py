@@ -24,7 +24,9 @@ def number(value: float | None, unit: str) -> str:
         return "not measured"
     if unit in ("s",):
         return f"{value:.2f} {unit}"
-    if unit in ("MB", "MiB"):
+    if unit == "MB":
+        return f"{value:.2f} {unit}"
+    if unit == "MiB":
         return f"{value:.1f} {unit}"
     text = f"{value:g}"
     return f"{text} {unit}".strip()
