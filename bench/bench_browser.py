@@ -257,7 +257,7 @@ def rows(results: Results, links: list[Link], burst_size: int) -> list[Row]:
         ("cold", "cold start of a new student's server (API, to ready)", "s", None),
         ("burst", f"{burst_size} new students at once: all ready", "s", None),
         ("burst failures", f"{burst_size} new students at once: failures", "", 0.0),
-        ("idle", "memory per never-used server (PSS)", "MiB", 50.0),
+        ("idle", "memory per never-used server (PSS)", "MiB", None),
         ("active", "memory per active student (UI served + 1 kernel, PSS)", "MiB", 80.0),
     ]
     for figure, label, unit, target in server:
