@@ -182,6 +182,27 @@ def server_runs(
         results.notes += [f"{PEER} burst: {f}" for f in failures[:3]]
         results.server[(PEER, "burst failures")] = [float(len(failures))]
 
+    # the active students' servers once their kernels are shut down: a server that served a UI, gone idle
+    try:
+        for url in active_urls(results):
+            stack.shut_down_kernels(url)
+        if hub is not None:
+            for user in active[1]:
+                hub.shut_down_kernels(user)
+        time.sleep(8)
+        results.server[(NBH, "served idle")] = [uid_pss_mib(u) for s in active[0] if (u := stack.uid(s)) is not None]
+        if hub is not None:
+            results.server[(PEER, "served idle")] = [
+                container_pss_mib(p) for u in active[1] if (p := hub.container_pid(u))
+            ]
+    except Exception as exc:  # noqa: BLE001 - the other figures stand
+        results.notes.append(f"served-then-idle memory not measured: {type(exc).__name__}: {exc}")
+
+
+def active_urls(results: Results) -> list[str]:
+    """The notebook URLs where nbhosting's new students ended (their servers' keys)."""
+    return [t.url for key, runs in results.browser.items() if key[0] == NBH and key[2] == "new" for t in runs if t.url]
+
 
 # --------------------------------------------------------------------------------------------- the report
 
@@ -259,6 +280,7 @@ def rows(results: Results, links: list[Link], burst_size: int) -> list[Row]:
         ("burst failures", f"{burst_size} new students at once: failures", "", 0.0),
         ("idle", "memory per never-used server (PSS)", "MiB", None),
         ("active", "memory per active student (UI served + 1 kernel, PSS)", "MiB", 80.0),
+        ("served idle", "memory per server that served a UI, kernel shut down (PSS)", "MiB", 50.0),
     ]
     for figure, label, unit, target in server:
         n, p = results.server.get((NBH, figure), []), results.server.get((PEER, figure), [])

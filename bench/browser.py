@@ -13,6 +13,7 @@ The pure parts (:func:`spki_sha256`, :func:`median`) need no browser.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -107,6 +108,7 @@ class Timings:
     responses: int = 0
     cached: int = 0  # responses served from the browser's cache
     error: str | None = None
+    url: str = ""  # where the browser ended (the notebook's URL)
 
 
 @dataclass
@@ -257,4 +259,6 @@ class Browser:
             timings.error = f"{type(exc).__name__}: {str(exc)[:300]}"
         time.sleep(0.5)  # what was still arriving for the page
         self.count_network(timings, self.drain_log())
+        with contextlib.suppress(Exception):
+            timings.url = str(self.driver.current_url)
         return timings

@@ -6,6 +6,7 @@ so that a benchmark and a test run can share the host. Everything is removed on 
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +64,22 @@ class Stack:
 
     def servers_domain(self) -> str:
         return self.settings.effective_servers_domain
+
+    def shut_down_kernels(self, notebook_url: str) -> int:
+        """Shut down every kernel of the server whose notebook is at ``notebook_url`` (asked of its Jupyter directly,
+        as root, as the e2e tests do); how many."""
+        from nbhosting_core.system.secretfile import load_or_create_secret, secret_owners
+        from tests.support import jupyter_call
+
+        key = urllib.parse.urlsplit(notebook_url).path.split("/")[2]
+        secret = load_or_create_secret(self.settings.secret_file, owners=secret_owners(self.settings.app_user))
+        status, body = jupyter_call(self.settings, secret, key, "GET", "api/kernels")
+        if status != 200:
+            raise RuntimeError(f"kernels of {key}: HTTP {status}")
+        ids = [k["id"] for k in json.loads(body)]
+        for kernel in ids:
+            jupyter_call(self.settings, secret, key, "DELETE", f"api/kernels/{kernel}")
+        return len(ids)
 
 
 def _insecure() -> ssl.SSLContext:
