@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -37,7 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nbhosting_core import Hub, Settings, ensure_layout
+from nbhosting_core import Hub, Settings, containers, ensure_layout
 from nbhosting_core.system import podman as podman_backend
 from nbhosting_core.tokens import jupyter_token
 from nbhosting_server.demo import ensure_demo_course
@@ -104,6 +106,63 @@ def smaps_by_mapping(pid: str) -> dict[str, float]:
 
 def server_pid(uid: int) -> str | None:
     return next((p for p in pids_of(uid) if group_of(p) == "jupyter-server"), None)
+
+
+#: ``--trace``: a sitecustomize the servers import (from a read-only folder of the course: ``data/``), which starts
+#: tracemalloc in the jupyter-server and, at each SIGUSR2, compares a snapshot with the previous one
+TRACE_DIR = "nbh-bench-trace"
+SITECUSTOMIZE = """
+import os, sys
+if os.environ.get("NBH_BENCH_TRACE") and os.path.basename(sys.argv[0]).startswith("jupyter-server"):
+    import signal, tracemalloc
+    tracemalloc.start(12)
+    _snaps = []
+
+    def _dump(signum, frame):
+        snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+        _snaps.append((snap, set(sys.modules)))
+        if len(_snaps) < 2:
+            return
+        (old, old_mods), (new, new_mods) = _snaps[-2], _snaps[-1]
+        with open("/tmp/nbh-bench-trace.part", "w") as out:
+            for key in ("filename", "traceback"):
+                out.write(f"--- growth by {key}\\n")
+                for stat in new.compare_to(old, key)[: 25 if key == "filename" else 8]:
+                    out.write(f"{stat.size_diff / 2**20:+7.2f} MiB {stat.count_diff:+7d} blocks ")
+                    out.write("  <  ".join(str(f) for f in stat.traceback.format()[-12:][::-2]) + "\\n")
+            added = sorted(new_mods - old_mods)
+            out.write(f"--- {len(added)} modules imported: {' '.join(added)}\\n")
+        os.rename("/tmp/nbh-bench-trace.part", "/tmp/nbh-bench-trace.txt")
+
+    signal.signal(signal.SIGUSR2, _dump)
+"""
+
+
+def install_trace(courses_dir: Path) -> dict[str, str]:
+    """What ``--trace`` needs: the sitecustomize in the demo course's ``data/``, the servers' environment."""
+    folder = courses_dir / NOTEBOOK[0] / "data" / TRACE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    for path in (folder.parent, folder, folder / "sitecustomize.py"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return {"PYTHONPATH": f"/home/student/data/{TRACE_DIR}", "NBH_BENCH_TRACE": "1"}
+
+
+def trace_mark(uid: int) -> None:
+    pid = server_pid(uid)
+    assert pid is not None
+    os.kill(int(pid), signal.SIGUSR2)
+    time.sleep(3)
+
+
+def trace_report(uid: int) -> str:
+    """The comparison of the last two snapshots (a snapshot of a traced server takes a while: waited for)."""
+    report = Path(f"/proc/{server_pid(uid)}/root/tmp/nbh-bench-trace.txt")
+    deadline = time.monotonic() + 300
+    while not report.exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    time.sleep(2)
+    return report.read_text()
 
 
 # ------------------------------------------------------------------------------------ reaching the server
@@ -200,14 +259,14 @@ def with_env(extra: dict[str, str]) -> None:
     """Every server created from now on gets ``extra`` in its environment (a benchmark's knob only)."""
     if not extra:
         return
-    original = podman_backend.container_spec
+    original = containers.container_spec
 
     def spec(*args: Any, **kwargs: Any) -> dict[str, Any]:
         made = original(*args, **kwargs)
         made["env"].update(extra)
         return made
 
-    podman_backend.container_spec = spec  # type: ignore[assignment]
+    setattr(podman_backend, "container_spec", spec)  # noqa: B010 - the backend's own reference is replaced
 
 
 def fmt(figures: dict[str, float]) -> str:
@@ -221,14 +280,17 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=3, help="servers measured (medians are printed)")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for every server (repeatable)")
     parser.add_argument("--smaps", action="store_true", help="where the jupyter-server's PSS grew, by mapping")
+    parser.add_argument("--trace", action="store_true", help="tracemalloc in the server: what the first UI left")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
-    with_env(extra)
     moments = ["never used", "UI served", "UI closed, kernel gone", "UI served again"]
     results: dict[str, list[dict[str, float]]] = {m: [] for m in moments}
     with installation(built_rootfs(), podman_service_idle=2) as settings:
         ensure_layout(settings)
         ensure_demo_course(settings.courses_dir)
+        if args.trace:
+            extra.update(install_trace(settings.courses_dir))
+        with_env(extra)
         hub = Hub(settings)
         print(f"nbhosting memory benchmark, {time.strftime('%Y-%m-%d %H:%M')}, rootfs {settings.image_rootfs}")
         if extra:
@@ -243,9 +305,14 @@ def main() -> None:
                 stack.enter_context(relay(settings.jupyter_sockets_dir / launch.key / "jupyter.sock"))
                 for launch in launches
             ]
+            if args.trace:
+                trace_mark(launches[0].uid)
             for launch, port in zip(launches, ports, strict=True):
                 visit_ui(settings, hub.secret, port, launch.key, launch.notebook)
             time.sleep(SETTLE)
+            if args.trace:
+                trace_mark(launches[0].uid)
+                print(trace_report(launches[0].uid))
             results["UI served"] = [pss(launch.uid) for launch in launches]
             after = [smaps_by_mapping(server_pid(launch.uid) or "self") for launch in launches]
             for launch in launches:
