@@ -14,10 +14,9 @@ Without the files (this module run elsewhere), Jupyter's own behaviour stays.
 import json
 import os
 
-from jupyter_server.services.nbconvert.handlers import NbconvertRootHandler
-from tornado import web
-
 from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
 
 BUILT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nbhosting_lighter.json")
 
@@ -28,15 +27,31 @@ except (OSError, ValueError):
     _BUILT = {}
 
 
-class ExportersHandler(NbconvertRootHandler):
-    """The exporters' list as the image was built with them (Jupyter's own handler without the file)."""
+def _exporters():
+    """The exporters' list as Jupyter's own handler makes it (nbconvert imported: at build time, or without a file)."""
+    from nbconvert.exporters import base
+
+    exporters = {}
+    for name in base.get_export_names():
+        try:
+            exporters[name] = {"output_mimetype": base.get_exporter(name).output_mimetype}
+        except ValueError:
+            continue
+    return exporters
+
+
+class ExportersHandler(APIHandler):
+    """The exporters' list as the image was built with them (Jupyter's own handler's answer; its permission).
+
+    Not a subclass of Jupyter's own: its module imports anyio, which the server would then load at every start.
+    """
+
+    auth_resource = "nbconvert"
 
     @web.authenticated
     @authorized
-    async def get(self):
-        if "exporters" not in _BUILT:
-            return await super().get()
-        self.finish(json.dumps(_BUILT["exporters"]))
+    def get(self):
+        self.finish(json.dumps(_BUILT["exporters"] if "exporters" in _BUILT else _exporters()))
 
 
 def _names_from_the_build():
@@ -54,14 +69,8 @@ def _names_from_the_build():
 def build():
     """What the image's build step writes next to this module (run at build time only)."""
     from jupyterlab_server import translation_utils
-    from nbconvert.exporters import base
 
-    exporters = {}
-    for name in base.get_export_names():
-        try:
-            exporters[name] = {"output_mimetype": base.get_exporter(name).output_mimetype}
-        except ValueError:
-            continue
+    exporters = _exporters()
     locales = sorted({translation_utils.DEFAULT_LOCALE, *translation_utils._get_installed_language_pack_locales()[0]})
     names = {loc: {disp: translation_utils.get_display_name(loc, disp) for disp in locales} for loc in locales}
     with open(BUILT, "w") as out:
