@@ -172,6 +172,7 @@ def lecture(n: int, door: dict[str, object]) -> None:
         total = time.perf_counter() - start
         line(f"lecture of {n}: first page, median", statistics.median(first) if first else 0.0, "s")
         line(f"lecture of {n}: first page, max", max(first) if first else 0.0, "s")
+        line(f"lecture of {n}: ready, median", statistics.median(ready) if ready else 0.0, "s")
         line(f"lecture of {n}: all ready", total, "s", 35.0 if n == 100 else None)
         print(f"{'   failures':<38} {len(failures):8d}" + (f"   {failures[:3]}" if failures else ""))
         print(f"{'   shown a busy page':<38} {len(set(b.split()[0] for b in busy_shown)):8d}", flush=True)
