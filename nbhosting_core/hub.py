@@ -172,13 +172,17 @@ class Hub:
         if account is None:
             with self.courses.reading(course):  # never half a file a pull is writing
                 content = self.workspaces.read_course_notebook(course, path)  # InvalidNotebook before creating
-            user = user_name(student_id, self.settings.user_prefix)
-            claim = self.door.ask(Need.CREATE, container_name(user, course), user, requester, "new account")
         try:
             # the student's lock from before their account exists: reconcile never releases what a launch is
             # making (an account's subordinate ids, before its server runs)
-            with self._student_lock(user_name(student_id, self.settings.user_prefix)):
+            user = user_name(student_id, self.settings.user_prefix)
+            with self._student_lock(user):
                 if account is None:
+                    # looked for again under the lock: a launch of the same student (a second click, a progress
+                    # page's poll) that made the account meanwhile must not draw on the rates a second time
+                    account = self.accounts.find(student_id)
+                if account is None:
+                    claim = self.door.ask(Need.CREATE, container_name(user, course), user, requester, "new account")
                     account = self.accounts.ensure(student_id)
                 if claim is None:
                     claim = self.door.for_server(self.backend.get(account, course), account.user, course, requester)

@@ -295,19 +295,19 @@ class Settings(BaseSettings):
 
     # --- abuse at the door: what launches may make (see nbhosting_core.throttle)
     creation_platform_burst: int = Field(
-        60,
+        300,
         ge=1,
         description="Launches that create something (an account, a new or replaced container) one platform may "
-        "send at once, before its sustained rate applies.",
+        "send at once, before its sustained rate applies: a few lectures starting in the same minute.",
     )
     creation_platform_per_minute: float = Field(
         60, gt=0, description="Sustained rate of launches that create something, per platform (per minute)."
     )
     creation_client_burst: int = Field(
-        20,
+        200,
         ge=1,
         description="Launches that create something one client address (an IPv6 /64) may send at once: a "
-        "classroom behind one address opening its first notebook together.",
+        "lecture hall behind one NAT'd address opening its first notebook together.",
     )
     creation_client_per_minute: float = Field(
         2, gt=0, description="Sustained rate of launches that create something, per client address (per minute)."
@@ -319,10 +319,10 @@ class Settings(BaseSettings):
         "(503). Default: students_memory_fraction of the host's memory / server_memory_estimate.",
     )
     server_memory_estimate: int = Field(
-        256 * 1024**2,
+        160 * 1024**2,
         ge=16 * 1024**2,
-        description="What a running server typically uses (measured: ~50 MiB idle, ~110-160 MiB with a kernel), "
-        "to size the default max_running.",
+        description="What a running server typically uses (measured with bench.bench_memory: ~49 MiB never used, "
+        "~76 MiB idle after a UI, ~113 MiB with a kernel), to size the default max_running.",
     )
     busy_retry_after: int = Field(
         30, ge=1, description="Seconds a launch refused at the cap of running servers is told to wait (Retry-After)."

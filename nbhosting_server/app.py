@@ -8,6 +8,7 @@ the server's own origin with a one-time ticket (``/_nbh/ticket``), which sets th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.cookies
 import logging
@@ -47,6 +48,7 @@ from nbhosting_core.gate import TICKET_PATH, Gate, then_path
 from nbhosting_core.helper import HelperClient
 from nbhosting_core.launcher import Launcher
 from nbhosting_core.launches import check_admission_token, check_poll_token, poll_token
+from nbhosting_core.naming import student_copy_path
 from nbhosting_core.opened import OpenedLog
 from nbhosting_core.origins import check_origin, frame_ancestors
 from nbhosting_core.platforms import PlatformsFile
@@ -63,6 +65,10 @@ log = logging.getLogger("nbhosting")
 LAUNCH_PREFIXES = ("notebookLazyCopy", "ipythonExercice")
 #: the query parameter of the progress page's polls (``wait`` is what pages served by older versions send)
 POLL_PARAMS = ("status", "wait")
+#: seconds a launch waits for the host before it answers the progress page anyway (the open goes on)
+ANSWER_WITHIN = 1.0
+#: seconds the outcome of an open that outlived ANSWER_WITHIN is kept for the polls that follow it
+OPENING_KEPT = 120.0
 
 
 def _is_poll(request: Request) -> bool:
@@ -147,6 +153,8 @@ class Endpoints:
         self.platforms = platforms
         #: which notebooks each student opened (course pages show it); None: not recorded
         self.opened = opened
+        #: opens of this process that outlived :data:`ANSWER_WITHIN`, by (course, notebook, student id)
+        self._opening: dict[tuple[str, str, str], asyncio.Future[Launch]] = {}
 
     async def launch(self, request: Request) -> Response:
         """GET /notebookLazyCopy/<course>/<notebook>/<student> (and the legacy /ipythonExercice/).
@@ -174,16 +182,21 @@ class Endpoints:
                     request.client.host if request.client else "?",
                 )
             requester = Requester(platform=admission.platform, address=_client_address(request))
+            opening = (course, notebook, admission.student_id)
             if poll:
+                if self._still_opening(opening):  # its open has not answered yet: nothing to ask the host
+                    return JSONResponse(
+                        {"state": LaunchState.STARTING.value, "url": None},
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+                    )
                 launch = await run_in_threadpool(self._status, course, notebook, admission.student_id, requester)
             else:
-                launch = await run_in_threadpool(
-                    self.launcher.open_notebook, course, notebook, admission.student_id, requester=requester
-                )
+                opened = await self._open_within(opening, requester)
+                if opened is None:  # the host is still making it: the progress page now, its polls follow it
+                    return self._progress(request, admission, course, notebook, student, then)
+                launch = opened
         except NbhostingError as exc:
             return self._error(request, exc, poll)
-        if not poll:
-            self._record_opened(launch)
         ready = launch.state is LaunchState.READY
         if poll:
             # url: where to go once ready (the server's origin, with a one-time ticket); a capability
@@ -204,18 +217,75 @@ class Endpoints:
                 headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
             )
         else:
-            token = poll_token(
-                self.gate.secret,
-                admission,
-                course,
-                notebook,
-                student,
-                int(self.gate.clock() + self.gate.settings.start_timeout + 120),
-            )
-            follow_query = {"poll": token} | ({"then": then} if then else {})
-            follow = f"{_raw_path(request)}?{urllib.parse.urlencode(follow_query)}"
-            response = pages.progress_page(follow, launch.notebook, launch.course, self.gate.settings.start_timeout)
+            response = self._progress(request, admission, course, notebook, student, then)
         return response
+
+    def _progress(
+        self, request: Request, admission: Admission, course: str, notebook: str, student: str, then: str | None
+    ) -> Response:
+        """The progress page of this launch, whose script polls it (with a poll token) until it is ready."""
+        token = poll_token(
+            self.gate.secret,
+            admission,
+            course,
+            notebook,
+            student,
+            int(self.gate.clock() + self.gate.settings.start_timeout + 120),
+        )
+        follow_query = {"poll": token} | ({"then": then} if then else {})
+        follow = f"{_raw_path(request)}?{urllib.parse.urlencode(follow_query)}"
+        copy = str(student_copy_path(validate_notebook_path(notebook)))
+        return pages.progress_page(follow, copy, course, self.gate.settings.start_timeout)
+
+    async def _open_within(self, opening: tuple[str, str, str], requester: Requester) -> Launch | None:
+        """Open (course, notebook, student) and return the launch if the host answers within
+        :data:`ANSWER_WITHIN`; else None, the open going on (a lecture starting queues its opens at the helper:
+        every student sees the progress page meanwhile, whose polls learn how it ended).
+
+        Raises:
+            NbhostingError: the open was refused or failed within that time.
+        """
+        task = self._opening.get(opening)
+        if task is None or task.done():  # a click again after an open ended: open again
+            course, notebook, student_id = opening
+            task = asyncio.ensure_future(
+                run_in_threadpool(self.launcher.open_notebook, course, notebook, student_id, requester=requester)
+            )
+            self._opening[opening] = task
+            task.add_done_callback(lambda done: self._opened(opening, done))
+        await asyncio.wait({task}, timeout=ANSWER_WITHIN)
+        if not task.done():
+            return None
+        self._opening.pop(opening, None)
+        return task.result()
+
+    def _still_opening(self, opening: tuple[str, str, str]) -> bool:
+        """True while an open of ``opening`` by this process has not ended; once it has, its outcome is taken
+        (and its failure raised) here, once."""
+        task = self._opening.get(opening)
+        if task is None:
+            return False
+        if not task.done():
+            return True
+        del self._opening[opening]
+        task.result()  # a refusal or a failure of the open is this poll's answer
+        return False
+
+    def _opened(self, opening: tuple[str, str, str], task: asyncio.Future[Launch]) -> None:
+        """An open ended: note it, and forget its outcome after a while if no poll came to take it."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            self._record_opened(task.result())
+        elif not isinstance(exc, NbhostingError):
+            log.error("the open of %s/%s failed unexpectedly: %r", opening[0], opening[1], exc)
+
+        def forget() -> None:
+            if self._opening.get(opening) is task:
+                del self._opening[opening]
+
+        asyncio.get_running_loop().call_later(OPENING_KEPT, forget)
 
     def _record_opened(self, launch: Launch) -> None:
         """Note the launch for the student's course page; a failure to note it never fails the launch."""

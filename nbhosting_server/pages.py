@@ -61,7 +61,9 @@ _PROGRESS_SCRIPT = Template("""
         note.hidden = true;
         if (res[0] >= 400) { fail(d.message || "Your notebook server could not start."); return; }
         if (Date.now() - started > timeoutMs) { fail("Your notebook server is taking too long to start."); return; }
-        setTimeout(poll, 150);
+        // 150 ms while a start is quick; then every second: a lecture's hundred pages must not load the host
+        // that starts their servers
+        setTimeout(poll, Date.now() - started < 3000 ? 150 : 1000);
       })
       .catch(function () {
         if (Date.now() - started > timeoutMs) { fail("The server cannot be reached."); return; }

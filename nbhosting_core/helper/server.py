@@ -64,6 +64,9 @@ from .protocol import (
 log = logging.getLogger("nbhosting_core.helper")
 IDLE_TIMEOUT = 30.0  # seconds a connection may stay silent
 MAX_CONNECTIONS = 512
+#: requests in flight (served or waiting for a worker) per worker before the helper answers Busy: a lecture's
+#: first launches all wait their turn (100 at once, ~20 s of work for 16 workers) rather than meet a busy page
+QUEUED_PER_WORKER = 16
 WRITE_TIMEOUT = 10.0
 CHUNK = 256 * 1024
 
@@ -99,7 +102,8 @@ class HelperServer:
     Args:
         launcher: the hub (or anything with its ``open_notebook`` and ``launch_status``).
         allowed: the uids that may ask (the app's, root's).
-        workers: requests served at once; the others wait their turn (up to 4x as many, then Busy).
+        workers: requests served at once; the others wait their turn (up to QUEUED_PER_WORKER times as many in all,
+            then Busy).
         timeout: the overall deadline of one request, in seconds.
         work: what students can do with their notebooks (the hub's ``work``); None: those operations are refused.
     """
@@ -209,7 +213,7 @@ class HelperServer:
             return Response(ok=False, error=error_body(exc)), None
         if isinstance(request, PingRequest):
             return Response(ok=True), None
-        if self._inflight >= 4 * self._workers:
+        if self._inflight >= QUEUED_PER_WORKER * self._workers:
             log.warning("helper: refused %s of uid %d: %d requests in flight", request.op, uid, self._inflight)
             return _refusal(Busy.reason, "The host is busy; please retry.", retry_after=1.0, why="helper"), None
         notebook = getattr(request, "notebook", None) or "-"

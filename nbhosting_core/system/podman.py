@@ -12,9 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import pwd
 import shutil
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..containers import (
@@ -62,6 +65,13 @@ log = logging.getLogger(__name__)
 PROBE_DEADLINE = 2.0
 #: how long a kernel's start may take when the hub starts one for a launch (Jupyter answers once it runs: ~0.4 s)
 KERNEL_DEADLINE = 10.0
+#: Jupyter servers starting at once on this host (a start is ~1 s of CPU): beyond, a start waits its turn. A
+#: hundred starting together share the cores and all answer late, past the start timeout; in turns, each answers
+#: in a second or two and the first students work while the last wait
+STARTS_AT_ONCE = max(2, 2 * (os.cpu_count() or 1))
+#: at most this long a start holds its turn, waiting for its Jupyter to answer
+START_TURN = 15.0
+_turns = threading.BoundedSemaphore(STARTS_AT_ONCE)
 
 
 class PodmanBackend:
@@ -119,15 +129,16 @@ class PodmanBackend:
                     return Ensured(server=self._adopt(account, current, data), action=Action.REUSE)
                 action = Action.REPLACE  # running, but its socket folder is gone: unreachable
                 log.warning("replacing %s: it runs but its socket folder is gone", name)
-            if action is Action.START and current is not None:
-                try:
-                    return Ensured(server=self._start(engine, account, current), action=Action.START)
-                except RuntimeUnavailable as exc:
-                    log.warning("replacing %s: it would not start again: %s", name, exc)
-                    action = Action.REPLACE
-            if current is not None:
-                self._remove(engine, current)
-            return Ensured(server=self._create(engine, account, course, workspace, rootfs), action=action)
+            with self._turn() as started:
+                if action is Action.START and current is not None:
+                    try:
+                        return Ensured(server=started(self._start(engine, account, current)), action=Action.START)
+                    except RuntimeUnavailable as exc:
+                        log.warning("replacing %s: it would not start again: %s", name, exc)
+                        action = Action.REPLACE
+                if current is not None:
+                    self._remove(engine, current)
+                return Ensured(server=started(self._create(engine, account, course, workspace, rootfs)), action=action)
 
     def get(self, account: Account, course: str) -> Server | None:
         """See :meth:`NotebookBackend.get`."""
@@ -325,6 +336,46 @@ class PodmanBackend:
         return ReconcileReport(adopted=adopted, removed=removed, cleared=cleared, checked=len(records))
 
     # ------------------------------------------------------------------------------------ internals
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[Callable[[Server], Server]]:
+        """Take one of the host's :data:`STARTS_AT_ONCE` turns to start a server; what it yields hands the turn to
+        the started server, which gives it back once its Jupyter answers (in a thread: the launch does not wait for
+        its own server, only for its turn). A start that fails gives it back at once."""
+        waited = time.monotonic()
+        _turns.acquire()
+        if time.monotonic() - waited > 1:
+            log.info("a start waited %.1fs for its turn (%d at once)", time.monotonic() - waited, STARTS_AT_ONCE)
+        handed = False
+
+        def started(server: Server) -> Server:
+            nonlocal handed
+            handed = True
+
+            def answering() -> None:
+                try:
+                    self._answering(server)
+                finally:
+                    _turns.release()
+
+            threading.Thread(target=answering, name=f"start-{server.name}", daemon=True).start()
+            return server
+
+        try:
+            yield started
+        finally:
+            if not handed:
+                _turns.release()
+
+    def _answering(self, server: Server) -> Server:
+        """``server``, once its Jupyter answers, or :data:`START_TURN` s have passed (its turn is then given up: the
+        launch's polls follow it), or it stopped."""
+        deadline = time.monotonic() + START_TURN
+        while time.monotonic() < deadline and not self.is_ready(server):
+            if self._running(self._records.server(server.name)) is None:
+                break
+            time.sleep(self._settings.ready_poll_interval)
+        return server
 
     def _reconcile_one(self, record: ServerRecord, conmons: set[str]) -> str:
         run = self._records.run(record.key)

@@ -71,6 +71,11 @@ def test_startup_optimisations(rootfs: Path) -> None:
     assert not missing, missing[:5]
     config = json.loads((rootfs / "opt/jupyter/etc/jupyter/jupyter_server_config.json").read_text())
     assert config["LabApp"]["extension_manager"] == "readonly"
+    # the first UI's exporters' list and languages' names come from a file made at build time (nbhosting_lighter)
+    assert config["ServerApp"]["extra_services"] == ["nbhosting_lighter"]
+    built = json.loads((site / "nbhosting_lighter.json").read_text())
+    assert built["exporters"]["html"] == {"output_mimetype": "text/html"} and "en" in built["display_names"]
+    assert _has_pyc(site / "nbhosting_lighter.py")
     lsp = json.loads((rootfs / "opt/jupyter/etc/jupyter/jupyter_server_config.d/jupyter_lsp.json").read_text())
     assert lsp["ServerApp"]["jpserver_extensions"]["jupyter_lsp"] is False
 

@@ -41,8 +41,8 @@ def test_doctor_shows_the_doors_limits_and_where_the_cap_comes_from():
     from nbhosting_core.system.doctor import door_checks
 
     rate, cap = door_checks(Settings(), mem_total=24 * 2**30)
-    assert "per platform 60 at once, then 60/min" in rate.detail and "per client address" in rate.detail
-    assert "at most 81 servers" in cap.detail and "256 MiB a server typically uses" in cap.detail
+    assert "per platform 300 at once, then 60/min" in rate.detail and "per client address" in rate.detail
+    assert "at most 130 servers" in cap.detail and "160 MiB a server typically uses" in cap.detail
     assert "at most 3 servers" in door_checks(Settings(max_running=3), mem_total=24 * 2**30)[1].detail
 
 

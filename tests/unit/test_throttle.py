@@ -209,10 +209,37 @@ def test_by_default_the_cap_is_what_the_students_share_holds_at_what_a_server_ty
 
 def test_the_policy_comes_from_the_settings():
     policy = ThrottlePolicy.from_settings(Settings(), mem_total=24 * GiB)
-    assert policy.platform == Rate(60, 60) and policy.client == Rate(20, 2)
-    assert policy.max_running == 81 and policy.cap_retry_after == 30 and policy.claim_ttl == 60
+    assert policy.platform == Rate(300, 60) and policy.client == Rate(200, 2)
+    assert policy.max_running == 130 and policy.cap_retry_after == 30 and policy.claim_ttl == 60
     assert ThrottlePolicy.from_settings(Settings(max_running=3), mem_total=24 * GiB).max_running == 3
 
 
 def test_retry_after_is_whole_seconds_and_never_zero():
     assert retry_after_header(0.01) == 1 and retry_after_header(29.2) == 30 and retry_after_header(30) == 30
+
+
+def test_by_default_a_lecture_of_100_behind_one_address_all_get_in_at_once_and_the_101st_later():
+    """A lecture starts: 100 new students of one platform, behind one NAT'd address, in the same second."""
+    settings = Settings()
+    policy = ThrottlePolicy.from_settings(settings, mem_total=24 * GiB)
+    lecture = Requester(platform="edx", address="198.51.100.1")
+    tats: dict[str, float] = {}
+    for i in range(100):
+        rates = buckets(policy, lecture)
+        running = frozenset(f"s{j}" for j in range(i))  # every one admitted before runs
+        verdict = decide(
+            policy, Need.CREATE, server=f"s{i}", rates=rates, counts=Counts(tats=tats), running=running, now=NOW
+        )
+        assert verdict.allowed, (i, verdict.why)
+        tats.update(verdict.tats)
+    # the address's burst is a hall's, not unbounded: past it, its sustained rate (2 a minute)
+    for i in range(100, settings.creation_client_burst):
+        tats.update(
+            decide(
+                policy, Need.CREATE, server=f"s{i}", rates=rates, counts=Counts(tats=tats), running=frozenset(), now=NOW
+            ).tats
+        )
+    refused = decide(
+        policy, Need.CREATE, server="late", rates=rates, counts=Counts(tats=tats), running=frozenset(), now=NOW
+    )
+    assert not refused.allowed and refused.why == "client:198.51.100.1" and refused.retry_after == pytest.approx(30)
