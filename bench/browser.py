@@ -26,13 +26,12 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from tests.e2e.conftest import CHROMEDRIVER, chromium_options
 
 os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download a browser or a driver
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 LOST_AFTER = 10.0  # seconds without output after Shift+Enter: the run was dropped
 TIMEOUT = 120.0
 POLL = 0.05
@@ -125,25 +124,9 @@ class Browser:
         from selenium.webdriver.chrome.service import Service
 
         self.profile = tempfile.mkdtemp(prefix="nbh-bbench-chromium-", dir="/tmp")
-        options = webdriver.ChromeOptions()
-        options.binary_location = str(CHROMIUM)
+        pins = [f"--ignore-certificate-errors-spki-list={','.join(self.spki)}"] if self.spki else []
+        options = chromium_options(self.profile, *pins, performance_log=True)
         options.page_load_strategy = "none"  # driver.get returns at once: the benchmark polls what the page shows
-        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-        for flag in (
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--window-size=1280,900",
-            f"--user-data-dir={self.profile}",
-            *([f"--ignore-certificate-errors-spki-list={','.join(self.spki)}"] if self.spki else []),
-        ):
-            options.add_argument(flag)
         self.driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
         self.driver.execute_cdp_cmd("Network.enable", {})
         conditions = self.link.cdp()

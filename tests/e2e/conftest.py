@@ -69,6 +69,35 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+#: what every headless Chromium of the tests and benchmarks runs with (no background traffic, no GPU, no QUIC)
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,900",
+)
+
+
+def chromium_options(profile: str, *flags: str, performance_log: bool = False) -> Any:
+    """Selenium's options for Debian's headless Chromium with the ``profile`` folder, :data:`CHROMIUM_FLAGS` and
+    ``flags`` (how the certificate is trusted, say); with ``performance_log``, its DevTools network events logged."""
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, *flags, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    if performance_log:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    return options
+
+
 def require_browser() -> None:
     require(CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (apt-get install chromium)")
     require(
@@ -417,23 +446,7 @@ def browser(served: Served) -> Iterator[Any]:
     from selenium.webdriver.chrome.service import Service
 
     profile = tempfile.mkdtemp(prefix="nbh-e2e-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--ignore-certificate-errors",
-        "--window-size=1280,900",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
+    options = chromium_options(profile, "--ignore-certificate-errors")
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(90)
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import CHROMEDRIVER, CHROMIUM, Served, require_browser
+from tests.e2e.conftest import CHROMEDRIVER, Served, chromium_options, require_browser
 from tests.e2e.ui import open_notebook_ui
 
 pytestmark = [pytest.mark.e2e, pytest.mark.podman]
@@ -45,24 +45,7 @@ def new_browser() -> Any:
     from selenium.webdriver.chrome.service import Service
 
     profile = tempfile.mkdtemp(prefix="nbh-e2e-pageload-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--ignore-certificate-errors",
-        "--window-size=1280,900",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    options = chromium_options(profile, "--ignore-certificate-errors", performance_log=True)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(90)
     driver._nbh_profile = profile  # noqa: SLF001 - removed with the browser
