@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import InvalidConfig, InvalidInput
 from .naming import validate_course, validate_notebook_path
+from .tomlmodels import parse_toml_model
 
 CONFIG_DIR = ".nbhosting"
 CONFIG_NAME = "course.toml"
@@ -167,19 +167,7 @@ def parse_course_config(text: str, *, source: str = f"{CONFIG_DIR}/{CONFIG_NAME}
     Raises:
         InvalidConfig: not valid TOML, an unknown key, or a refused value; says which line and why.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidConfig(f"{source}: {exc}", log_detail="not valid TOML") from exc
-    try:
-        return CourseConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        line = line_of(text, tuple(first["loc"]))
-        where = f"{source}, line {line}" if line else source
-        field = ".".join(str(part) for part in first["loc"] if not isinstance(part, int)) or "course"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise InvalidConfig(f"{where}: {field}: {message}", log_detail=f"{len(exc.errors())} error(s)") from exc
+    return parse_toml_model(text, CourseConfig, source=source, line_of=line_of, what="course")
 
 
 def load_course_config(checkout: Path) -> CourseConfig:

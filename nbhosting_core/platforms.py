@@ -32,15 +32,15 @@ import fnmatch
 import logging
 import os
 import re
-import tomllib
 import urllib.parse
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from .errors import InvalidConfig
 from .naming import COURSE_RE
+from .tomlmodels import parse_toml_model
 
 Method = Literal["signed", "legacy", "lti11", "lti13"]
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -258,19 +258,7 @@ def parse_platforms(text: str, *, source: str = "platforms.toml") -> Platforms:
     Raises:
         InvalidConfig: as :func:`load_platforms`.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidConfig(f"{source}: {exc}", log_detail="not valid TOML") from exc
-    try:
-        return Platforms.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        line = _line_of(text, first["loc"])
-        where = f"{source}, line {line}" if line else source
-        field = ".".join(str(part) for part in first["loc"] if not isinstance(part, int)) or "platform"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise InvalidConfig(f"{where}: {field}: {message}", log_detail=f"{len(exc.errors())} error(s)") from exc
+    return parse_toml_model(text, Platforms, source=source, line_of=_line_of, what="platform")
 
 
 def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
