@@ -76,9 +76,8 @@ class RequesterModel(BaseModel):
     address: str = Field(min_length=1, max_length=64, pattern=r"^[!-~]+$")
 
 
-class _Notebook(_Message):
+class _Course(_Message):
     course: str = Field(max_length=64)
-    notebook: str = Field(max_length=1024)
     student_id: str = Field(max_length=256)
 
     @field_validator("course")
@@ -86,15 +85,19 @@ class _Notebook(_Message):
     def _course(cls, value: str) -> str:
         return validate_course(value)
 
-    @field_validator("notebook")
-    @classmethod
-    def _notebook(cls, value: str) -> str:
-        return str(validate_notebook_path(value))
-
     @field_validator("student_id")
     @classmethod
     def _student(cls, value: str) -> str:
         return validate_student_id(value)
+
+
+class _Notebook(_Course):
+    notebook: str = Field(max_length=1024)
+
+    @field_validator("notebook")
+    @classmethod
+    def _notebook(cls, value: str) -> str:
+        return str(validate_notebook_path(value))
 
 
 class OpenRequest(_Notebook):
@@ -114,21 +117,6 @@ class PingRequest(_Message):
     """Is the helper there, and does it speak this version?"""
 
     op: Literal["ping"]
-
-
-class _Course(_Message):
-    course: str = Field(max_length=64)
-    student_id: str = Field(max_length=256)
-
-    @field_validator("course")
-    @classmethod
-    def _course(cls, value: str) -> str:
-        return validate_course(value)
-
-    @field_validator("student_id")
-    @classmethod
-    def _student(cls, value: str) -> str:
-        return validate_student_id(value)
 
 
 class ResetRequest(_Notebook):
