@@ -164,16 +164,7 @@ class Courses:
                     "course %s: cloning %s failed (by %s) in %.1fs", name, remote, _who(), time.monotonic() - started
                 )
                 raise
-            commit = self.git.head(target)
-            pull = PullResult(
-                course=name,
-                at=at,
-                seconds=time.monotonic() - started,
-                ok=True,
-                commit=commit,
-                log=_tail(lines),
-                config_error=self._config_error(target),
-            )
+            pull = self._result(name, target, at=at, started=started, ok=True, lines=lines)
             course = Course(name=name, remote=remote, branch=branch, created_at=at, last_pull=pull)
             self._store(course)
         log.info(
@@ -181,7 +172,7 @@ class Courses:
             name,
             remote,
             branch,
-            (commit or "-")[:12],
+            (pull.commit or "-")[:12],
             _who(),
             pull.seconds,
         )
@@ -236,16 +227,7 @@ class Courses:
                 if not lines or exc.stderr.strip() not in "\n".join(lines):
                     lines.append(exc.stderr.strip())
                 lines.append(f"(failed: {' '.join(exc.argv)} exited {exc.returncode})")
-            commit = self.git.head(checkout)
-            result = PullResult(
-                course=name,
-                at=at,
-                seconds=time.monotonic() - started,
-                ok=ok,
-                commit=commit,
-                log=_tail(lines),
-                config_error=self._config_error(checkout),
-            )
+            result = self._result(name, checkout, at=at, started=started, ok=ok, lines=lines)
             self._store(meta.model_copy(update={"last_pull": result}))
         level = logging.INFO if ok else logging.WARNING
         log.log(
@@ -254,7 +236,7 @@ class Courses:
             name,
             "ok" if ok else "FAILED (still serving the previous checkout)",
             (before or "-")[:12],
-            (commit or "-")[:12],
+            (result.commit or "-")[:12],
             f"; configuration refused: {result.config_error}" if result.config_error else "",
             by or _who(),
             result.seconds,
@@ -351,6 +333,20 @@ class Courses:
             config, error = CourseConfig(), exc.message
         commit = self.git.head(path) if (path / ".git").exists() else None
         return CourseView(course=course, path=path, commit=commit, config=config, config_error=error)
+
+    def _result(
+        self, name: str, checkout: Path, *, at: float, started: float, ok: bool, lines: list[str]
+    ) -> PullResult:
+        """What a clone or a pull of ``name`` into ``checkout`` gave: its commit, log and configuration's state."""
+        return PullResult(
+            course=name,
+            at=at,
+            seconds=time.monotonic() - started,
+            ok=ok,
+            commit=self.git.head(checkout),
+            log=_tail(lines),
+            config_error=self._config_error(checkout),
+        )
 
     def _config_error(self, checkout: Path) -> str | None:
         try:
