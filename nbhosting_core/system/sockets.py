@@ -24,6 +24,7 @@ import errno
 import os
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 from ..naming import is_key
@@ -145,7 +146,8 @@ class SocketDirs:
                         if group is not None and current.st_gid != group:
                             os.chown(link, -1, group, follow_symlinks=False)  # root's link: nothing followed
                         return link
-                tmp = folder / f".{SOCKET_NAME}.{os.getpid()}"
+                # one name per thread: a launch's waiter and status probes of this server may check it at once
+                tmp = folder / f".{SOCKET_NAME}.{os.getpid()}.{threading.get_ident()}"
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
                 try:
@@ -157,6 +159,8 @@ class SocketDirs:
                 if group is not None:
                     os.chown(tmp, -1, group, follow_symlinks=False)  # root's new link (lchown): Caddy may dial it
                 os.replace(tmp, link)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)  # rename(2) leaves both names when another thread linked the same inode first
                 return link
             finally:
                 os.close(sock_fd)

@@ -1,17 +1,19 @@
 """Jupyter's configuration in a socket folder: written by root, through descriptors, never over what is there."""
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import stat
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 
 from nbhosting_core.system.runner import SubprocessRunner
-from nbhosting_core.system.sockets import SocketDirs
+from nbhosting_core.system.sockets import INNER, SocketDirs
 
 KEY = "a" * 40
 
@@ -111,3 +113,30 @@ def test_a_socket_of_another_uid_is_never_linked(short):
     with bind_student_socket(sockets):
         assert sockets.verify_and_link(KEY, os.geteuid() + 1) is None
         assert not sockets.link(KEY).exists()
+
+
+def test_threads_checking_the_same_socket_at_once_each_get_the_link(short):
+    # a launch's waiter and the status probes of the same server run in threads of one process (same pid)
+    dirs = SocketDirs(short / "j", SubprocessRunner(), size=256 * 1024, dial_group=4242)
+    dirs.inner(KEY).mkdir(parents=True)
+    with bind_student_socket(dirs):
+        for _ in range(40):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(dirs.link(KEY))  # each round must make the link again
+            barrier = threading.Barrier(8)
+            results: list[object] = []
+
+            def check() -> None:
+                barrier.wait()
+                try:
+                    results.append(dirs.verify_and_link(KEY, os.geteuid()))
+                except OSError as exc:
+                    results.append(exc)
+
+            threads = [threading.Thread(target=check) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert results == [dirs.link(KEY)] * 8
+        assert sorted(os.listdir(dirs.folder(KEY))) == sorted([INNER, dirs.link(KEY).name])
