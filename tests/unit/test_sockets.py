@@ -119,21 +119,20 @@ def test_threads_checking_the_same_socket_at_once_each_get_the_link(short):
     # a launch's waiter and the status probes of the same server run in threads of one process (same pid)
     dirs = SocketDirs(short / "j", SubprocessRunner(), size=256 * 1024, dial_group=4242)
     dirs.inner(KEY).mkdir(parents=True)
+
+    def check(barrier: threading.Barrier, results: list[object]) -> None:
+        barrier.wait()
+        try:
+            results.append(dirs.verify_and_link(KEY, os.geteuid()))
+        except OSError as exc:
+            results.append(exc)
+
     with bind_student_socket(dirs):
         for _ in range(40):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(dirs.link(KEY))  # each round must make the link again
-            barrier = threading.Barrier(8)
-            results: list[object] = []
-
-            def check() -> None:
-                barrier.wait()
-                try:
-                    results.append(dirs.verify_and_link(KEY, os.geteuid()))
-                except OSError as exc:
-                    results.append(exc)
-
-            threads = [threading.Thread(target=check) for _ in range(8)]
+            barrier, results = threading.Barrier(8), []
+            threads = [threading.Thread(target=check, args=(barrier, results)) for _ in range(8)]
             for t in threads:
                 t.start()
             for t in threads:
