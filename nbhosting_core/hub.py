@@ -11,6 +11,7 @@ as the hub is.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +26,8 @@ from .backend import NotebookBackend
 from .courses import Courses
 from .culling import CullPolicy, last_seen, should_cull
 from .door import Door
-from .errors import CourseArchived, NbhostingError, NotFound, StartFailed, StartTimeout
+from .errors import CourseArchived, InvalidInput, NbhostingError, NotFound, StartFailed, StartTimeout
+from .events import EventJournal, EventKind
 from .jupyterapi import kernel_name
 from .models import (
     Account,
@@ -56,6 +58,7 @@ from .system.locks import file_lock
 from .system.quota import NoQuota, Quota, quota_for
 from .system.runner import CommandRunner, SubprocessRunner
 from .system.secretfile import load_or_create_secret, secret_owners
+from .system.services import service_user
 from .throttle import Need, Requester, ThrottlePolicy
 from .workspaces import Workspaces
 
@@ -115,6 +118,10 @@ class Hub:
         )
         self.counters: Counters = counters or SqliteCounters(settings.throttle_dir / "counters.sqlite")
         self.door = Door(self.throttle, self.counters, self.backend.list_running, clock)
+        #: the host's events (see :mod:`nbhosting_core.events`): as root, readable by the app's group
+        app = service_user(settings.app_user) if os.geteuid() == 0 else None
+        self.events = EventJournal(settings.events_dir, group=app.gid if app is not None else None, clock=clock)
+        self._ready_seen: dict[str, float | None] = {}  # key -> the start whose readiness is recorded
         #: seconds since the epoch, as this hub tells time (a fake in tests)
         self.clock = clock
         self._clock = clock
@@ -158,6 +165,27 @@ class Hub:
             RuntimeUnavailable, StartFailed: the server could not be started.
         """
         started = time.monotonic()
+        actor = "student" if requester is not None else "admin"
+        try:
+            launch = self._open(course, notebook, student_id, requester, started)
+        except NbhostingError as exc:  # recorded and raised as it is: the caller shows it
+            self._record_failure(course, notebook, student_id, exc, started, actor)
+            raise
+        self.events.record(
+            EventKind.OPEN,
+            course=launch.course,
+            student_id=launch.student_id,
+            notebook=launch.notebook,
+            action=launch.action.value,
+            duration=time.monotonic() - started,
+            actor=actor,
+            data={"state": launch.state.value, "copied": int(launch.copied)},
+        )
+        if launch.state is LaunchState.READY:
+            self._record_ready(launch)
+        return launch
+
+    def _open(self, course: str, notebook: str, student_id: str, requester: Requester | None, started: float) -> Launch:
         course = validate_course(course)
         path = validate_notebook_path(notebook)
         student_id = validate_student_id(student_id)
@@ -234,13 +262,16 @@ class Hub:
             raise NotFound("This notebook is not being started: open it again from your course.")
         if server.state is ServerState.RUNNING and self.backend.is_ready(server):
             self._prestart_kernel(server, course, path)
-            return self._launch(account, course, path, server, LaunchState.READY)
+            launch = self._launch(account, course, path, server, LaunchState.READY)
+            self._record_ready(launch)
+            return launch
         now = self._clock()
         if server.state is not ServerState.RUNNING:
             if server.started_at is None or now - server.started_at > self.settings.start_timeout:
                 raise NotFound("This notebook is not being started: open it again from your course.")
             output = self.backend.logs(server)
             self._discard(server, "died while starting")
+            self.events.record(EventKind.FAILURE, **self._who(server, path), reason=StartFailed.reason, actor="student")
             raise StartFailed(
                 "Your notebook server stopped while starting; please retry.",
                 log_detail=f"{server.name} is {server.state.value}; its last output: {output[-1500:]}",
@@ -248,6 +279,13 @@ class Hub:
         elapsed = now - server.started_at if server.started_at else 0.0
         if elapsed > self.settings.start_timeout:
             self._discard(server, f"not answering after {elapsed:.0f}s")
+            self.events.record(
+                EventKind.FAILURE,
+                **self._who(server, path),
+                reason=StartTimeout.reason,
+                duration=elapsed,
+                actor="student",
+            )
             raise StartTimeout(
                 f"Your notebook server did not start within {self.settings.start_timeout:.0f} seconds; please retry.",
                 log_detail=server.name,
@@ -299,13 +337,11 @@ class Hub:
         started = time.monotonic()
         with self._student_lock(server.user):
             self._stop_and_release(server)
+        took = time.monotonic() - started
         log.info(
-            "stop user=%s course=%s key=%s reason=admin in %.3fs",
-            server.user,
-            server.course,
-            _short(server.key),
-            time.monotonic() - started,
+            "stop user=%s course=%s key=%s reason=admin in %.3fs", server.user, server.course, _short(server.key), took
         )
+        self.events.record(EventKind.STOP, **self._who(server), reason="admin", duration=took, actor="admin")
         return server
 
     def remove(self, name: str) -> Server:
@@ -412,6 +448,7 @@ class Hub:
                 )
                 return decision.model_copy(update={"cull": False, "reason": CullReason.ACTIVE})
             self._stop_and_release(server)
+        took = time.monotonic() - started
         log.info(
             "cull user=%s course=%s key=%s reason=%s idle=%.0fs age=%.0fs in %.3fs",
             server.user,
@@ -420,9 +457,60 @@ class Hub:
             decision.reason.value,
             decision.idle_seconds or 0,
             decision.age_seconds or 0,
-            time.monotonic() - started,
+            took,
+        )
+        self.events.record(
+            EventKind.CULL,
+            **self._who(server),
+            reason=decision.reason.value,
+            duration=took,
+            actor="culler",
+            data={"idle": decision.idle_seconds, "age": decision.age_seconds},
         )
         return decision
+
+    @staticmethod
+    def _who(server: Server, notebook: PurePosixPath | None = None) -> dict[str, str | None]:
+        """An event's course, student and notebook, from ``server``."""
+        return {
+            "course": server.course,
+            "student_id": server.student_id,
+            "notebook": str(notebook) if notebook else None,
+        }
+
+    def _record_failure(
+        self, course: str, notebook: str, student_id: str, exc: NbhostingError, started: float, actor: str
+    ) -> None:
+        """Record a launch that failed with ``exc``; parts that are not valid are left out (never recorded)."""
+        parts: dict[str, str | None] = {}
+        for name, value, validate in (
+            ("course", course, validate_course),
+            ("notebook", notebook, validate_notebook_path),
+            ("student_id", student_id, validate_student_id),
+        ):
+            try:
+                parts[name] = str(validate(value))
+            except InvalidInput:
+                parts[name] = None
+        self.events.record(
+            EventKind.FAILURE, **parts, reason=exc.reason, duration=time.monotonic() - started, actor=actor
+        )
+
+    def _record_ready(self, launch: Launch) -> None:
+        """Record the moment a start is first seen ready (once per start), with how long it took."""
+        if launch.started_at is None or self._ready_seen.get(launch.key) == launch.started_at:
+            return
+        if len(self._ready_seen) > 10_000:  # a long-running helper: forget the oldest half
+            for key in list(self._ready_seen)[:5_000]:
+                del self._ready_seen[key]
+        self._ready_seen[launch.key] = launch.started_at
+        self.events.record(
+            EventKind.READY,
+            course=launch.course,
+            student_id=launch.student_id,
+            notebook=launch.notebook,
+            duration=max(0.0, self._clock() - launch.started_at),
+        )
 
     def _by_name(self, name: str) -> Server:
         found = next((s for s in self.backend.list_servers() if s.name == name), None)

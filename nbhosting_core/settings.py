@@ -234,6 +234,16 @@ class Settings(BaseSettings):
         description="Jupyter's own culling, inside each server: kernels idle this long are shut down (0: never).",
     )
 
+    # --- staff, events and statistics (see nbhosting_core.db, nbhosting_core.events)
+    database_url: str | None = Field(
+        None,
+        description="The app's database (staff, tokens, sessions, events): an SQLAlchemy URL; default SQLite at "
+        "DATA_ROOT/db/nbhosting.sqlite.",
+    )
+    sample_interval: float = Field(
+        300, ge=0, description="Seconds between two samples of the host's figures in the events (0: none)."
+    )
+
     # --- courses from git (see nbhosting_core.courses)
     course_pull_interval: float = Field(
         0,
@@ -366,6 +376,21 @@ class Settings(BaseSettings):
     def course_meta_dir(self) -> Path:
         """nbhosting's metadata of each course (remote, branch, state, last pull): DATA_ROOT/course-meta, root's."""
         return self.data_root / "course-meta"
+
+    @property
+    def events_dir(self) -> Path:
+        """The host's journal of events (root's, read by the app): DATA_ROOT/events."""
+        return self.data_root / "events"
+
+    @property
+    def db_dir(self) -> Path:
+        """The app's database folder (default SQLite database): DATA_ROOT/db."""
+        return self.data_root / "db"
+
+    @property
+    def effective_database_url(self) -> str:
+        """``database_url``, or SQLite in :attr:`db_dir`."""
+        return self.database_url or f"sqlite:///{self.db_dir / 'nbhosting.sqlite'}"
 
     @property
     def opened_dir(self) -> Path:

@@ -62,6 +62,8 @@ def ensure_layout(settings: Settings, runner: CommandRunner | None = None) -> No
         (s.run_dir / "logs", 0o700),
         (s.throttle_dir, 0o700),
         (s.opened_dir, 0o700),
+        (s.events_dir, 0o700),
+        (s.db_dir, 0o700),
     ):
         ensure_dir(path, uid, gid, mode)
     if uid == 0:
@@ -80,6 +82,8 @@ def share_with_app(settings: Settings) -> None:
     DATA_ROOT/lti/              app, 0700    the LTI tool's key, nonces seen
     RUN_DIR/activity, tickets   app, 0700    proxied activity (the culler reads it), spent tickets
     DATA_ROOT/opened            app, 0700    which notebooks each student opened (course pages)
+    DATA_ROOT/db                app, 0700    the app's database (staff, tokens, sessions, events read)
+    DATA_ROOT/events            root:app     02750 (journal 0640): the host's events, the app reads them
     servers/, RUN_DIR/servers   root:app     02750 (records 0640): the gate finds servers by key
     RUN_DIR/helper              root:app     0750: the helper's socket (0660)
     platforms file              root:app     0640: the platforms' secrets, for the app only
@@ -92,12 +96,14 @@ def share_with_app(settings: Settings) -> None:
     app = service_user(s.app_user)
     if os.geteuid() != 0 or app is None:
         return
-    for path in (s.lti_dir, s.activity_dir, s.tickets_dir, s.opened_dir):
+    for path in (s.lti_dir, s.activity_dir, s.tickets_dir, s.opened_dir, s.db_dir):
         ensure_dir(path, 0, 0, 0o700)
         chown_tree(path, app.uid, app.gid)  # state an older, all-root installation left
     for path in (s.servers_dir, s.running_dir):
         ensure_dir(path, 0, app.gid, 0o2750)
         _share_files(path, app.gid)
+    ensure_dir(s.events_dir, 0, app.gid, 0o2750)
+    _share_files(s.events_dir, app.gid, suffix=".jsonl")
     ensure_dir(s.helper_socket.parent, 0, app.gid, 0o750)
     load_or_create_secret(s.secret_file, owners=frozenset({0, app.uid}))
     _share_file(s.secret_file, app.uid, app.gid, 0o600)
@@ -116,10 +122,10 @@ def give_to_app(settings: Settings, folder: Path) -> None:
         chown_tree(folder, app.uid, app.gid)
 
 
-def _share_files(folder: Path, gid: int) -> None:
-    """Every record in ``folder`` readable by group ``gid`` (0640, root's)."""
+def _share_files(folder: Path, gid: int, *, suffix: str = ".json") -> None:
+    """Every record (``*suffix``) in ``folder`` readable by group ``gid`` (0640, root's)."""
     for entry in os.scandir(folder):
-        if entry.name.endswith(".json"):
+        if entry.name.endswith(suffix):
             _share_file(folder / entry.name, 0, gid, 0o640)
 
 
