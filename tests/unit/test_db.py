@@ -24,7 +24,7 @@ def test_opening_again_migrates_nothing_and_keeps_the_data(tmp_path):
     with open_database(url).begin() as connection:
         connection.execute(text("INSERT INTO journal_cursor (source, \"offset\") VALUES ('2026-11-26.jsonl', 42)"))
     with open_database(url).connect() as connection:
-        assert connection.execute(text("SELECT \"offset\" FROM journal_cursor")).scalar_one() == 42
+        assert connection.execute(text('SELECT "offset" FROM journal_cursor')).scalar_one() == 42
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
 
 
