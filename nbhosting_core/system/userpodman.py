@@ -217,7 +217,8 @@ class UserPodman:
 
         def stop(client: podman.PodmanClient) -> None:
             with contextlib.suppress(podman.errors.NotFound):
-                client.containers.get(name).stop(timeout=timeout)
+                # ignore: a stopped container answers 304 with no body, which podman-py would fail to read
+                client.containers.get(name).stop(timeout=timeout, ignore=True)
 
         self.call(stop)
 

@@ -91,6 +91,14 @@ def test_a_removed_server_is_gone_everywhere(env):
     assert again.action is Action.CREATE and again.server.key != first.server.key
 
 
+def test_stop_of_a_stopped_server_does_nothing(env):
+    account, first = launch(env, "stop-twice")
+    env.backend.stop(first.server)
+    env.backend.stop(first.server)
+    stopped = env.backend.get(account, "c1")
+    assert stopped is not None and stopped.state is ServerState.STOPPED and stopped.key == first.server.key
+
+
 def test_stop_and_remove_of_what_is_not_there_do_nothing(env):
     account, first = launch(env, "noop")
     env.backend.remove(first.server)
