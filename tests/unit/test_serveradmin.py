@@ -365,3 +365,29 @@ def test_fuzzed_admin_requests_never_touch_bobs_server_nor_files(
         assert hub.server_view("python", "bob").server.state is ServerState.RUNNING
     if response.ok and op in ("stop-server", "restart-server"):
         assert response.server is not None and response.server.student_id == student
+
+
+def test_every_admin_request_is_logged_with_its_peer_arguments_outcome_and_duration(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    launched(hub, "alice")
+    server = HelperServer(hub, allowed=frozenset(), workers=1, timeout=5, admin=hub)
+    caplog.set_level("INFO", logger="nbhosting_core")
+    for raw in (
+        line("server-logs", course="python", student_id="alice", lines=5),
+        line("restart-server", course="python", student_id="alice"),
+        line("servers", details=True),
+        line("stop-server", course="python", student_id="bob"),
+    ):
+        assert isinstance(asyncio.run(server.answer(raw, 1234)), Response)
+    helper_lines = [r.getMessage() for r in caplog.records if r.name == "nbhosting_core.helper"]
+    assert any(
+        "uid=1234 op=server-logs course=python student=alice lines=5 -> " in m and " characters in " in m
+        for m in helper_lines
+    )
+    assert any("uid=1234 op=restart-server course=python student=alice -> running key=" in m for m in helper_lines)
+    assert any("uid=1234 op=servers course=- details=True -> 1 servers in " in m for m in helper_lines)
+    assert any("uid=1234 op=stop-server course=python student=bob -> not-found in " in m for m in helper_lines)
+    hub_lines = [r.getMessage() for r in caplog.records if r.name == "nbhosting_core.hub"]
+    assert any(m.startswith("restart user=") and "action=start" in m and "reason=admin" in m for m in hub_lines)
+    assert any(m.startswith("logs user=") and "lines=5" in m for m in hub_lines)
