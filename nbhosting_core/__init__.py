@@ -21,7 +21,8 @@ What runs the servers is a :class:`NotebookBackend`: :class:`PodmanBackend` (roo
 The hub acts on the host and needs root. Who reaches which server (cookies, tickets, Caddy's forward-auth) is a
 :class:`Gate`'s, which needs no privilege. In production the two live in different processes: the hub in the
 privileged helper (:func:`run_helper`, ``nbh helper``), the gate in the unprivileged web app, which opens notebooks
-through a :class:`HelperClient`. Both the hub and the client are a :class:`Launcher`.
+through a :class:`HelperClient`. Both the hub and the client are a :class:`Launcher`, and a :class:`ServerAdmin`
+(students' servers as admins see them: list, show, stop, restart, logs).
 """
 
 from .access import AccessDecision
@@ -73,6 +74,7 @@ from .models import (
 )
 from .naming import container_name, user_name, validate_course, validate_notebook_path, validate_student_id
 from .platforms import Platform, Platforms, load_platforms
+from .serveradmin import ServerAdmin
 from .settings import Settings
 from .system.images import ensure_default_rootfs
 from .system.layout import ensure_layout
@@ -130,6 +132,7 @@ __all__ = [
     "RuntimeUnavailable",
     "Server",
     "ServerActivity",
+    "ServerAdmin",
     "ServerState",
     "ServerView",
     "Settings",

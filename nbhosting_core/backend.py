@@ -98,7 +98,10 @@ class NotebookBackend(Protocol):
         ...
 
     def logs(self, server: Server, tail: int = 50) -> str:
-        """The last ``tail`` lines ``server`` printed (for admins' error reports)."""
+        """The last ``tail`` lines ``server`` printed, running or stopped (for admins), at most
+        :data:`~nbhosting_core.serveradmin.MAX_LOG_BYTES` of them, decoded with undecodable bytes replaced; each line
+        ends with a newline. A server keeps its log while it exists (stopped and started again too); "" for one
+        that does not exist."""
         ...
 
     def release(self, user: str) -> bool:

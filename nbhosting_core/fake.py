@@ -23,6 +23,7 @@ from pathlib import Path
 from .errors import InvalidInput, RuntimeUnavailable
 from .models import Account, Action, Ensured, ReconcileReport, Server, ServerActivity, ServerState, Usage
 from .naming import USER_PREFIX, container_name, user_name
+from .serveradmin import log_tail
 from .tokens import new_key
 
 
@@ -78,6 +79,7 @@ class FakeBackend:
                     update={"state": ServerState.RUNNING, "started_at": self._clock()}
                 )
                 record.workspace = workspace
+                record.log.append(f"[fake] {name} started again, key {record.server.key[:8]}, image {image}")
                 self.journal.append(("start", name))
                 return Ensured(server=record.server, action=Action.START)
             action = Action.CREATE if record is None else Action.REPLACE
@@ -95,6 +97,7 @@ class FakeBackend:
                 started_at=self._clock(),
             )
             self._records[name] = _Record(server=server, workspace=workspace)
+            self._records[name].log.append(f"[fake] {name} started, key {server.key[:8]}, image {image}")
             self.journal.append(("create", name))
             return Ensured(server=server, action=action)
 
@@ -141,6 +144,7 @@ class FakeBackend:
             record.server = record.server.model_copy(update={"state": ServerState.STOPPED, "started_at": None})
             record.activity = None
             record.sessions.clear()  # its kernels stopped with it
+            record.log.append(f"[fake] {server.name} received SIGTERM: stopped")
             self.journal.append(("stop", server.name))
 
     def remove(self, server: Server) -> None:
@@ -163,9 +167,13 @@ class FakeBackend:
         return Usage() if record is None else record.usage
 
     def logs(self, server: Server, tail: int = 50) -> str:
-        """See :meth:`NotebookBackend.logs`."""
+        """See :meth:`NotebookBackend.logs`: what the server "printed" since it was made (a line at each start and
+        stop, what :meth:`crash` and :meth:`emit` add), kept while it exists, as podman keeps a container's log;
+        each line ends with a newline; at most ``MAX_LOG_BYTES``."""
         record = self._records.get(server.name)
-        return "" if record is None else "\n".join(record.log[-tail:])
+        if record is None or tail < 1:
+            return ""
+        return log_tail([(line + "\n").encode() for line in record.log[-tail:]])
 
     def release(self, user: str) -> bool:
         """See :meth:`NotebookBackend.release`: the student's engine is forgotten until their next start."""
@@ -206,6 +214,11 @@ class FakeBackend:
             record.server = record.server.model_copy(update={"state": ServerState.STOPPED})
             record.sessions.clear()
             record.log.extend(output.splitlines())
+
+    def emit(self, name: str, output: str) -> None:
+        """Make server ``name`` print ``output`` (one line per line of it) into its log."""
+        with self._lock:
+            self._records[name].log.extend(output.splitlines())
 
     def break_server(self, name: str) -> None:
         """Put server ``name`` in a state the engine cannot use (it is replaced at the next launch)."""

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from . import origins
 from .accounts import Accounts, AccountStore
@@ -28,6 +29,7 @@ from .culling import CullPolicy, last_seen, should_cull
 from .door import Door
 from .errors import CourseArchived, InvalidInput, NbhostingError, NotFound, StartFailed, StartTimeout
 from .events import EventJournal, EventKind
+from .imageversions import image_label
 from .jupyterapi import kernel_name
 from .models import (
     Account,
@@ -49,6 +51,7 @@ from .naming import (
     validate_notebook_path,
     validate_student_id,
 )
+from .serveradmin import DEFAULT_LOG_LINES, ServerAdmin, log_tail, validate_log_lines
 from .settings import Settings
 from .studentwork import StudentWork
 from .system.cgroupfs import meminfo
@@ -311,13 +314,20 @@ class Hub:
 
     # ------------------------------------------------------------------------------------ the host
 
-    def list_servers(self, *, details: bool = False) -> list[ServerView]:
-        """Every server on the host, with when its student was last seen.
+    def list_servers(self, *, course: str | None = None, details: bool = False) -> list[ServerView]:
+        """Every server on the host (of ``course`` only, if given), with when its student was last seen, its image's
+        version and whether it is old for its course.
 
         With ``details``, each running server is also asked for its activity and usage (one bounded probe
         per server).
+
+        Raises:
+            InvalidInput: ``course`` is not a course's name.
         """
-        return [self._view(server, details=details) for server in self.backend.list_servers()]
+        course = validate_course(course) if course is not None else None
+        servers = [s for s in self.backend.list_servers() if course is None or s.course == course]
+        current = {c: self.image_for(c) for c in {s.course for s in servers}}
+        return [self._view(s, details=details, current=current[s.course]) for s in servers]
 
     def server(self, name: str) -> ServerView:
         """One server, with its activity and usage.
@@ -325,7 +335,8 @@ class Hub:
         Raises:
             NotFound: no server has that name.
         """
-        return self._view(self._by_name(name), details=True)
+        server = self._by_name(name)
+        return self._view(server, details=True, current=self.image_for(server.course))
 
     def stop(self, name: str) -> Server:
         """Stop the server ``name`` (its files stay; the next launch starts it again with the same key).
@@ -351,8 +362,124 @@ class Hub:
             NotFound: no server has that name.
         """
         server = self._by_name(name)
+        started = time.monotonic()
         self._discard(server, "admin")
+        self.events.record(
+            EventKind.STOP, **self._who(server), reason="removed", duration=time.monotonic() - started, actor="admin"
+        )
         return server
+
+    # ------------------------------------------------------------- a student's server (see serveradmin.ServerAdmin)
+
+    def server_view(self, course: str, student_id: str) -> ServerView:
+        """The server of ``student_id`` in ``course``, with its activity and usage.
+
+        Raises:
+            InvalidInput: a bad course or student id.
+            NotFound: that student has no server in that course.
+        """
+        server = self._server_of(course, student_id)
+        return self._view(server, details=True, current=self.image_for(server.course))
+
+    def stop_server(self, course: str, student_id: str) -> Server:
+        """Stop the server of ``student_id`` in ``course``; it, once stopped (see :meth:`stop`).
+
+        Raises:
+            InvalidInput, NotFound: as :meth:`server_view`.
+        """
+        server = self._server_of(course, student_id)
+        self.stop(server.name)
+        return self._server_of(course, student_id)
+
+    def restart_server(self, course: str, student_id: str) -> Server:
+        """Stop the server of ``student_id`` in ``course`` and start it again on the image new servers of its course
+        get (:meth:`image_for`): the same key on the same image, a new server (new key) on a newer one. No notebook
+        is copied, the student's files stay. A stopped server is started, if the cap of running servers allows.
+
+        Raises:
+            InvalidInput, NotFound: as :meth:`server_view`.
+            Busy: it did not run, and the cap refuses one more (nothing was done).
+            RuntimeUnavailable, StartFailed: it could not start again (it stays stopped, its files kept).
+        """
+        started = time.monotonic()
+        server = self._server_of(course, student_id)
+        account = self.accounts.find(server.student_id)
+        if account is None:
+            raise NotFound("This student has no account here.", log_detail=f"{server.name}: no account")
+        image = self.image_for(server.course)
+        claim = None
+        try:
+            with self._student_lock(server.user):
+                server = self._server_of(course, student_id)  # as it is now, under the lock launches take
+                claim = self.door.for_server(server, server.user, server.course, None)  # None: it runs already
+                self.backend.stop(server)
+                try:
+                    self.quota.prepare(account)
+                    workspace = self.workspaces.workspace(account, server.course)
+                    ensured = self.backend.ensure_running(account, server.course, workspace, image)
+                except NbhostingError:
+                    self._release_if_idle(server.user)  # it stays stopped: what its student held goes
+                    raise
+                self.activity.touch(ensured.server.key)  # a restart is activity: the culler must not stop it now
+        finally:
+            if claim is not None:
+                self.door.release(claim)
+        if ensured.server.key != server.key:
+            self.activity.forget(server.key)
+        log.info(
+            "restart user=%s course=%s key=%s->%s action=%s image=%s reason=admin in %.3fs",
+            server.user,
+            server.course,
+            _short(server.key),
+            _short(ensured.server.key),
+            ensured.action.value,
+            image_label(ensured.server.image),
+            time.monotonic() - started,
+        )
+        self.events.record(
+            EventKind.RESTART,
+            **self._who(ensured.server),
+            action=ensured.action.value,
+            reason="admin",
+            duration=time.monotonic() - started,
+            actor="admin",
+        )
+        return ensured.server
+
+    def server_logs(self, course: str, student_id: str, *, lines: int = DEFAULT_LOG_LINES) -> str:
+        """The last ``lines`` lines (1..``MAX_LOG_LINES``) the server of ``student_id`` in ``course`` printed, at most
+        ``MAX_LOG_BYTES`` of them (see :func:`~nbhosting_core.serveradmin.log_tail`).
+
+        Read through the student's own container engine, as them (podman: their API service); for a stopped server,
+        what that started for them is released afterwards.
+
+        Raises:
+            InvalidInput: as :meth:`server_view`, or ``lines`` out of range.
+            NotFound: as :meth:`server_view`.
+            RuntimeUnavailable: the student's container engine cannot be reached.
+        """
+        started = time.monotonic()
+        lines = validate_log_lines(lines)
+        server = self._server_of(course, student_id)
+        if server.state is ServerState.RUNNING:
+            text = self.backend.logs(server, tail=lines)
+        else:
+            with self._student_lock(server.user):
+                try:
+                    text = self.backend.logs(server, tail=lines)
+                finally:
+                    self._release_if_idle(server.user)
+        text = log_tail([text.encode()])
+        log.info(
+            "logs user=%s course=%s key=%s lines=%d -> %d characters in %.3fs",
+            server.user,
+            server.course,
+            _short(server.key),
+            lines,
+            len(text),
+            time.monotonic() - started,
+        )
+        return text
 
     def image_for(self, course: str) -> str | None:
         """What new servers of ``course`` run: the newest version of the image the course chose, else the default
@@ -518,7 +645,20 @@ class Hub:
             raise NotFound(f"There is no server named {name[:80]!r}.")
         return found
 
-    def _view(self, server: Server, *, details: bool) -> ServerView:
+    def _server_of(self, course: str, student_id: str) -> Server:
+        """The server of (``course``, ``student_id``) in the backend's records (no engine call), or NotFound: its
+        name is derived from the validated ids, and its labels must name that student."""
+        course = validate_course(course)
+        student_id = validate_student_id(student_id)
+        name = container_name(user_name(student_id, self.settings.user_prefix), course)
+        found = next((s for s in self.backend.list_servers() if s.name == name), None)
+        if found is None or found.student_id != student_id or found.course != course:
+            raise NotFound(
+                "This student has no server in this course.", log_detail=f"course={course} student={student_id[:80]}"
+            )
+        return found
+
+    def _view(self, server: Server, *, details: bool, current: str | None = None) -> ServerView:
         now = self._clock()
         running = server.state is ServerState.RUNNING
         activity = self.backend.activity(server) if details and running else None
@@ -530,6 +670,8 @@ class Hub:
             age_seconds=max(0.0, now - server.started_at) if running and server.started_at is not None else None,
             activity=activity,
             usage=self.backend.usage(server) if details else None,
+            image_label=image_label(server.image),
+            old_image=None if current is None else server.image != current,
         )
 
     def _student_lock(self, user: str) -> AbstractContextManager[None]:
@@ -631,3 +773,9 @@ class Hub:
 def _short(key: str) -> str:
     """Enough of a key to follow a server through the logs, not enough to reach it."""
     return key[:8]
+
+
+if TYPE_CHECKING:  # mypy checks that the hub is what admin code programs against, as the helper's client is
+
+    def _is_server_admin(hub: Hub) -> ServerAdmin:
+        return hub

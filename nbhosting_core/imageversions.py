@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 COURSE_PREFIX = "course-"
 _HASH = r"[0-9a-f]{12}"
@@ -42,6 +43,18 @@ def parse_version(name: str) -> ImageVersion | None:
     if found is None:
         return None
     return ImageVersion(found["course"], int(found["number"]), found["digest"])
+
+
+def image_label(image: str) -> str:
+    """A server's image (its rootfs path) as people read it: ``<course> v<n>``, ``default <hash6>``, else the name
+    of its folder."""
+    folder = PurePosixPath(image).parent.name
+    version = parse_version(folder)
+    if version is not None:
+        return f"{version.course} v{version.number}"
+    if folder.startswith("default-"):
+        return f"default {folder.removeprefix('default-')[:6]}"
+    return folder or image
 
 
 def versions_of(names: Iterable[str], course: str) -> list[ImageVersion]:

@@ -1,4 +1,6 @@
-"""What the web app asks of the host: open a notebook, and follow its start. Nothing else crosses the line.
+"""What the web app asks of the host for students: open a notebook, and follow its start. (What admins ask of it is
+:class:`~nbhosting_core.serveradmin.ServerAdmin`; what students do with their files,
+:class:`~nbhosting_core.studentwork.StudentActions`.)
 
 Two implementations: :class:`~nbhosting_core.hub.Hub` itself, in one process (scripts, the CLI, tests), and
 :class:`~nbhosting_core.helper.client.HelperClient`, which asks the privileged helper over its Unix socket (the

@@ -97,6 +97,10 @@ class ServerView(_Frozen):
     age_seconds: float | None
     activity: ServerActivity | None = None
     usage: Usage | None = None
+    #: its image as people read it: ``<course> v<n>`` or ``default <hash6>`` (see imageversions.image_label)
+    image_label: str | None = None
+    #: True when new servers of its course get another image (a restart moves it there); None: unknown
+    old_image: bool | None = None
 
 
 class CullReason(str, Enum):

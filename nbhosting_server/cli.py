@@ -2,9 +2,12 @@
 
     nbh serve [--demo] [--workers N]     the app and Caddy in the foreground
     nbh open COURSE NOTEBOOK STUDENT     the same flow as a click; prints the launch as JSON
-    nbh ls [--details] [--json]          every server: state, idle time, age (memory, kernels with --details)
+    nbh ls [--details] [--json]          every server: state, idle time, age, image (memory, kernels: --details);
+                                         --course C: of one course
     nbh show NAME [--json]               one server
     nbh stop NAME | nbh rm NAME          stop (same key at the next click) or remove (files are kept)
+    nbh restart COURSE STUDENT [--json]  stop a student's server and start it again on its course's newest image
+    nbh logs COURSE STUDENT [--json]     the last lines a student's server printed (--lines N: 200, at most 2000)
     nbh cull [--dry-run] [--json]        one pass of the idle culler
     nbh reconcile [--json]               repair records after a crash or a reboot
     nbh sign COURSE NOTEBOOK STUDENT     a launch URL signed for a platform (--platform, --ttl)
@@ -33,8 +36,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from nbhosting_core import Hub, NbhostingError, ServerView, Settings, ensure_default_rootfs, ensure_layout
+from nbhosting_core.imageversions import image_label
 from nbhosting_core.origins import server_origin
 from nbhosting_core.platforms import PlatformsFile
+from nbhosting_core.serveradmin import DEFAULT_LOG_LINES, MAX_LOG_LINES
 from nbhosting_core.system.doctor import diagnose
 from nbhosting_core.system.layout import give_to_app, share_with_app
 from nbhosting_core.system.secretfile import secret_owners
@@ -121,7 +126,7 @@ def cmd_open(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
     """`nbh ls`."""
     hub = _hub(settings)
-    views = hub.list_servers(details=args.details)
+    views = hub.list_servers(course=args.course, details=args.details)
     current = imagecli.current_images(hub, [v.server for v in views])
     if args.json:
         _print_json([{**v.model_dump(mode="json"), "old_image": _is_old(v, current)} for v in views])
@@ -163,6 +168,26 @@ def cmd_rm(settings: Settings, args: argparse.Namespace) -> int:
     """`nbh rm NAME`."""
     server = _hub(settings).remove(args.name)
     print(f"removed {server.name} (the student's files are kept)")
+    return 0
+
+
+def cmd_restart(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh restart COURSE STUDENT`."""
+    server = _hub(settings).restart_server(args.course, args.student)
+    if args.json:
+        _print_json(server.model_dump(mode="json"))
+    else:
+        print(f"restarted {server.name} (key {server.key[:8]}, image {image_label(server.image)}; files kept)")
+    return 0
+
+
+def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh logs COURSE STUDENT`: control characters are replaced (a student's program wrote them)."""
+    text = _hub(settings).server_logs(args.course, args.student, lines=args.lines)
+    if args.json:
+        _print_json({"course": args.course, "student_id": args.student, "lines": args.lines, "logs": text})
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -360,9 +385,18 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--no-wait", action="store_true", help="do not wait for Jupyter to answer")
     c = add("ls", cmd_ls, "list every server", as_json=True)
     c.add_argument("--details", action="store_true", help="ask each running server for its kernels and usage")
+    c.add_argument("--course", help="only the servers of this course")
     add("show", cmd_show, "show one server, with its usage", as_json=True).add_argument("name")
     add("stop", cmd_stop, "stop a server (the student's next click starts it again)").add_argument("name")
     add("rm", cmd_rm, "remove a server (the student's files are kept)").add_argument("name")
+    c = add("restart", cmd_restart, "stop a student's server, start it again on its course's image", as_json=True)
+    c.add_argument("course")
+    c.add_argument("student")
+    c = add("logs", cmd_logs, "print the last lines a student's server printed", as_json=True)
+    c.add_argument("course")
+    c.add_argument("student")
+    lines = f"how many (default {DEFAULT_LOG_LINES}, 1..{MAX_LOG_LINES})"
+    c.add_argument("--lines", type=int, default=DEFAULT_LOG_LINES, help=lines)
     add("cull", cmd_cull, "one pass of the idle culler", as_json=True).add_argument(
         "--dry-run", action="store_true", help="only say what would be stopped"
     )

@@ -15,11 +15,10 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from nbhosting_core import Hub, Server, Settings, ensure_layout
-from nbhosting_core.imageversions import parse_version
+from nbhosting_core import imageversions as versions
 from nbhosting_core.system.courseimages import CourseImages, Pruned
 
 Command = Callable[[Settings, argparse.Namespace], int]
@@ -29,15 +28,7 @@ HubFactory = Callable[[Settings], Hub]
 def image_label(image: str, current: str | None) -> str:
     """A server's image as ``nbh ls`` shows it: ``<course> v<n>`` or ``default <hash6>``, and ``(old)`` when new
     servers of its course get another image (``current``)."""
-    folder = Path(image).parent.name
-    version = parse_version(folder)
-    if version is not None:
-        label = f"{version.course} v{version.number}"
-    elif folder.startswith("default-"):
-        label = f"default {folder.removeprefix('default-')[:6]}"
-    else:
-        label = folder or image
-    return label + (" (old)" if current is not None and image != current else "")
+    return versions.image_label(image) + (" (old)" if current is not None and image != current else "")
 
 
 def pruned_text(pruned: Pruned) -> str:

@@ -1,5 +1,6 @@
 """The app's side of the helper: a :class:`~nbhosting_core.launcher.Launcher` that asks over the Unix socket,
-and the :class:`~nbhosting_core.studentwork.StudentActions` of students' notebooks.
+the :class:`~nbhosting_core.studentwork.StudentActions` of students' notebooks, and the
+:class:`~nbhosting_core.serveradmin.ServerAdmin` of students' servers.
 
 One connection per call (a Unix socket connects in microseconds), an overall deadline, a bounded answer. The
 helper's errors come back as the exceptions the hub raised, so the app treats both launchers alike. A download's
@@ -14,12 +15,13 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import BinaryIO, TypeVar, cast
+from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 from pydantic import ValidationError
 
-from ..errors import RuntimeUnavailable
-from ..models import Launch
+from ..errors import InvalidInput, RuntimeUnavailable
+from ..models import Launch, Server, ServerView
+from ..serveradmin import DEFAULT_LOG_LINES, MAX_LOG_LINES, ServerAdmin
 from ..shares import Share
 from ..studentfiles import Backup
 from ..studentwork import Download, Reset
@@ -29,14 +31,19 @@ from .protocol import (
     AnyRequest,
     BackupsRequest,
     DownloadRequest,
+    LogsRequest,
     OpenRequest,
     PingRequest,
     ResetRequest,
     Response,
+    RestartServerRequest,
     RestoreRequest,
+    ServerRequest,
+    ServersRequest,
     ShareRequest,
     SharesRequest,
     StatusRequest,
+    StopServerRequest,
     UnshareRequest,
     WorkspaceRequest,
     error_of,
@@ -46,6 +53,8 @@ from .protocol import (
 log = logging.getLogger("nbhosting_core.helper")
 T = TypeVar("T")
 UNAVAILABLE = "The notebook service is not available right now; please retry in a moment."
+#: the largest list of servers accepted (a ServerView with details is ~1 KiB: some 60,000 servers)
+MAX_SERVERS_PAYLOAD = 64 * 2**20
 
 
 class HelperClient:
@@ -119,6 +128,41 @@ class HelperClient:
         """See :meth:`nbhosting_core.studentwork.StudentWork.shares` (same errors)."""
         return _need(self._call(SharesRequest(op="shares", course=course, student_id=student_id)).shares)
 
+    # ------------------------------------------------------------------ students' servers (ServerAdmin)
+
+    def list_servers(self, *, course: str | None = None, details: bool = False) -> list[ServerView]:
+        """See :meth:`nbhosting_core.hub.Hub.list_servers` (same errors)."""
+        request = ServersRequest(op="servers", course=course, details=details)
+        spool = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=2**20, prefix="nbh-servers-"))  # noqa: SIM115
+        with spool:
+            _need(self._call(request, spool=spool, max_payload=min(self.max_payload, MAX_SERVERS_PAYLOAD)).payload)
+            spool.seek(0)
+            try:
+                return [ServerView.model_validate_json(line) for line in spool if line.strip()]
+            except ValidationError as exc:
+                raise RuntimeUnavailable(UNAVAILABLE, log_detail=f"helper: a malformed server: {exc}") from exc
+
+    def server_view(self, course: str, student_id: str) -> ServerView:
+        """See :meth:`nbhosting_core.hub.Hub.server_view` (same errors)."""
+        return _need(self._call(ServerRequest(op="server", course=course, student_id=student_id)).view)
+
+    def stop_server(self, course: str, student_id: str) -> Server:
+        """See :meth:`nbhosting_core.hub.Hub.stop_server` (same errors)."""
+        return _need(self._call(StopServerRequest(op="stop-server", course=course, student_id=student_id)).server)
+
+    def restart_server(self, course: str, student_id: str) -> Server:
+        """See :meth:`nbhosting_core.hub.Hub.restart_server` (same errors)."""
+        request = RestartServerRequest(op="restart-server", course=course, student_id=student_id)
+        return _need(self._call(request).server)
+
+    def server_logs(self, course: str, student_id: str, *, lines: int = DEFAULT_LOG_LINES) -> str:
+        """See :meth:`nbhosting_core.hub.Hub.server_logs` (same errors)."""
+        try:
+            request = LogsRequest(op="server-logs", course=course, student_id=student_id, lines=lines)
+        except ValidationError as exc:  # lines out of range: refused as the hub refuses it
+            raise InvalidInput(f"A log's tail is 1 to {MAX_LOG_LINES} lines.", log_detail=str(exc)[:500]) from exc
+        return _need(self._call(request).logs)
+
     def _download(self, request: DownloadRequest | WorkspaceRequest) -> Download:
         spool = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=2**20, prefix="nbh-download-"))  # noqa: SIM115
         try:
@@ -135,10 +179,12 @@ class HelperClient:
             raise RuntimeUnavailable(UNAVAILABLE, log_detail="helper: an answer without a launch")
         return response.launch
 
-    def _call(self, request: AnyRequest, *, quiet: bool = False, spool: BinaryIO | None = None) -> Response:
+    def _call(
+        self, request: AnyRequest, *, quiet: bool = False, spool: BinaryIO | None = None, max_payload: int | None = None
+    ) -> Response:
         deadline = time.monotonic() + self.timeout
         data = request.model_dump_json(exclude_none=True).encode() + b"\n"
-        line = self._exchange(data, deadline, quiet, spool)
+        line = self._exchange(data, deadline, quiet, spool, self.max_payload if max_payload is None else max_payload)
         try:
             response = Response.model_validate_json(line)
         except ValidationError as exc:
@@ -149,8 +195,11 @@ class HelperClient:
             raise error_of(response.error)
         return response
 
-    def _exchange(self, data: bytes, deadline: float, quiet: bool, spool: BinaryIO | None = None) -> bytes:
-        """Send ``data``, return the answer's line; with ``spool``, the payload that follows goes into it."""
+    def _exchange(
+        self, data: bytes, deadline: float, quiet: bool, spool: BinaryIO | None = None, max_payload: int = 0
+    ) -> bytes:
+        """Send ``data``, return the answer's line; with ``spool``, the payload that follows goes into it (at most
+        ``max_payload`` bytes)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -167,7 +216,7 @@ class HelperClient:
                     raise ConnectionError(f"an answer longer than {MAX_ANSWER} bytes")
             line, _, rest = bytes(answer).partition(b"\n")
             if spool is not None:
-                self._receive(sock, line, rest, spool, deadline)
+                self._receive(sock, line, rest, spool, deadline, max_payload)
             return line + b"\n"
         except OSError as exc:  # refused, absent, timed out, hung up: the helper is not there for us now
             if not quiet:
@@ -176,7 +225,9 @@ class HelperClient:
         finally:
             sock.close()
 
-    def _receive(self, sock: socket.socket, line: bytes, rest: bytes, spool: BinaryIO, deadline: float) -> None:
+    def _receive(
+        self, sock: socket.socket, line: bytes, rest: bytes, spool: BinaryIO, deadline: float, max_payload: int
+    ) -> None:
         """The payload the answer ``line`` declares, into ``spool``: exactly its size, at most ``max_payload``."""
         try:
             declared = Response.model_validate_json(line).payload
@@ -184,8 +235,8 @@ class HelperClient:
             return  # the caller reports the malformed answer
         if declared is None:
             return  # a refusal: no payload
-        if declared.size > self.max_payload:
-            raise ConnectionError(f"a payload of {declared.size} bytes, over {self.max_payload}")
+        if declared.size > max_payload:
+            raise ConnectionError(f"a payload of {declared.size} bytes, over {max_payload}")
         left = declared.size - len(rest)
         if left < 0:
             raise ConnectionError("more bytes than the payload declared")
@@ -204,3 +255,9 @@ def _need(value: T | None) -> T:
     if value is None:
         raise RuntimeUnavailable(UNAVAILABLE, log_detail="helper: an answer without what was asked")
     return value
+
+
+if TYPE_CHECKING:  # mypy checks that the client is what the app's admin code programs against
+
+    def _is_server_admin(client: HelperClient) -> ServerAdmin:
+        return client

@@ -21,6 +21,15 @@ connection (at most what the client accepts; it spools them, so the helper is ne
     -> {"v": 1, "op": "download-workspace", "course": "python", "student_id": "edx:42"}
     <- {"v": 1, "ok": true, "payload": {"filename": "python.zip", "media_type": "application/zip", "size": 5120}}
     <- 5120 bytes of the zip
+
+What admins do to students' servers (:class:`~nbhosting_core.serveradmin.ServerAdmin`) has its own operations,
+added to version 1 (an older helper refuses them as malformed): ``servers`` (its answer a payload of
+:class:`~nbhosting_core.models.ServerView` lines, one JSON object each: a host may have tens of thousands),
+``server``, ``stop-server``, ``restart-server``, ``server-logs``. Each names a server by its course and student id,
+never by a container's name::
+
+    -> {"v": 1, "op": "server-logs", "course": "python", "student_id": "edx:42", "lines": 200}
+    <- {"v": 1, "ok": true, "logs": "[I 2026-11-26 03:50:01 ServerApp] ..."}
 """
 
 from __future__ import annotations
@@ -45,8 +54,9 @@ from ..errors import (
     StartFailed,
     StartTimeout,
 )
-from ..models import Launch
+from ..models import Launch, Server, ServerView
 from ..naming import validate_course, validate_notebook_path, validate_student_id
+from ..serveradmin import DEFAULT_LOG_LINES, MAX_LOG_BYTES, MAX_LOG_LINES
 from ..shares import Share
 from ..studentfiles import Backup, validate_backup_id
 from ..studentwork import Reset
@@ -191,6 +201,45 @@ class SharesRequest(_Message):
         return validate_student_id(value)
 
 
+class ServersRequest(_Message):
+    """Every server (of ``course``, if given), with details or not: a payload of ServerView lines."""
+
+    op: Literal["servers"]
+    course: str | None = Field(None, max_length=64)
+    details: bool = Field(False, strict=True)
+
+    @field_validator("course")
+    @classmethod
+    def _course(cls, value: str | None) -> str | None:
+        return validate_course(value) if value is not None else None
+
+
+class ServerRequest(_Course):
+    """The server of ``student_id`` in ``course``, with its activity and usage."""
+
+    op: Literal["server"]
+
+
+class StopServerRequest(_Course):
+    """Stop the server of ``student_id`` in ``course`` (files kept)."""
+
+    op: Literal["stop-server"]
+
+
+class RestartServerRequest(_Course):
+    """Stop the server of ``student_id`` in ``course`` and start it again, on its course's newest image."""
+
+    op: Literal["restart-server"]
+
+
+class LogsRequest(_Course):
+    """The last ``lines`` lines the server of ``student_id`` in ``course`` printed."""
+
+    op: Literal["server-logs"]
+    lines: int = Field(DEFAULT_LOG_LINES, ge=1, le=MAX_LOG_LINES, strict=True)
+
+
+AdminRequest = ServersRequest | ServerRequest | StopServerRequest | RestartServerRequest | LogsRequest
 StudentRequest = (
     ResetRequest
     | BackupsRequest
@@ -201,7 +250,7 @@ StudentRequest = (
     | UnshareRequest
     | SharesRequest
 )
-AnyRequest = OpenRequest | StatusRequest | PingRequest | StudentRequest
+AnyRequest = OpenRequest | StatusRequest | PingRequest | StudentRequest | AdminRequest
 Request = Annotated[AnyRequest, Field(discriminator="op")]
 REQUEST: TypeAdapter[AnyRequest] = TypeAdapter(Request)
 
@@ -229,7 +278,7 @@ class Payload(BaseModel):
 
 
 class Response(_Message):
-    """The answer to one request: a launch, a pong, what a student's operation gave, or an error."""
+    """The answer to one request: a launch, a pong, what a student's or an admin's operation gave, or an error."""
 
     ok: bool
     launch: Launch | None = None
@@ -238,6 +287,9 @@ class Response(_Message):
     share: Share | None = None
     shares: list[Share] | None = Field(None, max_length=MAX_ITEMS)
     payload: Payload | None = None
+    view: ServerView | None = None
+    server: Server | None = None
+    logs: str | None = Field(None, max_length=MAX_LOG_BYTES)
     error: ErrorBody | None = None
 
 

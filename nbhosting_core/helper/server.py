@@ -2,10 +2,11 @@
 
 It runs as root (or the narrowest rights the host allows) and does what needs privileges for a launch: an
 account, a workspace and its copy of the notebook, a server started or reused. It answers two operations
-(:mod:`.protocol`: ``open`` and ``status``), ``ping``, and what students can do with their notebooks (``reset``,
+(:mod:`.protocol`: ``open`` and ``status``), ``ping``, what students can do with their notebooks (``reset``,
 ``backups``, ``restore``, ``download``, ``download-workspace``, ``share``, ``unshare``, ``shares``: see
-:mod:`nbhosting_core.studentwork`); nothing runs a command, reads a file or names a path the app chose. Every
-request is checked before anything is done:
+:mod:`nbhosting_core.studentwork`), and what admins do to students' servers (``servers``, ``server``,
+``stop-server``, ``restart-server``, ``server-logs``: see :mod:`nbhosting_core.serveradmin`); nothing runs a command,
+reads a file or names a path the app chose. Every request is checked before anything is done:
 
 * the peer's uid (``SO_PEERCRED``) must be the app's, or root's; the socket is 0660, root's, in the app's group;
 * a line is at most :data:`~.protocol.MAX_LINE` bytes, a connection idle ``IDLE_TIMEOUT`` seconds is closed,
@@ -27,33 +28,41 @@ import logging
 import os
 import socket
 import struct
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from pydantic import ValidationError
 
 from ..errors import Busy, NbhostingError, RuntimeUnavailable
 from ..launcher import Launcher
 from ..models import Launch
+from ..serveradmin import ServerAdmin
 from ..studentwork import StudentActions
 from ..throttle import Requester
 from .protocol import (
     MAX_ITEMS,
     MAX_LINE,
     REQUEST,
+    AdminRequest,
     BackupsRequest,
     DownloadRequest,
     ErrorBody,
+    LogsRequest,
     OpenRequest,
     Payload,
     PingRequest,
     ResetRequest,
     Response,
+    RestartServerRequest,
     RestoreRequest,
+    ServerRequest,
+    ServersRequest,
     ShareRequest,
     StatusRequest,
+    StopServerRequest,
     StudentRequest,
     UnshareRequest,
     WorkspaceRequest,
@@ -69,6 +78,8 @@ MAX_CONNECTIONS = 512
 QUEUED_PER_WORKER = 16
 WRITE_TIMEOUT = 10.0
 CHUNK = 256 * 1024
+#: a request's arguments, as its log line names them (the ones it has)
+LOGGED = {"course": "course", "notebook": "notebook", "student": "student_id", "details": "details", "lines": "lines"}
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -106,6 +117,7 @@ class HelperServer:
             then Busy).
         timeout: the overall deadline of one request, in seconds.
         work: what students can do with their notebooks (the hub's ``work``); None: those operations are refused.
+        admin: what admins do to students' servers (the hub); None: those operations are refused.
     """
 
     def __init__(
@@ -116,9 +128,11 @@ class HelperServer:
         workers: int,
         timeout: float,
         work: StudentActions | None = None,
+        admin: ServerAdmin | None = None,
     ) -> None:
         self.launcher = launcher
         self.work = work
+        self.admin = admin
         self.allowed = allowed
         self.timeout = timeout
         self._workers = workers
@@ -216,8 +230,11 @@ class HelperServer:
         if self._inflight >= QUEUED_PER_WORKER * self._workers:
             log.warning("helper: refused %s of uid %d: %d requests in flight", request.op, uid, self._inflight)
             return _refusal(Busy.reason, "The host is busy; please retry.", retry_after=1.0, why="helper"), None
-        notebook = getattr(request, "notebook", None) or "-"
-        what = f"op={request.op} course={request.course or '-'} notebook={notebook} student={request.student_id}"
+        what = f"op={request.op}" + "".join(
+            f" {name}={'-' if (value := getattr(request, attr)) in (None, '') else value}"
+            for name, attr in LOGGED.items()
+            if hasattr(request, attr)
+        )
         self._inflight += 1
         try:
             loop = asyncio.get_running_loop()
@@ -239,11 +256,19 @@ class HelperServer:
         log.info("helper: uid=%d %s -> %s in %.3fs", uid, what, outcome, time.monotonic() - started)
         return response, payload
 
-    def _call(self, request: OpenRequest | StatusRequest | StudentRequest) -> tuple[Response, BinaryIO | None, str]:
+    def _call(
+        self, request: OpenRequest | StatusRequest | StudentRequest | AdminRequest
+    ) -> tuple[Response, BinaryIO | None, str]:
         """Do what ``request`` asks (in a worker thread): the answer, a payload, and a word for the log."""
         if isinstance(request, OpenRequest | StatusRequest):
             launch = self._launch(request)
             return Response(ok=True, launch=launch), None, f"{launch.state.value} key={launch.key[:8]}"
+        if isinstance(request, ServersRequest | ServerRequest | StopServerRequest | RestartServerRequest | LogsRequest):
+            if self.admin is None:
+                raise RuntimeUnavailable(
+                    "This operation is not available here.", log_detail=f"helper: no admin for {request.op}"
+                )
+            return _admin_call(self.admin, request)
         if self.work is None:
             raise RuntimeUnavailable(
                 "This operation is not available here.", log_detail=f"helper: no work for {request.op}"
@@ -299,6 +324,31 @@ def _student_call(work: StudentActions, request: StudentRequest) -> tuple[Respon
         return Response(ok=True, share=gone), None, "revoked" if gone is not None else "nothing shared"
     shares = work.shares(r.course, r.student_id)[-MAX_ITEMS:]
     return Response(ok=True, shares=shares), None, f"{len(shares)} shares"
+
+
+def _admin_call(admin: ServerAdmin, request: AdminRequest) -> tuple[Response, BinaryIO | None, str]:
+    """One of the admins' operations on students' servers, on ``admin`` (see :mod:`nbhosting_core.serveradmin`)."""
+    r = request
+    if isinstance(r, ServersRequest):
+        views = admin.list_servers(course=r.course, details=r.details)
+        spool = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=2**20, prefix="nbh-servers-"))  # noqa: SIM115
+        for view in views:
+            spool.write(view.model_dump_json().encode() + b"\n")
+        size = spool.tell()
+        spool.seek(0)
+        payload = Payload(filename="servers.jsonl", media_type="application/x-ndjson", size=size)
+        return Response(ok=True, payload=payload), spool, f"{len(views)} servers"
+    if isinstance(r, ServerRequest):
+        view = admin.server_view(r.course, r.student_id)
+        return Response(ok=True, view=view), None, f"{view.server.state.value} key={view.server.key[:8]}"
+    if isinstance(r, LogsRequest):
+        text = admin.server_logs(r.course, r.student_id, lines=r.lines)
+        return Response(ok=True, logs=text), None, f"{len(text)} characters"
+    if isinstance(r, StopServerRequest):
+        server = admin.stop_server(r.course, r.student_id)
+    else:
+        server = admin.restart_server(r.course, r.student_id)
+    return Response(ok=True, server=server), None, f"{server.state.value} key={server.key[:8]}"
 
 
 def _refusal(

@@ -33,7 +33,12 @@ def run_helper(settings: Settings, hub: Hub | None = None, *, cull: bool = True)
     settings.helper_socket.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     sock = bind_socket(settings.helper_socket, app.gid if app is not None else None)
     server = HelperServer(
-        hub, allowed=allowed, workers=settings.helper_workers, timeout=settings.helper_timeout, work=hub.work
+        hub,
+        allowed=allowed,
+        workers=settings.helper_workers,
+        timeout=settings.helper_timeout,
+        work=hub.work,
+        admin=hub,
     )
     culler = Culler(hub.cull, lock_path=settings.locks_dir / "culler.lock", interval=settings.cull_interval)
     if cull:

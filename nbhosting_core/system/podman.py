@@ -221,7 +221,8 @@ class PodmanBackend:
         return self._limiter.usage(server.name)
 
     def logs(self, server: Server, tail: int = 50) -> str:
-        """See :meth:`NotebookBackend.logs`."""
+        """See :meth:`NotebookBackend.logs`: through the student's own podman (it reads its container's log file,
+        as them: root never opens a path of theirs), at most ``MAX_LOG_BYTES``."""
         return UserPodman(self._settings, self._account(server)).logs(server.name, tail)
 
     def release(self, user: str) -> bool:

@@ -16,7 +16,8 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from podman.domain.containers import Container
 
 from ..errors import RuntimeUnavailable
 from ..models import Account
+from ..serveradmin import MAX_LOG_BYTES, log_tail
 from ..settings import Settings
 from .locks import file_lock
 from .subids import SubordinateIds
@@ -37,6 +39,8 @@ T = TypeVar("T")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CLIENT_TIMEOUT = 30
 LISTEN_FD = 3  # sd_listen_fds(3): passed sockets start at 3
+#: seconds a container's log is read for at most
+LOGS_DEADLINE = 10.0
 
 
 def _reap_when_done(pid: int) -> None:
@@ -213,7 +217,8 @@ class UserPodman:
 
         def stop(client: podman.PodmanClient) -> None:
             with contextlib.suppress(podman.errors.NotFound):
-                client.containers.get(name).stop(timeout=timeout)
+                # ignore: a stopped container answers 304 with no body, which podman-py would fail to read
+                client.containers.get(name).stop(timeout=timeout, ignore=True)
 
         self.call(stop)
 
@@ -226,15 +231,29 @@ class UserPodman:
 
         self.call(remove)
 
-    def logs(self, name: str, tail: int = 50) -> str:
-        """The last ``tail`` lines container ``name`` printed ("" if there is no such container)."""
+    def logs(self, name: str, tail: int = 50, max_bytes: int = MAX_LOG_BYTES) -> str:
+        """The last ``tail`` lines container ``name`` printed, at most ``max_bytes`` of them ("" if there is no such
+        container). Streamed, never followed: at most ~2 x ``max_bytes`` held, and read within ``LOGS_DEADLINE``
+        seconds (what came by then)."""
 
         def logs(client: podman.PodmanClient) -> str:
             try:
-                frames = client.containers.get(name).logs(stdout=True, stderr=True, tail=tail)
+                container = client.containers.get(name)
             except podman.errors.NotFound:
                 return ""
-            data = frames if isinstance(frames, bytes) else b"".join(frames)
-            return data.decode("utf-8", "replace")
+            frames = container.logs(stdout=True, stderr=True, tail=tail, stream=True, follow=False)
+            return log_tail(_until(frames, time.monotonic() + LOGS_DEADLINE), max_bytes)
 
         return self.call(logs)
+
+
+def _until(chunks: Iterator[bytes] | bytes, deadline: float) -> Iterator[bytes]:
+    """``chunks`` until ``deadline`` (a monotonic time) passes."""
+    if isinstance(chunks, bytes):
+        yield chunks
+        return
+    for chunk in chunks:
+        yield chunk
+        if time.monotonic() > deadline:
+            log.warning("a container's log was cut: not read within %.0fs", LOGS_DEADLINE)
+            return

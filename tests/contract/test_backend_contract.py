@@ -11,6 +11,7 @@ import uuid
 
 from nbhosting_core import Action, ServerState
 from nbhosting_core.naming import is_key
+from nbhosting_core.serveradmin import MAX_LOG_BYTES, MAX_LOG_LINES
 
 
 def student(tag: str) -> str:
@@ -88,6 +89,14 @@ def test_a_removed_server_is_gone_everywhere(env):
     assert first.server.name not in [s.name for s in env.backend.list_servers()]
     again = env.backend.ensure_running(account, "c1", env.workspace(account, "c1"))
     assert again.action is Action.CREATE and again.server.key != first.server.key
+
+
+def test_stop_of_a_stopped_server_does_nothing(env):
+    account, first = launch(env, "stop-twice")
+    env.backend.stop(first.server)
+    env.backend.stop(first.server)
+    stopped = env.backend.get(account, "c1")
+    assert stopped is not None and stopped.state is ServerState.STOPPED and stopped.key == first.server.key
 
 
 def test_stop_and_remove_of_what_is_not_there_do_nothing(env):
@@ -199,3 +208,23 @@ def test_a_kernel_is_started_for_a_notebook_once_and_only_in_a_ready_server(env)
     assert activity is not None and activity.kernels == 2
     env.backend.stop(server)
     assert env.backend.start_kernel(server, "intro.ipynb", None) is False  # nothing answers
+
+
+def test_logs_are_the_servers_output_by_tail_kept_through_stop_and_start_and_gone_with_it(env):
+    account, ensured = launch(env, "logs")
+    server = ensured.server
+    env.wait_ready(server)
+    printed = env.backend.logs(server, tail=MAX_LOG_LINES)
+    assert printed.strip() and printed.endswith("\n")  # what it printed as it started, whole lines
+    assert len(env.backend.logs(server, tail=1).splitlines()) == 1
+    assert len(env.backend.logs(server, tail=MAX_LOG_LINES).encode()) <= MAX_LOG_BYTES
+    first = printed.splitlines()[0]
+    env.backend.stop(server)
+    stopped = env.backend.get(account, "c1")
+    assert stopped is not None and first in env.backend.logs(stopped, tail=MAX_LOG_LINES)  # a stopped server's log
+    again = env.backend.ensure_running(account, "c1", env.workspace(account, "c1"))
+    assert again.action is Action.START
+    env.wait_ready(again.server)
+    assert first in env.backend.logs(again.server, tail=MAX_LOG_LINES)  # started again: the same log goes on
+    env.backend.remove(again.server)
+    assert env.backend.logs(again.server, tail=MAX_LOG_LINES) == ""

@@ -164,3 +164,13 @@ def test_an_admins_stop_and_the_cullers_stop_are_recorded_with_who_and_why(hub, 
     assert (stop.kind, stop.student_id, stop.actor, stop.reason) == (EventKind.STOP, "s1", "admin", "admin")
     assert (cull.kind, cull.student_id, cull.actor, cull.reason) == (EventKind.CULL, "s2", "culler", "idle")
     assert cull.data["idle"] == pytest.approx(3 * 24 * 3600, abs=5)
+
+
+def test_an_admins_restart_and_removal_are_recorded(hub, clock):
+    launch = hub.open_notebook("python", "loops.ipynb", "s1")
+    clock.advance(3)
+    hub.restart_server("python", "s1")
+    hub.remove(launch.container)
+    restart, removed = (e for e in events_of(hub.events) if e.kind in (EventKind.RESTART, EventKind.STOP))
+    assert (restart.student_id, restart.actor, restart.action) == ("s1", "admin", "start")
+    assert (removed.student_id, removed.reason) == ("s1", "removed")
