@@ -29,7 +29,7 @@ class PullResult(_Frozen):
     at: float  # seconds since the epoch, when it began
     seconds: float
     ok: bool
-    commit: str | None  # what the course serves after it (the previous commit when it failed)
+    commit: str | None = None  # what the course serves after it (the previous commit when it failed)
     log: str  # git's output (its end)
     config_error: str | None = None  # the course's .nbhosting/course.toml, refused after this pull (line, reason)
 
@@ -50,7 +50,7 @@ class CourseView(_Frozen):
 
     course: Course
     path: Path
-    commit: str | None  # None: a local folder that is not a git checkout
+    commit: str | None = None  # None: a local folder that is not a git checkout
     config: CourseConfig  # the defaults when its file is refused
     config_error: str | None = None  # why its .nbhosting/course.toml is refused (line, reason)
 

@@ -24,6 +24,7 @@ from . import origins
 from .accounts import Accounts, AccountStore
 from .activity import ActivityLog
 from .backend import NotebookBackend
+from .coursemodels import CourseView
 from .courses import Courses
 from .culling import CullPolicy, last_seen, should_cull
 from .door import Door
@@ -51,7 +52,7 @@ from .naming import (
     validate_notebook_path,
     validate_student_id,
 )
-from .serveradmin import DEFAULT_LOG_LINES, ServerAdmin, log_tail, validate_log_lines
+from .serveradmin import DEFAULT_LOG_LINES, ServerAdmin, log_tail, redacted, validate_log_lines
 from .settings import Settings
 from .studentwork import StudentWork
 from .system.cgroupfs import meminfo
@@ -368,6 +369,16 @@ class Hub:
             EventKind.STOP, **self._who(server), reason="removed", duration=time.monotonic() - started, actor="admin"
         )
         return server
+
+    # ------------------------------------------------------------ courses, as admins see them (serveradmin.ServerAdmin)
+
+    def list_courses(self, *, archived: bool = False) -> list[CourseView]:
+        """See :meth:`nbhosting_core.serveradmin.ServerAdmin.list_courses`."""
+        return [redacted(view, with_log=False) for view in self.courses.list_courses(archived=archived)]
+
+    def course_view(self, course: str) -> CourseView:
+        """See :meth:`nbhosting_core.serveradmin.ServerAdmin.course_view`."""
+        return redacted(self.courses.show(course))
 
     # ------------------------------------------------------------- a student's server (see serveradmin.ServerAdmin)
 

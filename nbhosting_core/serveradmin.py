@@ -1,4 +1,5 @@
-"""What an admin may do to students' servers: list and show them, stop, restart, read their logs.
+"""What an admin may see and do on the host: the courses, and students' servers (list and show them, stop,
+restart, read their logs).
 
 The admin pages and JSON API (in the unprivileged app) program against :class:`ServerAdmin`; two implementations
 satisfy it, as for :class:`~nbhosting_core.launcher.Launcher`: :class:`~nbhosting_core.hub.Hub` in one process
@@ -13,9 +14,11 @@ the first whole line), decoded as UTF-8 with undecodable bytes replaced (:func:`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Protocol
 
+from .coursemodels import CourseView
 from .errors import InvalidInput
 from .models import Server, ServerView
 
@@ -28,7 +31,21 @@ NEWLINE = ord("\n")
 
 
 class ServerAdmin(Protocol):
-    """Students' servers, as an admin sees and acts on them."""
+    """The host's courses and students' servers, as an admin sees and acts on them."""
+
+    def list_courses(self, *, archived: bool = False) -> list[CourseView]:
+        """The host's courses (archived ones too with ``archived``), as :func:`redacted` views: without git's log
+        of their last pull (see :meth:`course_view`)."""
+        ...
+
+    def course_view(self, course: str) -> CourseView:
+        """One course, as a :func:`redacted` view, with git's log of its last pull.
+
+        Raises:
+            InvalidInput: not a course's name.
+            NotFound: no such course.
+        """
+        ...
 
     def list_servers(self, *, course: str | None = None, details: bool = False) -> list[ServerView]:
         """Every server on the host (of ``course`` only, if given); see :meth:`nbhosting_core.hub.Hub.list_servers`.
@@ -81,6 +98,26 @@ class ServerAdmin(Protocol):
             RuntimeUnavailable: the student's container engine cannot be reached.
         """
         ...
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with the user and password of every URL in it left out (``https://user:token@host/`` reads
+    ``https://host/``): a course's remote may carry a deploy token, which never leaves root's side (pure)."""
+    return _USERINFO.sub(r"\1", text)
+
+
+def redacted(view: CourseView, *, with_log: bool = True) -> CourseView:
+    """``view`` as an admin's page or the app may see it: credentials out of its remote and its pull's log, and
+    without the log unless ``with_log`` (pure)."""
+    course = view.course
+    remote = redact_credentials(course.remote) if course.remote is not None else None
+    pull = course.last_pull
+    if pull is not None:
+        pull = pull.model_copy(update={"log": redact_credentials(pull.log) if with_log else ""})
+    return view.model_copy(update={"course": course.model_copy(update={"remote": remote, "last_pull": pull})})
 
 
 def validate_log_lines(lines: int) -> int:

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from ..coursemodels import CourseView
 from ..errors import InvalidInput, RuntimeUnavailable
 from ..models import Launch, Server, ServerView
 from ..serveradmin import DEFAULT_LOG_LINES, MAX_LOG_LINES, ServerAdmin
@@ -30,6 +31,8 @@ from .protocol import (
     MAX_ANSWER,
     AnyRequest,
     BackupsRequest,
+    CourseRequest,
+    CoursesRequest,
     DownloadRequest,
     LogsRequest,
     OpenRequest,
@@ -52,6 +55,7 @@ from .protocol import (
 
 log = logging.getLogger("nbhosting_core.helper")
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 UNAVAILABLE = "The notebook service is not available right now; please retry in a moment."
 #: the largest list of servers accepted (a ServerView with details is ~1 KiB: some 60,000 servers)
 MAX_SERVERS_PAYLOAD = 64 * 2**20
@@ -132,15 +136,30 @@ class HelperClient:
 
     def list_servers(self, *, course: str | None = None, details: bool = False) -> list[ServerView]:
         """See :meth:`nbhosting_core.hub.Hub.list_servers` (same errors)."""
-        request = ServersRequest(op="servers", course=course, details=details)
-        spool = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=2**20, prefix="nbh-servers-"))  # noqa: SIM115
+        return self._lines(ServersRequest(op="servers", course=course, details=details), ServerView)
+
+    def _lines(self, request: ServersRequest | CoursesRequest, model: type[M]) -> list[M]:
+        """The answer to ``request``: a payload of JSON lines, each a ``model``."""
+        spool = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=2**20, prefix="nbh-lines-"))  # noqa: SIM115
         with spool:
             _need(self._call(request, spool=spool, max_payload=min(self.max_payload, MAX_SERVERS_PAYLOAD)).payload)
             spool.seek(0)
             try:
-                return [ServerView.model_validate_json(line) for line in spool if line.strip()]
+                return [model.model_validate_json(line) for line in spool if line.strip()]
             except ValidationError as exc:
-                raise RuntimeUnavailable(UNAVAILABLE, log_detail=f"helper: a malformed server: {exc}") from exc
+                raise RuntimeUnavailable(UNAVAILABLE, log_detail=f"helper: a malformed {request.op}: {exc}") from exc
+
+    def list_courses(self, *, archived: bool = False) -> list[CourseView]:
+        """See :meth:`nbhosting_core.serveradmin.ServerAdmin.list_courses` (same errors)."""
+        return self._lines(CoursesRequest(op="courses", archived=archived), CourseView)
+
+    def course_view(self, course: str) -> CourseView:
+        """See :meth:`nbhosting_core.serveradmin.ServerAdmin.course_view` (same errors)."""
+        try:
+            request = CourseRequest(op="course", course=course)
+        except ValidationError as exc:  # refused as the hub refuses it
+            raise InvalidInput(f"There is no course named {course[:80]!r}.", log_detail=str(exc)[:500]) from exc
+        return _need(self._call(request).course)
 
     def server_view(self, course: str, student_id: str) -> ServerView:
         """See :meth:`nbhosting_core.hub.Hub.server_view` (same errors)."""

@@ -30,6 +30,10 @@ never by a container's name::
 
     -> {"v": 1, "op": "server-logs", "course": "python", "student_id": "edx:42", "lines": 200}
     <- {"v": 1, "ok": true, "logs": "[I 2026-11-26 03:50:01 ServerApp] ..."}
+
+Admins also read the courses (root's metadata, git's checkouts): ``courses`` (a payload of
+:class:`~nbhosting_core.coursemodels.CourseView` lines, without pulls' logs) and ``course`` (one, with its log);
+credentials in a remote never cross (:func:`~nbhosting_core.serveradmin.redacted`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from ..coursemodels import CourseView
 from ..errors import (
     AccountUnavailable,
     Busy,
@@ -239,7 +244,34 @@ class LogsRequest(_Course):
     lines: int = Field(DEFAULT_LOG_LINES, ge=1, le=MAX_LOG_LINES, strict=True)
 
 
-AdminRequest = ServersRequest | ServerRequest | StopServerRequest | RestartServerRequest | LogsRequest
+class CoursesRequest(_Message):
+    """The host's courses (archived ones too with ``archived``), without their pulls' logs: a payload of lines."""
+
+    op: Literal["courses"]
+    archived: bool = Field(False, strict=True)
+
+
+class CourseRequest(_Message):
+    """One course, with its last pull's log."""
+
+    op: Literal["course"]
+    course: str = Field(max_length=64)
+
+    @field_validator("course")
+    @classmethod
+    def _course(cls, value: str) -> str:
+        return validate_course(value)
+
+
+AdminRequest = (
+    ServersRequest
+    | ServerRequest
+    | StopServerRequest
+    | RestartServerRequest
+    | LogsRequest
+    | CoursesRequest
+    | CourseRequest
+)
 StudentRequest = (
     ResetRequest
     | BackupsRequest
@@ -289,6 +321,7 @@ class Response(_Message):
     payload: Payload | None = None
     view: ServerView | None = None
     server: Server | None = None
+    course: CourseView | None = None
     logs: str | None = Field(None, max_length=MAX_LOG_BYTES)
     error: ErrorBody | None = None
 

@@ -30,11 +30,12 @@ import socket
 import struct
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..errors import Busy, NbhostingError, RuntimeUnavailable
 from ..launcher import Launcher
@@ -48,6 +49,8 @@ from .protocol import (
     REQUEST,
     AdminRequest,
     BackupsRequest,
+    CourseRequest,
+    CoursesRequest,
     DownloadRequest,
     ErrorBody,
     LogsRequest,
@@ -263,7 +266,16 @@ class HelperServer:
         if isinstance(request, OpenRequest | StatusRequest):
             launch = self._launch(request)
             return Response(ok=True, launch=launch), None, f"{launch.state.value} key={launch.key[:8]}"
-        if isinstance(request, ServersRequest | ServerRequest | StopServerRequest | RestartServerRequest | LogsRequest):
+        if isinstance(
+            request,
+            ServersRequest
+            | ServerRequest
+            | StopServerRequest
+            | RestartServerRequest
+            | LogsRequest
+            | CoursesRequest
+            | CourseRequest,
+        ):
             if self.admin is None:
                 raise RuntimeUnavailable(
                     "This operation is not available here.", log_detail=f"helper: no admin for {request.op}"
@@ -331,13 +343,15 @@ def _admin_call(admin: ServerAdmin, request: AdminRequest) -> tuple[Response, Bi
     r = request
     if isinstance(r, ServersRequest):
         views = admin.list_servers(course=r.course, details=r.details)
-        spool = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=2**20, prefix="nbh-servers-"))  # noqa: SIM115
-        for view in views:
-            spool.write(view.model_dump_json().encode() + b"\n")
-        size = spool.tell()
-        spool.seek(0)
-        payload = Payload(filename="servers.jsonl", media_type="application/x-ndjson", size=size)
+        payload, spool = _json_lines(views, "servers.jsonl")
         return Response(ok=True, payload=payload), spool, f"{len(views)} servers"
+    if isinstance(r, CoursesRequest):
+        courses = admin.list_courses(archived=r.archived)
+        payload, spool = _json_lines(courses, "courses.jsonl")
+        return Response(ok=True, payload=payload), spool, f"{len(courses)} courses"
+    if isinstance(r, CourseRequest):
+        course = admin.course_view(r.course)
+        return Response(ok=True, course=course), None, f"commit={(course.commit or '-')[:12]}"
     if isinstance(r, ServerRequest):
         view = admin.server_view(r.course, r.student_id)
         return Response(ok=True, view=view), None, f"{view.server.state.value} key={view.server.key[:8]}"
@@ -349,6 +363,16 @@ def _admin_call(admin: ServerAdmin, request: AdminRequest) -> tuple[Response, Bi
     else:
         server = admin.restart_server(r.course, r.student_id)
     return Response(ok=True, server=server), None, f"{server.state.value} key={server.key[:8]}"
+
+
+def _json_lines(models: Sequence[BaseModel], filename: str) -> tuple[Payload, BinaryIO]:
+    """``models`` as a payload of JSON lines: its description, and its bytes (spooled, at the start)."""
+    spool = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=2**20, prefix="nbh-lines-"))  # noqa: SIM115
+    for model in models:
+        spool.write(model.model_dump_json().encode() + b"\n")
+    size = spool.tell()
+    spool.seek(0)
+    return Payload(filename=filename, media_type="application/x-ndjson", size=size), spool
 
 
 def _refusal(

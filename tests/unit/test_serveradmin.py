@@ -31,9 +31,10 @@ from nbhosting_core import (
     ServerState,
     ServerView,
 )
+from nbhosting_core.coursemodels import Course, PullResult
 from nbhosting_core.helper import HelperServer
 from nbhosting_core.helper.protocol import Response
-from nbhosting_core.serveradmin import MAX_LOG_BYTES, MAX_LOG_LINES, log_tail, validate_log_lines
+from nbhosting_core.serveradmin import MAX_LOG_BYTES, MAX_LOG_LINES, log_tail, redact_credentials, validate_log_lines
 from tests.unit.test_helper import Running, make_settings, refusal, snapshot
 
 
@@ -77,7 +78,15 @@ def launched(hub: Hub, student: str, course: str = "python"):
 
 
 def test_the_hub_and_the_helpers_client_have_the_interfaces_signatures() -> None:
-    for name in ("list_servers", "server_view", "stop_server", "restart_server", "server_logs"):
+    for name in (
+        "list_courses",
+        "course_view",
+        "list_servers",
+        "server_view",
+        "stop_server",
+        "restart_server",
+        "server_logs",
+    ):
         wanted = inspect.signature(getattr(ServerAdmin, name))
         assert inspect.signature(getattr(Hub, name)) == wanted, name
         assert inspect.signature(getattr(HelperClient, name)) == wanted, name
@@ -391,3 +400,38 @@ def test_every_admin_request_is_logged_with_its_peer_arguments_outcome_and_durat
     hub_lines = [r.getMessage() for r in caplog.records if r.name == "nbhosting_core.hub"]
     assert any(m.startswith("restart user=") and "action=start" in m and "reason=admin" in m for m in hub_lines)
     assert any(m.startswith("logs user=") and "lines=5" in m for m in hub_lines)
+
+
+# ------------------------------------------------------------------------------------------ courses
+
+
+def with_remote(hub: Hub, remote: str, log: str) -> None:
+    """Give course "python" the metadata of a clone from ``remote`` whose last pull printed ``log``."""
+    pull = PullResult(course="python", at=1.0, seconds=0.5, ok=True, commit=None, log=log)
+    meta = Course(name="python", remote=remote, branch="main", last_pull=pull)
+    folder = hub.settings.course_meta_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "python.json").write_text(meta.model_dump_json())
+
+
+def test_courses_are_listed_and_shown_without_the_credentials_of_their_remote(helper: Running, hub: Hub) -> None:
+    with_remote(
+        hub, "https://deploy:s3cret@git.example.org/team/python.git", "From https://deploy:s3cret@git.example.org"
+    )
+    for admin in (hub, helper.client):
+        listed = {view.course.name: view for view in admin.list_courses()}
+        assert set(listed) == {"other", "python"}
+        assert listed["python"].course.remote == "https://git.example.org/team/python.git"
+        assert listed["python"].course.last_pull is not None and listed["python"].course.last_pull.log == ""
+        shown = admin.course_view("python")
+        assert shown.course.last_pull is not None and shown.course.last_pull.log == "From https://git.example.org"
+        assert "s3cret" not in shown.model_dump_json() + "".join(v.model_dump_json() for v in listed.values())
+        with pytest.raises(NotFound):
+            admin.course_view("nosuchcourse")
+        with pytest.raises(InvalidInput):
+            admin.course_view("../etc")
+
+
+def test_redact_credentials_leaves_urls_without_them_as_they_are() -> None:
+    assert redact_credentials("ssh://git:tok@h/x and https://u@h/y") == "ssh://h/x and https://h/y"
+    assert redact_credentials("git@github.com:team/x.git https://h/z") == "git@github.com:team/x.git https://h/z"
