@@ -8,6 +8,7 @@ Every read is bounded: grouped in SQL, or capped (see the constants).
 
 from __future__ import annotations
 
+import logging
 import re
 import statistics
 import time
@@ -22,6 +23,8 @@ from sqlalchemy import ColumnElement, Engine, Integer, and_, cast, func, or_, se
 from .db.schema import events as events_table
 from .db.schema import staff
 from .events import EventKind
+
+log = logging.getLogger(__name__)
 
 DAY = 86400
 #: rows and columns of the progress map at most (the students who opened most notebooks first)
@@ -117,6 +120,7 @@ def course_statistics(
     Students in the ``staff`` table (their ``student_id``) and in ``exclude_students`` are left out.
     ``now``: seconds since the epoch (default: the clock's).
     """
+    started = time.monotonic()
     now = time.time() if now is None else now
     days = max(1, min(days, MAX_DAYS))
     today = int(now // DAY)
@@ -156,6 +160,15 @@ def course_statistics(
         ).all()
         total_notebooks = connection.execute(select(func.count(e.notebook.distinct())).where(opens)).scalar_one()
         progress = _progress(connection, opens)
+    log.info(
+        "statistics course=%s days=%d students=%d durations=%d excluded=%d in %.3fs",
+        course,
+        days,
+        sum(newcomers.values()),
+        len(durations),
+        len(excluded),
+        time.monotonic() - started,
+    )
     return CourseStatistics(
         course=course,
         generated=now,

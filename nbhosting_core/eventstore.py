@@ -238,8 +238,10 @@ def host_samples(engine: Engine, since: float, until: float, *, max_points: int 
 
 
 def _thin(rows: Sequence[Any], most: int) -> Sequence[Any]:
-    if len(rows) <= most or most < 2:
-        return rows[:most] if most < 2 else rows
+    """At most ``most`` (at least 2) of ``rows``, evenly spaced, the first and the last kept."""
+    most = max(2, most)
+    if len(rows) <= most:
+        return rows
     step = (len(rows) - 1) / (most - 1)
     return [rows[round(i * step)] for i in range(most)]
 
