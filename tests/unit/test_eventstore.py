@@ -22,7 +22,7 @@ from nbhosting_core.eventstore import course_statistics, events, host_samples, i
 from nbhosting_core.helper.service import host_sampler
 from tests.unit.test_hub import Clock
 
-DAY = 1_795_660_800.0  # 2026-11-26 00:00 UTC
+DAY = 1_795_660_800.0  # 2026-11-26 02:40 UTC (the same moment as test_events.py, whose comment says 00:00)
 
 
 @pytest.fixture
