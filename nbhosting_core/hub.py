@@ -29,7 +29,7 @@ from .courses import Courses
 from .culling import CullPolicy, last_seen, should_cull
 from .door import Door
 from .errors import CourseArchived, InvalidInput, NbhostingError, NotFound, StartFailed, StartTimeout
-from .events import EventJournal, EventKind
+from .events import Event, EventJournal, EventKind
 from .imageversions import image_label
 from .jupyterapi import kernel_name
 from .models import (
@@ -52,6 +52,7 @@ from .naming import (
     validate_notebook_path,
     validate_student_id,
 )
+from .sampling import host_figures, measure
 from .serveradmin import DEFAULT_LOG_LINES, ServerAdmin, log_tail, redacted, validate_log_lines
 from .settings import Settings
 from .studentwork import StudentWork
@@ -570,6 +571,29 @@ class Hub:
                 decision = self._cull_one(server, decision, proxied)
             decisions.append(decision)
         return decisions
+
+    def sample(self) -> Event:
+        """Record the host's figures now as a ``sample`` event, and return it.
+
+        Running servers; their kernels (each server's activity: a bounded probe, within
+        :data:`~nbhosting_core.sampling.PROBE_BUDGET` seconds and :data:`~nbhosting_core.sampling.MAX_PROBES`
+        servers) and memory (the sum of their usage); the host's load average and memory; the disk of DATA_ROOT.
+        A sample that cannot be written is logged and still returned.
+        """
+        started = time.monotonic()
+        servers = measure(self.backend, self.backend.list_running())
+        data = {**servers.as_data(), **host_figures(self.settings.data_root)}
+        event = self.events.record(EventKind.SAMPLE, data=data, actor="sampler")
+        log.info(
+            "sample running=%d probed=%d kernels=%d memory=%dMiB load=%s in %.3fs",
+            servers.running,
+            servers.probed,
+            servers.kernels,
+            servers.memory_bytes >> 20,
+            data.get("load1"),
+            time.monotonic() - started,
+        )
+        return event or Event(time=self._clock(), kind=EventKind.SAMPLE, data=data, actor="sampler")
 
     # ------------------------------------------------------------------------------------ internals
 

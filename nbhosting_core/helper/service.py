@@ -1,4 +1,4 @@
-"""``nbh helper``: the privileged helper as a process: the hub on its socket, and the host's culler.
+"""``nbh helper``: the privileged helper as a process: the hub on its socket, the host's culler and sampler.
 
 Stopped by SIGTERM or SIGINT: the socket goes, every student's server stays (the next helper finds them).
 """
@@ -13,6 +13,7 @@ import signal
 
 from ..courses import PullResult
 from ..culling import Culler
+from ..events import Event
 from ..hub import Hub
 from ..settings import Settings
 from ..system.services import service_user
@@ -46,6 +47,9 @@ def run_helper(settings: Settings, hub: Hub | None = None, *, cull: bool = True)
     puller = course_puller(hub)
     if puller is not None:
         puller.start()
+    sampler = host_sampler(hub)
+    if sampler is not None:
+        sampler.start()
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -60,6 +64,8 @@ def run_helper(settings: Settings, hub: Hub | None = None, *, cull: bool = True)
         culler.stop()
         if puller is not None:
             puller.stop()
+        if sampler is not None:
+            sampler.stop()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(settings.helper_socket)
         sock.close()
@@ -80,3 +86,16 @@ def course_puller(hub: Hub) -> Culler[PullResult] | None:
         return courses.pull_all(by="the automatic pull")
 
     return Culler(pull_all, lock_path=lock, interval=interval, name="course puller")
+
+
+def host_sampler(hub: Hub) -> Culler[Event] | None:
+    """The host's samples (:meth:`Hub.sample`), every ``sample_interval`` seconds (None when 0: off), in one
+    process per host (a ``flock``, as the culler)."""
+    interval = hub.settings.sample_interval
+    if not interval:
+        return None
+
+    def sample() -> list[Event]:
+        return [hub.sample()]
+
+    return Culler(sample, lock_path=hub.settings.locks_dir / "sampler.lock", interval=interval, name="sampler")
