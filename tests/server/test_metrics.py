@@ -110,11 +110,13 @@ def test_without_a_token_file_or_guard_nobody_reads_the_metrics(tmp_path):
     assert client.get("/metrics", headers=AUTH).status_code == 401
 
 
-def test_a_short_token_file_lets_nobody_in(setup, tmp_path):
-    hub, _, _ = setup
+def test_a_short_token_file_lets_nobody_in(tmp_path):
     short = tmp_path / "short"
     short.write_text("abc")
-    client = TestClient(create_app(hub=hub.__class__(hub.settings.model_copy(update={"metrics_token_file": short}))))
+    settings = make_settings(tmp_path, metrics_token_file=short)
+    client = TestClient(
+        create_app(hub=Hub(settings, backend=FakeBackend(), accounts=FakeAccounts(settings.students_dir)))
+    )
     assert client.get("/metrics", headers={"Authorization": "Bearer abc"}).status_code == 401
 
 
