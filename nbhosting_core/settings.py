@@ -222,6 +222,12 @@ class Settings(BaseSettings):
         10 * 60, gt=0, description="Seconds of quiet that count as an idle moment for restarting an old server."
     )
     cull_interval: float = Field(60, gt=0, description="Seconds between two passes of the culler.")
+    metrics_token_file: Path | None = Field(
+        None,
+        description="A file holding the token Prometheus presents to /metrics (``Authorization: Bearer <token>``, "
+        "at least 16 characters; read again at each scrape, so it can be replaced). None: /metrics answers 401 to "
+        "every request, unless the app is given another guard.",
+    )
     activity_flush: float = Field(
         30,
         gt=0,
@@ -446,6 +452,12 @@ class Settings(BaseSettings):
     def tickets_dir(self) -> Path:
         """RUN_DIR/tickets: the one-time tickets spent lately (see nbhosting_core.system.spent)."""
         return self.run_dir / "tickets"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """RUN_DIR/metrics: the app workers' request counts (prometheus_client's multiprocess files), emptied
+        at each start of the app."""
+        return self.run_dir / "metrics"
 
     @property
     def activity_dir(self) -> Path:

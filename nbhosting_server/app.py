@@ -44,6 +44,8 @@ from nbhosting_core import (
 )
 from nbhosting_core.access import COOKIE_NAME, key_from_uri
 from nbhosting_core.containers import student_base
+from nbhosting_core.events import EventJournal
+from nbhosting_core.figures import HostFigures
 from nbhosting_core.gate import TICKET_PATH, Gate, then_path
 from nbhosting_core.helper import HelperClient
 from nbhosting_core.launcher import Launcher
@@ -52,6 +54,7 @@ from nbhosting_core.naming import student_copy_path
 from nbhosting_core.opened import OpenedLog
 from nbhosting_core.origins import check_origin, frame_ancestors
 from nbhosting_core.platforms import PlatformsFile
+from nbhosting_core.system.records import Records
 
 from . import pages
 from .coursepage import CoursePages
@@ -59,6 +62,7 @@ from .errors import http_status, retry_after, retryable
 from .framing import FrameAncestors
 from .logs import mask_access_log
 from .lti import LtiEndpoints
+from .metrics import Metrics, MetricsGuard, RequestMetrics, multiprocess_dir, token_guard
 from .student import StudentEndpoints
 
 log = logging.getLogger("nbhosting")
@@ -480,6 +484,7 @@ def create_app(
     gate: Gate | None = None,
     platforms: PlatformsFile | None = None,
     cull: bool = False,
+    metrics_guard: MetricsGuard | None = None,
 ) -> Starlette:
     """Build the app around a launcher and a gate.
 
@@ -493,6 +498,9 @@ def create_app(
     too: a verified LTI launch continues at the launch route with an admission token.
     With ``cull`` and a ``hub``, the app runs the host's culler in a thread (at most one process per host culls:
     see :class:`~nbhosting_core.culling.Culler`); with the helper, the helper culls.
+
+    ``metrics_guard``: who may read ``/metrics`` (given the request, True to let it in); default the bearer token
+    of ``settings.metrics_token_file`` (see :mod:`nbhosting_server.metrics`).
     """
     if hub is not None:
         settings = hub.settings
@@ -506,8 +514,17 @@ def create_app(
     platforms = platforms or PlatformsFile(settings.effective_platforms_file)
     opened = OpenedLog(settings.opened_dir, user_prefix=settings.user_prefix)
     e = Endpoints(launcher, gate, platforms, opened)
+    figures = HostFigures(
+        hub.events if hub is not None else EventJournal(settings.events_dir),
+        hub.backend.list_running if hub is not None else Records(settings.servers_dir, settings.running_dir).running,
+        clock=gate.clock,
+    )
+    metrics = Metrics(
+        figures, metrics_guard or token_guard(settings.metrics_token_file), multiprocess=multiprocess_dir()
+    )
     routes = [
         Route("/", e.front),
+        Route("/metrics", metrics.endpoint),
         Route("/_nbh/auth", e.auth),
         Route(TICKET_PATH, e.ticket),
         Route("/_nbh/tls-ask", e.tls_ask),
@@ -532,6 +549,7 @@ def create_app(
         finally:
             if culler is not None:
                 culler.stop()
+            metrics.worker_exit()
 
     def ancestors() -> str:
         return frame_ancestors(settings, e.platforms.current().origins())
@@ -540,11 +558,15 @@ def create_app(
         routes=routes,
         exception_handlers={404: _not_found, Exception: _server_error},
         lifespan=lifespan,
-        middleware=[Middleware(FrameAncestors, sources=ancestors)],
+        middleware=[
+            Middleware(RequestMetrics, metrics=metrics.http, routes=routes),  # first: it times all the rest
+            Middleware(FrameAncestors, sources=ancestors),
+        ],
     )
     app.state.hub = hub
     app.state.launcher = launcher
     app.state.gate = gate
+    app.state.metrics = metrics
     return app
 
 

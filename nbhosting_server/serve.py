@@ -216,11 +216,12 @@ def _wait_for_app(settings: Settings, children: list[Child], timeout: float) -> 
 
 
 def app_argv(settings: Settings, workers: int, python: str = sys.executable) -> list[str]:
-    """The command that runs the app: uvicorn, ``workers`` processes, on ``app_host:app_port``."""
+    """The command that runs the app: uvicorn, ``workers`` processes, on ``app_host:app_port`` (through
+    :mod:`nbhosting_server.appstart`, which empties the workers' metrics folder first)."""
     return [
         python,
         "-m",
-        "uvicorn",
+        "nbhosting_server.appstart",
         "nbhosting_server.app:app_from_env",
         "--factory",
         "--host",

@@ -114,8 +114,9 @@ def _writable(paths: Iterable[Path]) -> list[str]:
 
 
 def app_writable(settings: Settings) -> list[Path]:
-    """The app's state, all it may write: the LTI tool's key and nonces, servers' activity, tickets spent."""
-    return [settings.lti_dir, settings.activity_dir, settings.tickets_dir]
+    """The app's state, all it may write: the LTI tool's key and nonces, servers' activity, tickets spent, its
+    workers' request counts."""
+    return [settings.lti_dir, settings.activity_dir, settings.tickets_dir, settings.metrics_dir]
 
 
 def caddy_writable(settings: Settings) -> list[Path]:

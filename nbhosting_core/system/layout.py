@@ -57,6 +57,7 @@ def ensure_layout(settings: Settings, runner: CommandRunner | None = None) -> No
         (s.locks_dir, 0o700),
         (s.activity_dir, 0o700),
         (s.tickets_dir, 0o700),
+        (s.metrics_dir, 0o700),
         (s.running_dir, 0o700),
         (s.run_dir / "podman", 0o700),
         (s.run_dir / "logs", 0o700),
@@ -81,6 +82,7 @@ def share_with_app(settings: Settings) -> None:
     DATA_ROOT/secret            app, 0600    it signs cookies, tickets, tokens (root reads it too)
     DATA_ROOT/lti/              app, 0700    the LTI tool's key, nonces seen
     RUN_DIR/activity, tickets   app, 0700    proxied activity (the culler reads it), spent tickets
+    RUN_DIR/metrics             app, 0700    the app workers' request counts (prometheus_client's files)
     DATA_ROOT/opened            app, 0700    which notebooks each student opened (course pages)
     DATA_ROOT/db                app, 0700    the app's database (staff, tokens, sessions, events read)
     DATA_ROOT/events            root:app     02750 (journal 0640): the host's events, the app reads them
@@ -96,7 +98,7 @@ def share_with_app(settings: Settings) -> None:
     app = service_user(s.app_user)
     if os.geteuid() != 0 or app is None:
         return
-    for path in (s.lti_dir, s.activity_dir, s.tickets_dir, s.opened_dir, s.db_dir):
+    for path in (s.lti_dir, s.activity_dir, s.tickets_dir, s.metrics_dir, s.opened_dir, s.db_dir):
         ensure_dir(path, 0, 0, 0o700)
         chown_tree(path, app.uid, app.gid)  # state an older, all-root installation left
     for path in (s.servers_dir, s.running_dir):

@@ -209,12 +209,7 @@ class PodmanBackend:
 
         One run record per server started since boot and not stopped: the servers that do not run cost nothing.
         """
-        servers = []
-        for run in self._records.runs():
-            record = self._records.server(run.name)
-            if record is not None and record.key == run.key and self._records.alive(run, record.uid):
-                servers.append(server_of(record, ServerState.RUNNING, run.started_at))
-        return servers
+        return self._records.running()
 
     def usage(self, server: Server) -> Usage:
         """See :meth:`NotebookBackend.usage`."""

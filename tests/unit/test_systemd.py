@@ -273,7 +273,12 @@ def writable(text: str) -> set[Path]:
 def test_the_app_writes_its_lti_key_activity_and_tickets_and_caddy_its_certificates_nothing_else(data_root, run_dir):
     settings = Settings(data_root=Path(data_root), run_dir=Path(run_dir))
     made = make_units(settings)
-    assert writable(made[systemd.APP]) == {settings.lti_dir, settings.activity_dir, settings.tickets_dir}
+    assert writable(made[systemd.APP]) == {
+        settings.lti_dir,
+        settings.activity_dir,
+        settings.tickets_dir,
+        settings.metrics_dir,
+    }
     assert writable(made[systemd.CADDY]) == {settings.data_root / "caddy"}
     assert settings.secret_file not in writable(made[systemd.APP])
 
@@ -281,7 +286,7 @@ def test_the_app_writes_its_lti_key_activity_and_tickets_and_caddy_its_certifica
 def test_folders_systemd_makes_are_private_and_survive_a_stop():
     app = service(make_units()[systemd.APP])
     assert app["StateDirectory"] == "nbhosting/lti" and app["StateDirectoryMode"] == "0700"
-    assert app["RuntimeDirectory"] == "nbhosting/activity nbhosting/tickets"
+    assert app["RuntimeDirectory"] == "nbhosting/activity nbhosting/tickets nbhosting/metrics"
     assert app["RuntimeDirectoryMode"] == "0700" and app["RuntimeDirectoryPreserve"] == "yes"
 
 
