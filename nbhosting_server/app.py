@@ -17,6 +17,7 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -52,8 +53,10 @@ from nbhosting_core.naming import student_copy_path
 from nbhosting_core.opened import OpenedLog
 from nbhosting_core.origins import check_origin, frame_ancestors
 from nbhosting_core.platforms import PlatformsFile
+from nbhosting_core.staff import StaffStore
 
-from . import pages
+from . import admin, pages
+from .appdb import app_database
 from .coursepage import CoursePages
 from .errors import http_status, retry_after, retryable
 from .framing import FrameAncestors
@@ -480,6 +483,8 @@ def create_app(
     gate: Gate | None = None,
     platforms: PlatformsFile | None = None,
     cull: bool = False,
+    database: Engine | None = None,
+    staff: StaffStore | None = None,
 ) -> Starlette:
     """Build the app around a launcher and a gate.
 
@@ -493,6 +498,11 @@ def create_app(
     too: a verified LTI launch continues at the launch route with an admission token.
     With ``cull`` and a ``hub``, the app runs the host's culler in a thread (at most one process per host culls:
     see :class:`~nbhosting_core.culling.Culler`); with the helper, the helper culls.
+
+    ``database`` (the app's, :func:`~nbhosting_server.appdb.app_database`): staff accounts, so the admin surface
+    is mounted (``/admin/login``, ``/admin/logout``, ``/admin/``: see :mod:`nbhosting_server.admin`), with a
+    :class:`~nbhosting_core.staff.StaffStore` on it (or ``staff``, e.g. a test's, whose engine is the database).
+    Both are on ``app.state`` (``database``, ``staff``; None without) for the admin routers.
     """
     if hub is not None:
         settings = hub.settings
@@ -520,6 +530,11 @@ def create_app(
     work = hub.work if hub is not None else launcher if isinstance(launcher, HelperClient) else None
     if work is not None:  # /_nbh/student/... on servers' origins, /share on the site's (see nbhosting_server.student)
         routes += StudentEndpoints(work, gate).routes()
+    if staff is None and database is not None:
+        staff = StaffStore(database, clock=gate.clock)
+    if staff is not None:  # /admin/...: staff logins and the landing page (see nbhosting_server.admin)
+        database = staff.engine
+        routes += admin.routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -538,13 +553,15 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        exception_handlers={404: _not_found, Exception: _server_error},
+        exception_handlers={404: _not_found, admin.AdminRefused: admin.refused_response, Exception: _server_error},
         lifespan=lifespan,
         middleware=[Middleware(FrameAncestors, sources=ancestors)],
     )
     app.state.hub = hub
     app.state.launcher = launcher
     app.state.gate = gate
+    app.state.database = database
+    app.state.staff = staff
     return app
 
 
@@ -559,6 +576,6 @@ def app_from_env() -> Starlette:
     settings = Settings()
     if os.geteuid() == 0:
         log.warning("the app runs as root, with the hub in its own process: run `nbh serve` to separate them")
-        return create_app(settings, Hub(settings), cull=True)
+        return create_app(settings, Hub(settings), cull=True, database=app_database(settings))
     log.info("the app runs as uid %d; launches go to the helper at %s", os.geteuid(), settings.helper_socket)
-    return create_app(settings)
+    return create_app(settings, database=app_database(settings))
