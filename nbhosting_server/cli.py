@@ -16,6 +16,7 @@
     nbh course build|images|restart-old  a course's own image (see nbhosting_server.imagecli)
     nbh systemd [--dir DIR] [--print]    write the systemd units of a production host (helper, app, Caddy)
     nbh student ...                      reset, backups, restore, download, share for a student (studentcli)
+    nbh staff ... | nbh token ...        staff accounts and their API tokens, in the app's database (staffcli)
 
 Every error nbhosting raises is printed as one line (what, and the admin's detail), exit status 1.
 """
@@ -40,7 +41,7 @@ from nbhosting_core.system.layout import give_to_app, share_with_app
 from nbhosting_core.system.secretfile import secret_owners
 from nbhosting_core.system.toolkey import ToolKey
 
-from . import imagecli, studentcli, systemd
+from . import imagecli, staffcli, studentcli, systemd
 from .coursecli import add_course_commands
 from .demo import ensure_datascience_course, ensure_demo_course
 from .lti import LTI11_ALIASES, LTI11_LAUNCH, LTI13_JWKS, LTI13_LAUNCH, LTI13_LOGIN
@@ -392,6 +393,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, default=2, help="uvicorn worker processes of the app")
     c.add_argument("--print", action="store_true", help="write nothing: print every file instead")
     studentcli.register(sub, _hub)
+    staffcli.register(sub)
     return p
 
 
