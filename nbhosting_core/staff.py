@@ -325,6 +325,7 @@ class StaffStore:
         disabled staff member. A use is noted (at most every :data:`TOUCH_EVERY` seconds)."""
         if not token or len(token) > 128:
             return None
+        started = time.monotonic()
         now = self.clock()
         id_hash = _digest(token)
         with self.engine.connect() as c:
@@ -343,6 +344,7 @@ class StaffStore:
         if now - row["last_seen"] >= TOUCH_EVERY:
             with self.engine.begin() as c:
                 c.execute(update(sessions).where(sessions.c.id_hash == id_hash).values(last_seen=now))
+        log.debug("session of %s accepted in %.3fs", principal.username, time.monotonic() - started)
         return principal
 
     def end_session(self, token: str) -> None:
@@ -436,7 +438,9 @@ class StaffStore:
         an unknown, revoked or expired token, or a disabled staff member. A use is noted (at most every
         :data:`TOUCH_EVERY` seconds)."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+            log.info("token refused: not an nbhosting token")
             return None
+        started = time.monotonic()
         now = self.clock()
         with self.engine.connect() as c:
             row = c.execute(select(api_tokens).where(api_tokens.c.token_hash == _digest(token))).mappings().first()
@@ -453,4 +457,11 @@ class StaffStore:
         if row["last_used"] is None or now - row["last_used"] >= TOUCH_EVERY:
             with self.engine.begin() as c:
                 c.execute(update(api_tokens).where(api_tokens.c.id == row["id"]).values(last_used=now))
+        log.debug(
+            "token %d of %s accepted as %s in %.3fs",
+            row["id"],
+            principal.username,
+            principal.role.value,
+            time.monotonic() - started,
+        )
         return principal

@@ -36,6 +36,7 @@ from .auth import (
 from .forms import FORM_LIMIT, form_of, safe_next
 from .home import home
 from .login import login, login_form, logout
+from .page import admin_page
 from .refusals import AdminRefused
 
 
@@ -52,6 +53,7 @@ def routes() -> list[Route]:
 __all__ = [
     "FORM_LIMIT",
     "AdminRefused",
+    "admin_page",
     "authenticated",
     "cookie_name",
     "csrf_token",

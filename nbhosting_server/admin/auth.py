@@ -32,6 +32,7 @@ from nbhosting_core.staff import SESSION_MAX, StaffStore
 from .. import pages
 from .csrf import FIELD, HEADER, csrf_for, csrf_ok, same_origin
 from .forms import form_of, safe_next
+from .page import protect
 from .refusals import AdminRefused
 
 log = logging.getLogger(__name__)
@@ -199,5 +200,6 @@ async def refused_response(request: Request, exc: Exception) -> Response:
         return RedirectResponse(login_url(here), status_code=303, headers={"Cache-Control": "no-store"})
     titles = {401: "Log in first", 403: "Not allowed", 413: "Too large", 429: "Too many attempts"}
     response = pages.error_page(exc.status, titles.get(exc.status, "Refused"), exc.message)
+    protect(response)
     response.headers.update(headers)
     return response

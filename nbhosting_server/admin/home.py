@@ -10,10 +10,9 @@ from starlette.responses import Response
 
 from nbhosting_core.roles import Permission, Principal, allowed
 
-from .. import pages
 from .auth import authenticated, csrf_token
 from .csrf import FIELD
-from .login import STYLE
+from .page import admin_page
 
 #: what each permission means to a person
 LABELS = {
@@ -61,5 +60,5 @@ async def home(request: Request) -> Response:
         f"<p>Logged in as <strong>{html.escape(principal.username)}</strong> ({principal.role.value}).</p>"
         f"{table}{logout}"
     )
-    head = STYLE + f'<meta name="csrf-token" content="{html.escape(csrf_token(request))}">'
-    return pages.page("nbhosting staff", body, kind="admin", head=head)
+    head = f'<meta name="csrf-token" content="{html.escape(csrf_token(request))}">'
+    return admin_page("nbhosting staff", body, head=head)

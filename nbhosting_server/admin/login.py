@@ -18,7 +18,6 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from nbhosting_core.errors import LoginThrottled
 from nbhosting_core.throttle import retry_after_header
 
-from .. import pages
 from .auth import (
     LOGIN_PATH,
     authenticated,
@@ -29,21 +28,10 @@ from .auth import (
     store_of,
 )
 from .forms import form_of, safe_next
+from .page import admin_page
 from .refusals import AdminRefused
 
 log = logging.getLogger(__name__)
-
-#: the admin pages' few extra rules, on top of the site's page style
-STYLE = """<style>
-  form.stacked label { display: block; margin: .8rem 0 .2rem; font-weight: 600; }
-  form.stacked input[type=text], form.stacked input[type=password] { width: 100%; box-sizing: border-box;
-      padding: .45rem .6rem; font-size: 1rem; border: 1px solid #d0d7de; border-radius: 6px; }
-  form.stacked button { margin-top: 1.2rem; }
-  form.inline { display: inline; }
-  .alert { color: #b42318; }
-  table.perms { border-collapse: collapse; margin: .5rem 0; }
-  table.perms td, table.perms th { border-bottom: 1px solid #d0d7de; padding: .25rem .6rem; text-align: left; }
-</style>"""
 
 
 def login_page(next_path: str, *, username: str = "", error: str = "", status: int = 200) -> HTMLResponse:
@@ -63,9 +51,7 @@ def login_page(next_path: str, *, username: str = "", error: str = "", status: i
         '<button type="submit">Log in</button></form>'
         '<p class="muted">For nbhosting\'s staff. Students open notebooks from their course.</p>'
     )
-    response = pages.page("Staff login", body, status=status, kind="admin", head=STYLE)
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return admin_page("Staff login", body, status=status)
 
 
 async def login_form(request: Request) -> Response:

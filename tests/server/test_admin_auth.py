@@ -61,6 +61,12 @@ def test_the_login_page_is_a_local_form_with_nothing_from_elsewhere(site):
     assert not re.search(r"(src|href)=\"(https?:)?//", page.text)  # no CDN, no external asset
 
 
+def test_staff_pages_are_never_framed_nor_cached(site):
+    for response in (site.client.get("/admin/login"), site.session("ada").get("/admin/"), log_in(site.client, "x")):
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["x-frame-options"] == "DENY" and response.headers["cache-control"] == "no-store"
+
+
 def test_a_login_sets_a_host_only_secure_strict_session_cookie_and_goes_on(site):
     response = log_in(site.client, next="/admin/?x=1")
     assert response.status_code == 303 and response.headers["location"] == "/admin/?x=1"
