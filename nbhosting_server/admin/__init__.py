@@ -51,8 +51,8 @@ def routes() -> list[Route]:
 
 
 __all__ = [
-    "FORM_LIMIT",
     "AdminRefused",
+    "FORM_LIMIT",
     "admin_page",
     "authenticated",
     "cookie_name",

@@ -285,3 +285,11 @@ def test_without_a_database_there_is_no_admin_surface(tmp_path):
     app = create_app(hub=hub)
     assert app.state.staff is None and app.state.database is None
     assert TestClient(app).get("/admin/login").status_code == 404
+
+
+def test_the_admin_packages_surface_is_what_all_says_and_sorted():
+    from nbhosting_server import admin
+
+    assert admin.__all__ == sorted(admin.__all__)
+    for name in admin.__all__:
+        assert getattr(admin, name).__doc__ or name == "FORM_LIMIT", name
