@@ -13,6 +13,7 @@
     ├── OverQuota                  a student's workspace is full (HTTP 507): nothing new is started
     ├── AccountUnavailable         a student's Linux account cannot be made now (HTTP 503)
     ├── Busy                       a launch would make more than the door allows now (HTTP 503 + Retry-After)
+    ├── LoginThrottled             too many failed staff logins for a user name or an address (HTTP 429 + Retry-After)
     ├── EgressUnfiltered           kernels' egress is on, and the host cannot filter it (no nft): not prepared
     ├── CommandFailed              a host command (podman, mount, ...) exited non-zero
     │   └── ImageBuildError        ... while building a notebook image
@@ -113,6 +114,20 @@ class Busy(NbhostingError):
         #: seconds until trying again may succeed
         self.retry_after = retry_after
         #: which limit refused: "cap", "platform:<name>", "client:<address>", or "counters" (they could not be read)
+        self.why = why
+
+
+class LoginThrottled(NbhostingError):
+    """Too many failed staff logins lately for this user name or this client address: the password was not even
+    checked. Trying again after ``retry_after`` seconds may work."""
+
+    reason = "login-throttled"
+
+    def __init__(self, message: str, *, retry_after: float, why: str) -> None:
+        super().__init__(message, log_detail=why)
+        #: seconds until a login may be tried again
+        self.retry_after = retry_after
+        #: which count refused: "user" or "address"
         self.why = why
 
 

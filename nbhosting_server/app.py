@@ -17,6 +17,7 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -54,9 +55,11 @@ from nbhosting_core.naming import student_copy_path
 from nbhosting_core.opened import OpenedLog
 from nbhosting_core.origins import check_origin, frame_ancestors
 from nbhosting_core.platforms import PlatformsFile
+from nbhosting_core.staff import StaffStore
 from nbhosting_core.system.records import Records
 
-from . import pages
+from . import admin, pages
+from .appdb import app_database
 from .coursepage import CoursePages
 from .errors import http_status, retry_after, retryable
 from .framing import FrameAncestors
@@ -485,6 +488,8 @@ def create_app(
     platforms: PlatformsFile | None = None,
     cull: bool = False,
     metrics_guard: MetricsGuard | None = None,
+    database: Engine | None = None,
+    staff: StaffStore | None = None,
 ) -> Starlette:
     """Build the app around a launcher and a gate.
 
@@ -501,6 +506,10 @@ def create_app(
 
     ``metrics_guard``: who may read ``/metrics`` (given the request, True to let it in); default the bearer token
     of ``settings.metrics_token_file`` (see :mod:`nbhosting_server.metrics`).
+    ``database`` (the app's, :func:`~nbhosting_server.appdb.app_database`): staff accounts, so the admin surface
+    is mounted (``/admin/login``, ``/admin/logout``, ``/admin/``: see :mod:`nbhosting_server.admin`), with a
+    :class:`~nbhosting_core.staff.StaffStore` on it (or ``staff``, e.g. a test's, whose engine is the database).
+    Both are on ``app.state`` (``database``, ``staff``; None without) for the admin routers.
     """
     if hub is not None:
         settings = hub.settings
@@ -537,6 +546,11 @@ def create_app(
     work = hub.work if hub is not None else launcher if isinstance(launcher, HelperClient) else None
     if work is not None:  # /_nbh/student/... on servers' origins, /share on the site's (see nbhosting_server.student)
         routes += StudentEndpoints(work, gate).routes()
+    if staff is None and database is not None:
+        staff = StaffStore(database, clock=gate.clock)
+    if staff is not None:  # /admin/...: staff logins and the landing page (see nbhosting_server.admin)
+        database = staff.engine
+        routes += admin.routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -556,7 +570,7 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        exception_handlers={404: _not_found, Exception: _server_error},
+        exception_handlers={404: _not_found, admin.AdminRefused: admin.refused_response, Exception: _server_error},
         lifespan=lifespan,
         middleware=[
             Middleware(RequestMetrics, metrics=metrics.http, routes=routes),  # first: it times all the rest
@@ -567,6 +581,8 @@ def create_app(
     app.state.launcher = launcher
     app.state.gate = gate
     app.state.metrics = metrics
+    app.state.database = database
+    app.state.staff = staff
     return app
 
 
@@ -581,6 +597,6 @@ def app_from_env() -> Starlette:
     settings = Settings()
     if os.geteuid() == 0:
         log.warning("the app runs as root, with the hub in its own process: run `nbh serve` to separate them")
-        return create_app(settings, Hub(settings), cull=True)
+        return create_app(settings, Hub(settings), cull=True, database=app_database(settings))
     log.info("the app runs as uid %d; launches go to the helper at %s", os.geteuid(), settings.helper_socket)
-    return create_app(settings)
+    return create_app(settings, database=app_database(settings))

@@ -14,7 +14,9 @@ import os
 from sqlalchemy import Engine
 
 from nbhosting_core.db import open_database
+from nbhosting_core.errors import NbhostingError
 from nbhosting_core.settings import Settings
+from nbhosting_core.system.layout import give_to_app
 from nbhosting_core.system.services import service_user
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,23 @@ def become_app_user(settings: Settings) -> None:
     os.setresgid(app.gid, app.gid, app.gid)
     os.setresuid(app.uid, app.uid, app.uid)
     log.info("running as the app's user %s (uid %d) for its database", app.name, app.uid)
+
+
+def prepare_database_dir(settings: Settings) -> None:
+    """As root, before :func:`become_app_user`: the default SQLite database's folder exists and is the app's (a
+    staff member may be added before the host's first ``nbh serve``). Nothing for another database URL.
+
+    Raises:
+        NbhostingError: DATA_ROOT does not exist (a host not set up, or a mistyped NBH_DATA_ROOT).
+    """
+    if settings.database_url is not None or os.geteuid() != 0:
+        return
+    if not settings.data_root.is_dir():
+        raise NbhostingError(
+            f"There is no {settings.data_root}: set NBH_DATA_ROOT, or prepare the host first (nbh serve, nbh doctor)."
+        )
+    settings.db_dir.mkdir(mode=0o700, exist_ok=True)
+    give_to_app(settings, settings.db_dir)
 
 
 def app_database(settings: Settings) -> Engine:

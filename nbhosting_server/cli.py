@@ -21,6 +21,7 @@
     nbh student ...                      reset, backups, restore, download, share for a student (studentcli)
     nbh events [--course C] [--student S] [--kind K] [--since ISO] [--limit N] [--json]   events, newest first
     nbh stats COURSE [--days N] [--json] a course's students, notebooks, launches and failures per day (statscli)
+    nbh staff ... | nbh token ...        staff accounts and their API tokens, in the app's database (staffcli)
 
 Every error nbhosting raises is printed as one line (what, and the admin's detail), exit status 1.
 """
@@ -47,7 +48,7 @@ from nbhosting_core.system.layout import give_to_app, share_with_app
 from nbhosting_core.system.secretfile import secret_owners
 from nbhosting_core.system.toolkey import ToolKey
 
-from . import imagecli, statscli, studentcli, systemd
+from . import imagecli, staffcli, statscli, studentcli, systemd
 from .coursecli import add_course_commands
 from .demo import ensure_datascience_course, ensure_demo_course
 from .lti import LTI11_ALIASES, LTI11_LAUNCH, LTI13_JWKS, LTI13_LAUNCH, LTI13_LOGIN
@@ -429,6 +430,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--print", action="store_true", help="write nothing: print every file instead")
     studentcli.register(sub, _hub)
     statscli.register(sub)
+    staffcli.register(sub)
     return p
 
 

@@ -20,6 +20,7 @@ from weakref import WeakKeyDictionary
 
 from nbhosting_core import Settings
 from nbhosting_core.gate import Gate
+from nbhosting_core.passwords import Passwords
 
 if TYPE_CHECKING:
     from nbhosting_core import Hub
@@ -34,6 +35,18 @@ TEST_SUBID_BASE = 4_000_000_000
 BENCH_UID_MIN = 3_100_000
 BENCH_UID_MAX = 3_249_999
 BENCH_SUBID_BASE = TEST_SUBID_BASE + (TEST_UID_MAX + 1 - TEST_UID_MIN) * 1024  # up to 4,256,000,000 < 2**32
+#: argon2 parameters that cost nothing (tests of staff logins only)
+FAST_PASSWORDS = Passwords(time_cost=1, memory_cost=8, parallelism=1)
+
+
+class FakeClock:
+    """Epoch seconds that only move when a test moves them (``clock.now += 60``)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def is_root() -> bool:
