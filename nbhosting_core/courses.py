@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from .courseconfig import CourseConfig, load_course_config
 from .coursemodels import Course, CourseState, CourseView, DeletePlan, PullResult
 from .errors import CommandFailed, CourseArchived, InvalidConfig, InvalidInput, NbhostingError, NotFound
-from .naming import validate_course
+from .naming import is_course_name, validate_course
 from .settings import Settings
 from .system.git import Git, check_branch, check_remote, local_path
 from .system.locks import file_lock
@@ -106,10 +106,10 @@ class Courses:
         names = set()
         if self.settings.courses_dir.is_dir():
             for entry in self.settings.courses_dir.iterdir():
-                if entry.is_dir() and not entry.is_symlink() and _is_course_name(entry.name):
+                if entry.is_dir() and not entry.is_symlink() and is_course_name(entry.name):
                     names.add(entry.name)
         if self._meta_dir.is_dir():
-            names |= {p.stem for p in self._meta_dir.glob("*.json") if _is_course_name(p.stem)}
+            names |= {p.stem for p in self._meta_dir.glob("*.json") if is_course_name(p.stem)}
         views = [self.show(name) for name in sorted(names)]
         return [v for v in views if archived or v.course.state is CourseState.ACTIVE]
 
@@ -412,14 +412,6 @@ class Courses:
 def _who() -> str:
     """Who acts, for the log: this process's user (root for the CLI and the helper)."""
     return f"uid {os.geteuid()}"
-
-
-def _is_course_name(name: str) -> bool:
-    try:
-        validate_course(name)
-    except InvalidInput:
-        return False
-    return True
 
 
 def _collect(lines: list[str], progress: Progress | None) -> Progress:

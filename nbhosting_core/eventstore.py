@@ -10,7 +10,8 @@ Queries answer pydantic models, for the API, the pages and the CLI alike:
 - :func:`events`: the events, newest first, filtered and paginated;
 - :func:`course_statistics`: one course's students and notebooks per UTC day, its progress map, launch durations
   and failures, the staff's own student ids excluded (see :mod:`nbhosting_core.coursestats`);
-- :func:`host_samples`: the host's figures over time (running servers, kernels, memory, load, disk).
+- :func:`host_samples`: the host's figures over time (running servers, kernels, memory, load, disk);
+- :func:`students`: the students seen in the events (of a course, or matching a search), most recent first.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .coursestats import CourseStatistics, DayActivity, Distribution, ProgressMap, course_statistics
@@ -45,6 +46,9 @@ __all__ = [
     "events",
     "host_samples",
     "ingest",
+    "StudentPage",
+    "StudentSummary",
+    "students",
 ]
 
 #: lines one :func:`ingest` call reads at most (a page that ingests first never waits long)
@@ -203,6 +207,84 @@ def _window(query: Select[Any], since: float | None, until: float | None) -> Sel
 def _stored(row: Any) -> StoredEvent:
     fields = {k: v for k, v in row.items() if k not in ("source", "offset", "data") and v is not None}
     return StoredEvent(**fields, data=json.loads(row["data"]) if row["data"] else {})
+
+
+# ------------------------------------------------------------------------------------------------ students
+
+
+class StudentSummary(BaseModel):
+    """A student as the events know them: their courses, when first and last seen, how many opens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    student_id: str
+    courses: list[str]
+    first_seen: float
+    last_seen: float
+    opens: int
+
+
+class StudentPage(BaseModel):
+    """One page of students, most recently seen first; ``total``: how many match."""
+
+    model_config = ConfigDict(frozen=True)
+
+    students: list[StudentSummary]
+    total: int
+
+
+def students(
+    engine: Engine, *, course: str | None = None, search: str | None = None, limit: int = 100, offset: int = 0
+) -> StudentPage:
+    """The students seen in the events (of ``course``, with an id containing ``search``), most recently seen first.
+
+    Args:
+        limit: at most this many (capped at :data:`MAX_EVENTS`); offset: skip that many first.
+    """
+    limit = max(1, min(limit, MAX_EVENTS))
+    e = events_table.c
+    where: list[ColumnElement[bool]] = [e.student_id.is_not(None)]
+    if course is not None:
+        where.append(e.course == course)
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(e.student_id.like(f"%{escaped}%", escape="\\"))
+    last = func.max(e.time).label("last_seen")
+    query = (
+        select(
+            e.student_id,
+            func.min(e.time).label("first_seen"),
+            last,
+            func.sum(case((e.kind == EventKind.OPEN.value, 1), else_=0)).label("opens"),
+        )
+        .where(*where)
+        .group_by(e.student_id)
+        .order_by(last.desc(), e.student_id)
+        .limit(limit)
+        .offset(max(0, offset))
+    )
+    total_query = select(func.count(func.distinct(e.student_id))).where(*where)
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+        total = connection.execute(total_query).scalar_one()
+        ids = [row.student_id for row in rows]
+        pairs = connection.execute(
+            select(e.student_id, e.course).where(e.student_id.in_(ids), e.course.is_not(None)).distinct()
+        ).all()
+    courses: dict[str, set[str]] = {}
+    for student_id, name in pairs:
+        courses.setdefault(student_id, set()).add(name)
+    page = [
+        StudentSummary(
+            student_id=row.student_id,
+            courses=sorted(courses.get(row.student_id, ())),
+            first_seen=row.first_seen,
+            last_seen=row.last_seen,
+            opens=int(row.opens or 0),
+        )
+        for row in rows
+    ]
+    return StudentPage(students=page, total=int(total))
 
 
 # ------------------------------------------------------------------------------------------------ host samples

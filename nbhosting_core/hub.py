@@ -10,6 +10,7 @@ as the hub is.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -43,9 +44,11 @@ from .models import (
     Server,
     ServerState,
     ServerView,
+    StudentView,
 )
 from .naming import (
     container_name,
+    is_course_name,
     student_copy_path,
     user_name,
     validate_course,
@@ -53,8 +56,9 @@ from .naming import (
     validate_student_id,
 )
 from .sampling import host_figures, measure
-from .serveradmin import DEFAULT_LOG_LINES, ServerAdmin, log_tail, redacted, validate_log_lines
+from .serveradmin import DEFAULT_LOG_LINES, MAX_WORKSPACES, ServerAdmin, log_tail, redacted, validate_log_lines
 from .settings import Settings
+from .studentfiles import summarize_workspace, workspace_courses
 from .studentwork import StudentWork
 from .system.cgroupfs import meminfo
 from .system.counters import Counters, SqliteCounters
@@ -382,6 +386,34 @@ class Hub:
         return redacted(self.courses.show(course))
 
     # ------------------------------------------------------------- a student's server (see serveradmin.ServerAdmin)
+
+    def student_view(self, student_id: str, *, course: str | None = None) -> StudentView:
+        """See :meth:`nbhosting_core.serveradmin.ServerAdmin.student_view`."""
+        started = time.monotonic()
+        student_id = validate_student_id(student_id)
+        course = validate_course(course) if course is not None else None
+        account = self.accounts.find(student_id)
+        if account is None:
+            return StudentView(student_id=student_id, user=None, workspaces=[], servers=[])
+        courses = [course] if course is not None else workspace_courses(account, is_course_name)
+        workspaces = []
+        for name in courses[:MAX_WORKSPACES]:
+            with contextlib.suppress(NotFound):  # no workspace in that course
+                workspaces.append(summarize_workspace(account, name))
+        servers = [
+            self._view(server, details=True, current=self.image_for(server.course))
+            for server in self.backend.list_servers()
+            if server.user == account.user and (course is None or server.course == course)
+        ]
+        log.info(
+            "student user=%s course=%s: %d workspaces, %d servers in %.3fs",
+            account.user,
+            course or "*",
+            len(workspaces),
+            len(servers),
+            time.monotonic() - started,
+        )
+        return StudentView(student_id=student_id, user=account.user, workspaces=workspaces, servers=servers)
 
     def server_view(self, course: str, student_id: str) -> ServerView:
         """The server of ``student_id`` in ``course``, with its activity and usage.

@@ -103,6 +103,29 @@ class ServerView(_Frozen):
     old_image: bool | None = None
 
 
+class WorkspaceSummary(_Frozen):
+    """A student's workspace of one course, as an admin sees it: its notebooks (the first
+    :data:`~nbhosting_core.studentfiles.SUMMARY_NOTEBOOKS`, by path), and how many files and bytes it holds."""
+
+    course: str
+    notebooks: list[str]
+    notebook_count: int
+    files: int
+    bytes: int
+    modified: float | None = None  # the newest file's mtime
+    truncated: bool = False  # more entries than a summary reads: the figures are a lower bound
+
+
+class StudentView(_Frozen):
+    """A student as an admin sees them: their account (None: they have none here), their workspaces (one per
+    course, summarized) and their servers."""
+
+    student_id: str
+    user: str | None = None
+    workspaces: list[WorkspaceSummary]
+    servers: list[ServerView]
+
+
 class CullReason(str, Enum):
     """Why the culler stops a server (or keeps it)."""
 

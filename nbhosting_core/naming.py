@@ -38,6 +38,11 @@ def validate_course(course: str) -> str:
     return course
 
 
+def is_course_name(name: str) -> bool:
+    """True if ``name`` is a course's name (see :func:`validate_course`; pure)."""
+    return bool(COURSE_RE.match(name)) and ".." not in name
+
+
 def validate_notebook_path(path: str) -> PurePosixPath:
     """Return ``path`` as a relative POSIX path that stays inside its course, else raise.
 

@@ -20,13 +20,15 @@ from typing import Protocol
 
 from .coursemodels import CourseView
 from .errors import InvalidInput
-from .models import Server, ServerView
+from .models import Server, ServerView, StudentView
 
 #: the most lines a log's tail may ask for
 MAX_LOG_LINES = 2000
 #: the most bytes of a log's tail returned (the last ones)
 MAX_LOG_BYTES = 256 * 1024
 DEFAULT_LOG_LINES = 200
+#: the most workspaces a student's view summarizes (the first, by course name)
+MAX_WORKSPACES = 50
 NEWLINE = ord("\n")
 
 
@@ -56,6 +58,15 @@ class ServerAdmin(Protocol):
 
         Raises:
             InvalidInput: ``course`` is not a course's name.
+        """
+        ...
+
+    def student_view(self, student_id: str, *, course: str | None = None) -> StudentView:
+        """A student's account, workspaces (of ``course`` only, if given: at most :data:`MAX_WORKSPACES`) and
+        servers (with their activity and usage). A student with no account here has none of them (not an error).
+
+        Raises:
+            InvalidInput: a bad student id or course.
         """
         ...
 

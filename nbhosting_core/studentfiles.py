@@ -21,14 +21,14 @@ import stat
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
 from pydantic import BaseModel, ConfigDict
 
 from .errors import InvalidInput, NotFound, OverQuota
-from .models import Account
+from .models import Account, WorkspaceSummary
 from .workspaces import DIR_FLAGS, _exists, _full, _opened_dirs
 
 #: the folder of nbhosting's own things in a student's home (no course slug starts with a dot)
@@ -271,3 +271,70 @@ def _zip_below(z: zipfile.ZipFile, fd: int, here: PurePosixPath, state: dict[str
                         dst.write(chunk)
         else:
             state["skipped"] += 1
+
+
+#: what an admin's summary of a workspace reads at most (entries) and lists (notebooks)
+SUMMARY_ENTRIES = 20_000
+SUMMARY_NOTEBOOKS = 100
+
+
+def workspace_courses(account: Account, is_course: Callable[[str], bool]) -> list[str]:
+    """The courses (names ``is_course`` accepts) the student has a workspace folder for, sorted; by descriptor."""
+    try:
+        with _walk(account, (), create=False) as fd:
+            return sorted(
+                entry.name
+                for entry in os.scandir(fd)
+                if is_course(entry.name) and stat.S_ISDIR(os.stat(entry.name, dir_fd=fd, follow_symlinks=False).st_mode)
+            )
+    except NotFound:
+        return []
+
+
+def summarize_workspace(account: Account, course: str) -> WorkspaceSummary:
+    """What the workspace of ``course`` holds, walked by descriptor (symlinks neither followed nor counted),
+    at most :data:`SUMMARY_ENTRIES` entries; Jupyter's checkpoints left out.
+
+    Raises:
+        NotFound: the student has no workspace for this course.
+    """
+    state = {"entries": 0, "files": 0, "bytes": 0, "modified": 0.0}
+    notebooks: list[str] = []
+    with _walk(account, (course,), create=False) as fd:
+        _summarize_below(fd, PurePosixPath(), state, notebooks, 0)
+    notebooks.sort()
+    return WorkspaceSummary(
+        course=course,
+        notebooks=notebooks[:SUMMARY_NOTEBOOKS],
+        notebook_count=len(notebooks),
+        files=int(state["files"]),
+        bytes=int(state["bytes"]),
+        modified=state["modified"] or None,
+        truncated=state["entries"] >= SUMMARY_ENTRIES,
+    )
+
+
+def _summarize_below(fd: int, here: PurePosixPath, state: dict[str, float], notebooks: list[str], depth: int) -> None:
+    for entry in os.scandir(fd):
+        if state["entries"] >= SUMMARY_ENTRIES:
+            return
+        state["entries"] += 1
+        try:
+            info = os.stat(entry.name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:  # gone meanwhile
+            continue
+        if stat.S_ISDIR(info.st_mode) and entry.name not in SKIPPED_DIRS and depth < MAX_DEPTH:
+            try:
+                child = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
+            except OSError:  # swapped for a link meanwhile: left out
+                continue
+            try:
+                _summarize_below(child, here / entry.name, state, notebooks, depth + 1)
+            finally:
+                os.close(child)
+        elif stat.S_ISREG(info.st_mode):
+            state["files"] += 1
+            state["bytes"] += info.st_size
+            state["modified"] = max(state["modified"], info.st_mtime)
+            if entry.name.endswith(".ipynb"):
+                notebooks.append(str(here / entry.name))

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..coursemodels import CourseView
 from ..errors import InvalidInput, RuntimeUnavailable
-from ..models import Launch, Server, ServerView
+from ..models import Launch, Server, ServerView, StudentView
 from ..serveradmin import DEFAULT_LOG_LINES, MAX_LOG_LINES, ServerAdmin
 from ..shares import Share
 from ..studentfiles import Backup
@@ -47,6 +47,7 @@ from .protocol import (
     SharesRequest,
     StatusRequest,
     StopServerRequest,
+    StudentViewRequest,
     UnshareRequest,
     WorkspaceRequest,
     error_of,
@@ -152,6 +153,14 @@ class HelperClient:
     def list_courses(self, *, archived: bool = False) -> list[CourseView]:
         """See :meth:`nbhosting_core.serveradmin.ServerAdmin.list_courses` (same errors)."""
         return self._lines(CoursesRequest(op="courses", archived=archived), CourseView)
+
+    def student_view(self, student_id: str, *, course: str | None = None) -> StudentView:
+        """See :meth:`nbhosting_core.serveradmin.ServerAdmin.student_view` (same errors)."""
+        try:
+            request = StudentViewRequest(op="student", student_id=student_id, course=course)
+        except ValidationError as exc:  # refused as the hub refuses it
+            raise InvalidInput("Invalid student id or course.", log_detail=str(exc)[:500]) from exc
+        return _need(self._call(request).student)
 
     def course_view(self, course: str) -> CourseView:
         """See :meth:`nbhosting_core.serveradmin.ServerAdmin.course_view` (same errors)."""

@@ -32,8 +32,9 @@ never by a container's name::
     <- {"v": 1, "ok": true, "logs": "[I 2026-11-26 03:50:01 ServerApp] ..."}
 
 Admins also read the courses (root's metadata, git's checkouts): ``courses`` (a payload of
-:class:`~nbhosting_core.coursemodels.CourseView` lines, without pulls' logs) and ``course`` (one, with its log);
-credentials in a remote never cross (:func:`~nbhosting_core.serveradmin.redacted`).
+:class:`~nbhosting_core.coursemodels.CourseView` lines, without pulls' logs) and ``course`` (one, with its log),
+credentials in a remote never crossing (:func:`~nbhosting_core.serveradmin.redacted`); and ``student``: one
+student's account, workspaces (summarized by descriptor) and servers.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from ..errors import (
     StartFailed,
     StartTimeout,
 )
-from ..models import Launch, Server, ServerView
+from ..models import Launch, Server, ServerView, StudentView
 from ..naming import validate_course, validate_notebook_path, validate_student_id
 from ..serveradmin import DEFAULT_LOG_LINES, MAX_LOG_BYTES, MAX_LOG_LINES
 from ..shares import Share
@@ -244,6 +245,24 @@ class LogsRequest(_Course):
     lines: int = Field(DEFAULT_LOG_LINES, ge=1, le=MAX_LOG_LINES, strict=True)
 
 
+class StudentViewRequest(_Message):
+    """A student's account, workspaces (of ``course``, if given) and servers."""
+
+    op: Literal["student"]
+    student_id: str = Field(max_length=256)
+    course: str | None = Field(None, max_length=64)
+
+    @field_validator("student_id")
+    @classmethod
+    def _student(cls, value: str) -> str:
+        return validate_student_id(value)
+
+    @field_validator("course")
+    @classmethod
+    def _course(cls, value: str | None) -> str | None:
+        return validate_course(value) if value is not None else None
+
+
 class CoursesRequest(_Message):
     """The host's courses (archived ones too with ``archived``), without their pulls' logs: a payload of lines."""
 
@@ -271,6 +290,7 @@ AdminRequest = (
     | LogsRequest
     | CoursesRequest
     | CourseRequest
+    | StudentViewRequest
 )
 StudentRequest = (
     ResetRequest
@@ -322,6 +342,7 @@ class Response(_Message):
     view: ServerView | None = None
     server: Server | None = None
     course: CourseView | None = None
+    student: StudentView | None = None
     logs: str | None = Field(None, max_length=MAX_LOG_BYTES)
     error: ErrorBody | None = None
 

@@ -67,6 +67,7 @@ from .protocol import (
     StatusRequest,
     StopServerRequest,
     StudentRequest,
+    StudentViewRequest,
     UnshareRequest,
     WorkspaceRequest,
     error_body,
@@ -274,7 +275,8 @@ class HelperServer:
             | RestartServerRequest
             | LogsRequest
             | CoursesRequest
-            | CourseRequest,
+            | CourseRequest
+            | StudentViewRequest,
         ):
             if self.admin is None:
                 raise RuntimeUnavailable(
@@ -349,6 +351,9 @@ def _admin_call(admin: ServerAdmin, request: AdminRequest) -> tuple[Response, Bi
         courses = admin.list_courses(archived=r.archived)
         payload, spool = _json_lines(courses, "courses.jsonl")
         return Response(ok=True, payload=payload), spool, f"{len(courses)} courses"
+    if isinstance(r, StudentViewRequest):
+        student = admin.student_view(r.student_id, course=r.course)
+        return Response(ok=True, student=student), None, f"{len(student.workspaces)} workspaces"
     if isinstance(r, CourseRequest):
         course = admin.course_view(r.course)
         return Response(ok=True, course=course), None, f"commit={(course.commit or '-')[:12]}"

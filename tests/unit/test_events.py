@@ -14,7 +14,7 @@ from nbhosting_core import FakeAccounts, FakeBackend, Hub, InvalidInput, NotFoun
 from nbhosting_core.events import Event, EventJournal, EventKind, is_journal_name, journal_name
 from tests.unit.test_hub import Clock
 
-DAY = 1_795_660_800.0  # 2026-11-26 00:00 UTC
+DAY = 1_795_660_800.0  # 2026-11-26 02:40 UTC
 
 
 def events_of(journal: EventJournal) -> list[Event]:

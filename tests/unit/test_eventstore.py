@@ -18,11 +18,11 @@ from nbhosting_core.db.engine import sqlite_url
 from nbhosting_core.db.schema import events as events_table
 from nbhosting_core.db.schema import journal_cursor, staff
 from nbhosting_core.events import EventJournal, EventKind
-from nbhosting_core.eventstore import course_statistics, events, host_samples, ingest
+from nbhosting_core.eventstore import course_statistics, events, host_samples, ingest, students
 from nbhosting_core.helper.service import host_sampler
 from tests.unit.test_hub import Clock
 
-DAY = 1_795_660_800.0  # 2026-11-26 02:40 UTC (the same moment as test_events.py, whose comment says 00:00)
+DAY = 1_795_660_800.0  # 2026-11-26 02:40 UTC (the same moment as test_events.py)
 
 
 @pytest.fixture
@@ -47,9 +47,9 @@ def opened(journal: EventJournal, student: str, notebook: str, action: str = "cr
 
 def a_term(journal: EventJournal, clock: Clock) -> None:
     """Three days of a course: alice every day, bob twice, carol once, the teacher (staff) once; one failure."""
-    for day, students in enumerate([["alice", "bob"], ["alice"], ["alice", "bob", "carol", "teacher-sid"]]):
+    for day, today in enumerate([["alice", "bob"], ["alice"], ["alice", "bob", "carol", "teacher-sid"]]):
         clock.now = DAY + day * 86400 + 9 * 3600
-        for n, student in enumerate(students):
+        for n, student in enumerate(today):
             clock.advance(60)
             opened(journal, student, f"w{day + 1}/intro.ipynb", duration=0.5 + n)
             journal.record(EventKind.READY, course="python", student_id=student, notebook="x", duration=2.0 + n)
@@ -218,3 +218,18 @@ def test_one_process_per_host_samples_and_an_interval_of_0_samples_nothing(hub, 
         first.stop()
     off = hub.settings.model_copy(update={"sample_interval": 0})
     assert host_sampler(Hub(off, backend=FakeBackend(), accounts=FakeAccounts(off.students_dir))) is None
+
+
+def test_students_are_listed_most_recently_seen_first_with_their_courses_and_opens(engine, journal, clock):
+    a_term(journal, clock)
+    ingest(engine, journal)
+    page = students(engine)
+    # the last day ends with four of them seen in the same second (then by id), carol a minute before
+    assert [s.student_id for s in page.students] == ["alice", "bob", "teacher-sid", "zoe", "carol"] and page.total == 5
+    alice = page.students[0]
+    assert (alice.courses, alice.opens) == (["python"], 6)
+    assert [s.student_id for s in students(engine, course="other").students] == ["zoe"]
+    assert [s.student_id for s in students(engine, search="ar").students] == ["carol"]
+    assert students(engine, search="%").students == []  # a search is text, never a pattern
+    second = students(engine, limit=2, offset=2)
+    assert [s.student_id for s in second.students] == ["teacher-sid", "zoe"] and second.total == 5

@@ -81,6 +81,7 @@ def test_the_hub_and_the_helpers_client_have_the_interfaces_signatures() -> None
     for name in (
         "list_courses",
         "course_view",
+        "student_view",
         "list_servers",
         "server_view",
         "stop_server",
@@ -435,3 +436,33 @@ def test_courses_are_listed_and_shown_without_the_credentials_of_their_remote(he
 def test_redact_credentials_leaves_urls_without_them_as_they_are() -> None:
     assert redact_credentials("ssh://git:tok@h/x and https://u@h/y") == "ssh://h/x and https://h/y"
     assert redact_credentials("git@github.com:team/x.git https://h/z") == "git@github.com:team/x.git https://h/z"
+
+
+# ------------------------------------------------------------------------------------------ a student
+
+
+def test_a_students_view_summarizes_their_workspaces_and_lists_their_servers_only(helper: Running, hub: Hub) -> None:
+    launched(hub, "alice")
+    launched(hub, "bob")
+    alice = hub.accounts.find("alice")
+    assert alice is not None
+    workspace = hub.workspaces.workspace(alice, "python")
+    (workspace / "w1" / "notes.txt").write_text("x" * 1000)
+    (workspace / ".ipynb_checkpoints").mkdir()
+    (workspace / ".ipynb_checkpoints" / "intro-checkpoint.ipynb").write_text("{}")
+    outside = hub.settings.data_root / "root-only.ipynb"
+    outside.write_text("y" * 5000)
+    os.symlink(outside, workspace / "planted.ipynb")  # a student's link: never followed, never counted
+    os.symlink(hub.settings.data_root, workspace / "planted-dir")
+    for admin in (hub, helper.client):
+        view = admin.student_view("alice")
+        assert view.user == alice.user and [w.course for w in view.workspaces] == ["python"]
+        (summary,) = view.workspaces
+        assert summary.notebooks == ["w1/intro.ipynb"] and summary.notebook_count == 1
+        assert summary.files == 2 and 1000 < summary.bytes < 5000
+        assert [v.server.student_id for v in view.servers] == ["alice"]
+        assert admin.student_view("alice", course="other").workspaces == []
+        nobody = admin.student_view("nobody")
+        assert (nobody.user, nobody.workspaces, nobody.servers) == (None, [], [])
+        with pytest.raises(InvalidInput):
+            admin.student_view("alice", course="../python")
