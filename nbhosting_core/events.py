@@ -108,8 +108,7 @@ class EventJournal:
         return event
 
     def _append(self, name: str, line: bytes) -> None:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(self.folder, 0o750)  # where the layout was not made (scripts, tests); else made at start
+        self.folder.mkdir(mode=0o750, parents=True, exist_ok=True)  # where no layout was made (scripts, tests)
         dir_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             fd = os.open(
@@ -127,6 +126,31 @@ class EventJournal:
                 os.close(fd)
         finally:
             os.close(dir_fd)
+
+    def prune(self, keep_days: int) -> list[str]:
+        """Remove the files of days older than ``keep_days`` (UTC days before today's); the names removed.
+
+        The app has read them into its database long before (it reads the journal every minute): the journal is
+        a hand-over, the database the record.
+        """
+        if keep_days <= 0:
+            return []
+        oldest = journal_name(self._clock() - keep_days * 86400)
+        removed = []
+        for name in self.files():
+            if name < oldest:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.folder / name)
+                    removed.append(name)
+        if removed:
+            log.info(
+                "journal: removed %d files older than %d days (%s..%s)",
+                len(removed),
+                keep_days,
+                removed[0],
+                removed[-1],
+            )
+        return removed
 
     def files(self) -> list[str]:
         """The journal's files, oldest first."""

@@ -249,6 +249,15 @@ class Settings(BaseSettings):
     sample_interval: float = Field(
         300, ge=0, description="Seconds between two samples of the host's figures in the events (0: none)."
     )
+    events_keep_days: int = Field(
+        30,
+        ge=0,
+        description="Days the host's journal of events keeps its files (the app's database keeps the events; "
+        "0: forever).",
+    )
+    events_ingest_interval: float = Field(
+        60, gt=0, description="Seconds between two readings of the host's journal into the app's database."
+    )
 
     # --- courses from git (see nbhosting_core.courses)
     course_pull_interval: float = Field(

@@ -46,6 +46,7 @@ from nbhosting_core import (
 from nbhosting_core.access import COOKIE_NAME, key_from_uri
 from nbhosting_core.containers import student_base
 from nbhosting_core.events import EventJournal
+from nbhosting_core.eventstore import ingest
 from nbhosting_core.figures import HostFigures
 from nbhosting_core.gate import TICKET_PATH, Gate, then_path
 from nbhosting_core.helper import HelperClient
@@ -554,15 +555,20 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        culler = None
+        periodic: list[Culler[Any]] = []
         if cull and hub is not None:
-            culler = Culler(hub.cull, lock_path=settings.locks_dir / "culler.lock", interval=settings.cull_interval)
-            culler.start()
+            periodic.append(
+                Culler(hub.cull, lock_path=settings.locks_dir / "culler.lock", interval=settings.cull_interval)
+            )
+        if database is not None:  # the host's journal read into the database, by one worker at a time
+            periodic.append(events_reader(settings, database))
+        for task in periodic:
+            task.start()
         try:
             yield
         finally:
-            if culler is not None:
-                culler.stop()
+            for task in periodic:
+                task.stop()
             metrics.worker_exit()
 
     def ancestors() -> str:
@@ -584,6 +590,20 @@ def create_app(
     app.state.database = database
     app.state.staff = staff
     return app
+
+
+def events_reader(settings: Settings, database: Engine) -> Culler[int]:
+    """Reads the host's journal of events into ``database`` every ``events_ingest_interval`` seconds, in one worker
+    of the host at a time (pages and the API read it too before answering: this keeps it current when nobody looks,
+    before the journal's old files are removed)."""
+    journal = EventJournal(settings.events_dir)
+
+    def read() -> list[int]:
+        return [ingest(database, journal)]
+
+    return Culler(
+        read, lock_path=settings.db_dir / "ingest.lock", interval=settings.events_ingest_interval, name="events reader"
+    )
 
 
 def app_from_env() -> Starlette:

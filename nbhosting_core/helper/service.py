@@ -90,12 +90,14 @@ def course_puller(hub: Hub) -> Culler[PullResult] | None:
 
 def host_sampler(hub: Hub) -> Culler[Event] | None:
     """The host's samples (:meth:`Hub.sample`), every ``sample_interval`` seconds (None when 0: off), in one
-    process per host (a ``flock``, as the culler)."""
+    process per host (a ``flock``, as the culler); each pass also removes the journal's files older than
+    ``events_keep_days``."""
     interval = hub.settings.sample_interval
     if not interval:
         return None
 
     def sample() -> list[Event]:
+        hub.events.prune(hub.settings.events_keep_days)
         return [hub.sample()]
 
     return Culler(sample, lock_path=hub.settings.locks_dir / "sampler.lock", interval=interval, name="sampler")

@@ -174,3 +174,15 @@ def test_an_admins_restart_and_removal_are_recorded(hub, clock):
     restart, removed = (e for e in events_of(hub.events) if e.kind in (EventKind.RESTART, EventKind.STOP))
     assert (restart.student_id, restart.actor, restart.action) == ("s1", "admin", "start")
     assert (removed.student_id, removed.reason) == ("s1", "removed")
+
+
+def test_old_journal_files_are_pruned_and_recent_ones_kept(tmp_path):
+    clock = Clock(DAY)
+    journal = EventJournal(tmp_path / "events", clock=clock)
+    for day in range(5):
+        clock.now = DAY - day * 86400
+        journal.record(EventKind.SAMPLE, data={"running": day})
+    clock.now = DAY
+    assert journal.prune(0) == []  # 0: kept forever
+    assert journal.prune(2) == ["2026-11-22.jsonl", "2026-11-23.jsonl"]
+    assert journal.files() == ["2026-11-24.jsonl", "2026-11-25.jsonl", "2026-11-26.jsonl"]

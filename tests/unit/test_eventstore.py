@@ -233,3 +233,14 @@ def test_students_are_listed_most_recently_seen_first_with_their_courses_and_ope
     assert students(engine, search="%").students == []  # a search is text, never a pattern
     second = students(engine, limit=2, offset=2)
     assert [s.student_id for s in second.students] == ["teacher-sid", "zoe"] and second.total == 5
+
+
+def test_the_apps_events_reader_copies_the_journal_into_the_database(tmp_path, engine):
+    from nbhosting_server.app import events_reader
+
+    s = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run")
+    EventJournal(s.events_dir).record(EventKind.OPEN, course="python", student_id="alice", notebook="a.ipynb")
+    reader = events_reader(s, engine)
+    assert reader.run_once() == [1] and reader.run_once() == [0]
+    assert [e.student_id for e in events(engine).events] == ["alice"]
+    reader.stop()
