@@ -1,5 +1,7 @@
-"""The app's start: an empty folder for its workers' request counts, then uvicorn (``python -m
-nbhosting_server.appstart <uvicorn's arguments>``, what `nbh serve` and the app's systemd unit run).
+"""The app's start: its database migrated, an empty folder for its workers' request counts, then uvicorn
+(``python -m nbhosting_server.appstart <uvicorn's arguments>``, what `nbh serve` and the app's systemd unit run).
+
+The database is migrated here, once, before any worker exists (each worker then finds it at the newest version).
 
 With several workers, each counts its requests in its own file of ``settings.metrics_dir`` (prometheus_client's
 multiprocess mode) and a scrape sums them. The folder belongs to one start of the app: the files a previous start
@@ -15,6 +17,8 @@ from pathlib import Path
 
 from nbhosting_core import Settings
 
+from .appdb import app_database
+
 
 def empty_metrics_dir(path: Path) -> None:
     """Make ``path`` (0700) if missing, and remove the counters' files (``*.db``) in it; nothing else is touched."""
@@ -29,9 +33,11 @@ def empty_metrics_dir(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Empty the metrics folder, name it to prometheus_client, and become uvicorn with ``argv``."""
+    """Migrate the database, empty the metrics folder, name it to prometheus_client, and become uvicorn."""
     args = sys.argv[1:] if argv is None else argv
-    folder = Settings().metrics_dir
+    settings = Settings()
+    app_database(settings).dispose()  # migrated to the newest, by this one process
+    folder = settings.metrics_dir
     empty_metrics_dir(folder)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)  # inherited by uvicorn's workers
     os.execv(sys.executable, [sys.executable, "-m", "uvicorn", *args])  # noqa: S606 (this Python, uvicorn)

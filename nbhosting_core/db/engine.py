@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +39,32 @@ def open_database(url: str, *, migrate: bool = True) -> Engine:
 
 
 def upgrade(engine: Engine) -> None:
-    """Run every migration not yet applied to ``engine``'s database."""
+    """Run every migration not yet applied to ``engine``'s database (an SQLite file's migrations one process at a
+    time: a lock file beside it)."""
     started = time.monotonic()
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    lock = Path(database + ".migrate.lock") if database and database != ":memory:" else None
+    with _migration_lock(lock), engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     log.info(
         "database %s migrated in %.3fs", engine.url.render_as_string(hide_password=True), time.monotonic() - started
     )
+
+
+@contextlib.contextmanager
+def _migration_lock(path: Path | None) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

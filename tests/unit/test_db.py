@@ -41,3 +41,17 @@ def test_the_migrations_form_one_line(tmp_path):
     config.set_main_option("script_location", str(MIGRATIONS))
     script = ScriptDirectory.from_config(config)
     assert len(script.get_heads()) == 1 and len(script.get_bases()) == 1
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path):
+    # the app's workers and a root shell may open a new database together: one migrates, the others find it done
+    import subprocess
+    import sys
+
+    url = sqlite_url(tmp_path / "db.sqlite")
+    code = f"from nbhosting_core.db import open_database; open_database({url!r})"
+    runs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(4)]
+    errors = [run.communicate(timeout=60)[1].decode() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0, 0], errors
+    with open_database(url).connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
