@@ -23,10 +23,10 @@ STYLE = """<style>
 CSP = "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
 
 
-def admin_page(title: str, body: str, *, status: int = 200, head: str = "") -> HTMLResponse:
+def admin_page(title: str, body: str, *, status: int = 200, head: str = "", kind: str = "admin") -> HTMLResponse:
     """A staff page: ``body`` and ``head`` are trusted markup (escape what goes in them); not cached, not framed,
-    no referrer sent."""
-    response = pages.page(title, body, status=status, kind="admin", head=STYLE + head)
+    no referrer sent. ``kind``: the class of its ``<main>`` (``wide`` for the pages with tables)."""
+    response = pages.page(title, body, status=status, kind=kind, head=STYLE + head)
     protect(response)
     return response
 
