@@ -213,6 +213,9 @@ async def try_status(request: Request) -> Response:
             lambda: launcher.launch_status(name, notebook, student_id),
         )
     except AdminRefused as exc:
+        if exc.status == 404:  # nothing starting or running for it (yet, or any more)
+            body = f"<h1>{esc(title)}</h1><p>You have no server starting for this notebook.</p>{again}"
+            return staff_page(request, principal, title, body)
         body = f"<h1>{esc(title)}</h1><p>{esc(exc.message)}</p>{again}"
         return staff_page(request, principal, title, body, status=exc.status)
     if launch.state is LaunchState.READY:
