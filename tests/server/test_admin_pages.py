@@ -99,6 +99,7 @@ def test_the_role_walk_over_every_admin_page(site, who):
         if response.status_code == 200 and template != "/admin/login":
             assert response.headers["cache-control"] == "no-store"
             assert response.headers["x-frame-options"] == "DENY"
+            assert response.headers["referrer-policy"] == "same-origin"  # a form's POST carries its Origin
             assert STYLESHEET_URL in response.text
         if response.status_code in (200, 303) and method == "POST" and "servers" in template:
             site.hub.open_notebook("demo", "a.ipynb", ALICE)  # running again for the next role
