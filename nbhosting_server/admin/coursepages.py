@@ -33,7 +33,7 @@ from .formats import esc, moment, query, segment, short_commit
 from .forms import form_of
 from .layout import redirect_with_flash, staff_page
 from .refusals import AdminRefused
-from .sources import call, server_admin_of, settings_of
+from .sources import call, launcher_of, server_admin_of, settings_of
 
 COURSES = "/admin/courses"
 CONFIG_ERROR = ' <span class="old">config error</span>'
@@ -182,7 +182,7 @@ async def try_notebook(request: Request) -> Response:
     """POST /admin/courses/{course}/try (a form: ``notebook``, the CSRF token): open it as the staff member's
     student id, then follow it at GET ``…/try?notebook=``."""
     principal, name, notebook, student_id = await _tried(request)
-    launcher = request.app.state.launcher
+    launcher = launcher_of(request)
     launch = await call(
         request,
         principal,
@@ -198,7 +198,7 @@ async def try_notebook(request: Request) -> Response:
 async def try_status(request: Request) -> Response:
     """GET /admin/courses/{course}/try?notebook=: the tried notebook's start; once ready, on to it."""
     principal, name, notebook, student_id = await _tried(request)
-    launcher = request.app.state.launcher
+    launcher = launcher_of(request)
     again = (
         f'<form class="inline" method="post" action="{esc(course_path(name))}/try">'
         f'<input type="hidden" name="{FIELD}" value="{esc(csrf_token(request))}">'

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from nbhosting_core import NbhostingError, Settings
 from nbhosting_core.events import EventJournal
 from nbhosting_core.eventstore import ingest
+from nbhosting_core.launcher import Launcher
 from nbhosting_core.roles import Principal
 from nbhosting_core.serveradmin import ServerAdmin
 
@@ -37,6 +38,11 @@ def server_admin_of(request: Request) -> ServerAdmin:
     if admin is None:
         raise AdminRefused(503, "This app cannot reach the host's servers (no hub, no helper).")
     return cast(ServerAdmin, admin)
+
+
+def launcher_of(request: Request) -> Launcher:
+    """The app's launcher (its hub, or the helper's client): what the Try action opens a notebook with."""
+    return cast(Launcher, request.app.state.launcher)
 
 
 def settings_of(request: Request) -> Settings:
