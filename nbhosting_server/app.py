@@ -585,6 +585,8 @@ def create_app(
     )
     app.state.hub = hub
     app.state.launcher = launcher
+    # what the admin pages and API see and act on: the hub in this process, or the helper's client
+    app.state.server_admin = hub if hub is not None else launcher if isinstance(launcher, HelperClient) else None
     app.state.gate = gate
     app.state.metrics = metrics
     app.state.database = database

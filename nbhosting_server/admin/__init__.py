@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
+from . import coursepages, serverpages, statpages, studentpages
 from .auth import (
     authenticated,
     cookie_name,
@@ -35,18 +36,34 @@ from .auth import (
 )
 from .forms import FORM_LIMIT, form_of, safe_next
 from .home import home
+from .layout import STYLESHEET_PATH, stylesheet
 from .login import login, login_form, logout
 from .page import admin_page
 from .refusals import AdminRefused
 
 
 def routes() -> list[Route]:
-    """``/admin/login`` (GET, POST), ``/admin/logout`` (POST), ``/admin/`` (GET)."""
+    """``/admin/login`` (GET, POST), ``/admin/logout`` (POST), ``/admin/`` (GET), the staff pages (see the README's
+    "Admin pages"), and their stylesheet ``/_nbh/static/admin.css``."""
     return [
         Route("/admin/login", login_form, methods=["GET"]),
         Route("/admin/login", login, methods=["POST"]),
         Route("/admin/logout", logout, methods=["POST"]),
         Route("/admin/", home, methods=["GET"]),
+        Route("/admin/courses", coursepages.courses, methods=["GET"]),
+        Route("/admin/courses/{course}", coursepages.course, methods=["GET"]),
+        Route("/admin/courses/{course}/try", coursepages.try_notebook, methods=["POST"]),
+        Route("/admin/courses/{course}/try", coursepages.try_status, methods=["GET"]),
+        Route("/admin/courses/{course}/statistics", statpages.course_statistics_page, methods=["GET"]),
+        Route("/admin/host", statpages.host_page, methods=["GET"]),
+        Route("/admin/servers", serverpages.servers, methods=["GET"]),
+        Route("/admin/servers/{course}/{student}/stop", serverpages.stop, methods=["POST"]),
+        Route("/admin/servers/{course}/{student}/restart", serverpages.restart, methods=["POST"]),
+        Route("/admin/servers/{course}/{student}/logs", serverpages.logs, methods=["GET"]),
+        Route("/admin/students", studentpages.students_page, methods=["GET"]),
+        Route("/admin/students/{student}", studentpages.student_page, methods=["GET"]),
+        Route("/admin/events", studentpages.events_page, methods=["GET"]),
+        Route(STYLESHEET_PATH, stylesheet, methods=["GET"]),
     ]
 
 

@@ -1,5 +1,5 @@
-"""``/admin/``: the staff's landing page: who is logged in, and what they may see and do (the admin pages link from
-here)."""
+"""``/admin/``: the staff's landing page: who is logged in, the pages they may open (the navigation, with what each
+shows), their courses, and what they may do where."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from starlette.responses import Response
 from nbhosting_core.roles import Permission, Principal, allowed
 
 from .auth import authenticated, csrf_token
-from .csrf import FIELD
-from .page import admin_page
+from .formats import segment
+from .layout import nav_links, staff_page
 
 #: what each permission means to a person
 LABELS = {
@@ -35,8 +35,18 @@ def _scope(principal: Principal, permission: Permission) -> str:
     return ", ".join(courses)
 
 
+#: what each page of the navigation shows
+PAGES = {
+    "/admin/courses": "their state, commit, last pull, notebooks; try a notebook",
+    "/admin/servers": "students' servers: age, idle time, memory, image; stop, restart, logs",
+    "/admin/students": "the students seen, their workspaces, servers and events",
+    "/admin/events": "opens, failures, stops, culls, newest first",
+    "/admin/host": "the host's servers, kernels, memory, load and disk over time",
+}
+
+
 async def home(request: Request) -> Response:
-    """GET /admin/: who you are, and what you may do where."""
+    """GET /admin/: who you are, where you may go, and what you may do where."""
     principal = await authenticated(request)
     rows = []
     for permission in Permission:
@@ -48,17 +58,22 @@ async def home(request: Request) -> Response:
         if rows
         else "<p>Your account may not see anything yet: ask an admin for your courses.</p>"
     )
-    logout = (
-        '<form class="inline" method="post" action="/admin/logout">'
-        f'<input type="hidden" name="{FIELD}" value="{html.escape(csrf_token(request))}">'
-        '<button type="submit">Log out</button></form>'
-        if principal.via == "session"
-        else ""
+    pages = "".join(
+        f'<li><a href="{path}">{html.escape(label)}</a>: {html.escape(PAGES[path])}</li>'
+        for path, label in nav_links(principal)
+        if path in PAGES
+    )
+    courses = "".join(
+        f'<li><a href="/admin/courses/{html.escape(segment(c))}">{html.escape(c)}</a></li>'
+        for c in sorted(principal.courses)
+        if allowed(principal, Permission.VIEW_COURSES, c)
     )
     body = (
         "<h1>nbhosting staff</h1>"
         f"<p>Logged in as <strong>{html.escape(principal.username)}</strong> ({principal.role.value}).</p>"
-        f"{table}{logout}"
+        + (f'<h2>Pages</h2><ul class="pages">{pages}</ul>' if pages else "")
+        + (f"<h2>Your courses</h2><ul>{courses}</ul>" if courses else "")
+        + f"<h2>Your permissions</h2>{table}"
     )
     head = f'<meta name="csrf-token" content="{html.escape(csrf_token(request))}">'
-    return admin_page("nbhosting staff", body, head=head)
+    return staff_page(request, principal, "nbhosting staff", body, head=head)

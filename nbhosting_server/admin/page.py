@@ -23,10 +23,10 @@ STYLE = """<style>
 CSP = "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
 
 
-def admin_page(title: str, body: str, *, status: int = 200, head: str = "") -> HTMLResponse:
+def admin_page(title: str, body: str, *, status: int = 200, head: str = "", kind: str = "admin") -> HTMLResponse:
     """A staff page: ``body`` and ``head`` are trusted markup (escape what goes in them); not cached, not framed,
-    no referrer sent."""
-    response = pages.page(title, body, status=status, kind="admin", head=STYLE + head)
+    no referrer sent to another site. ``kind``: the class of its ``<main>`` (``wide`` for the pages with tables)."""
+    response = pages.page(title, body, status=status, kind=kind, head=STYLE + head)
     protect(response)
     return response
 
@@ -35,5 +35,7 @@ def protect(response: HTMLResponse) -> None:
     """The headers of every staff page (an error page of the admin surface too)."""
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # "same-origin", not "no-referrer": under "no-referrer" a browser sends `Origin: null` with a form's POST, and the
+    # origin check of every write (and of the login) refuses it; "same-origin" still sends nothing to other sites
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cache-Control"] = "no-store"
