@@ -233,3 +233,16 @@ def test_students_are_listed_most_recently_seen_first_with_their_courses_and_ope
     assert students(engine, search="%").students == []  # a search is text, never a pattern
     second = students(engine, limit=2, offset=2)
     assert [s.student_id for s in second.students] == ["teacher-sid", "zoe"] and second.total == 5
+
+
+def test_a_teachers_listing_counts_only_the_events_of_their_courses(engine, journal, clock):
+    a_term(journal, clock)
+    clock.now += 60
+    journal.record(EventKind.OPEN, course="other", student_id="alice", notebook="x.ipynb", action="create")
+    ingest(engine, journal)
+    mine = students(engine, courses={"other"})
+    assert [s.student_id for s in mine.students] == ["alice", "zoe"] and mine.total == 2
+    assert mine.students[0].courses == ["other"] and mine.students[0].opens == 1  # not python's six
+    assert students(engine, courses=set()).students == []
+    assert {e.course for e in events(engine, courses={"other"}, limit=1000).events} == {"other"}
+    assert events(engine, courses=set()).events == []
