@@ -58,7 +58,7 @@ from nbhosting_core.platforms import PlatformsFile
 from nbhosting_core.staff import StaffStore
 from nbhosting_core.system.records import Records
 
-from . import admin, pages
+from . import admin, api, pages
 from .appdb import app_database
 from .coursepage import CoursePages
 from .errors import http_status, retry_after, retryable
@@ -465,12 +465,29 @@ class Endpoints:
         return pages.front_page()
 
 
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
 async def _not_found(request: Request, exc: Any) -> Response:
+    if _is_api(request):
+        return JSONResponse({"error": "not-found", "message": "There is nothing at this address."}, status_code=404)
     return pages.error_page(404, "Not found", "There is nothing at this address.")
+
+
+async def _not_allowed(request: Request, exc: Any) -> Response:
+    allow = getattr(exc, "headers", None) or {}
+    if _is_api(request):
+        message = "This address does not take this method."
+        return JSONResponse({"error": "method-not-allowed", "message": message}, status_code=405, headers=allow)
+    return Response("Method Not Allowed", status_code=405, headers=allow, media_type="text/plain")
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s", request.url.path, exc_info=exc)
+    if _is_api(request):
+        message = "Something went wrong on the server; the administrators can find the details in the logs."
+        return JSONResponse({"error": "internal", "message": message}, status_code=500)
     return pages.error_page(
         500,
         "Something went wrong on the server",
@@ -509,7 +526,9 @@ def create_app(
     ``database`` (the app's, :func:`~nbhosting_server.appdb.app_database`): staff accounts, so the admin surface
     is mounted (``/admin/login``, ``/admin/logout``, ``/admin/``: see :mod:`nbhosting_server.admin`), with a
     :class:`~nbhosting_core.staff.StaffStore` on it (or ``staff``, e.g. a test's, whose engine is the database).
-    Both are on ``app.state`` (``database``, ``staff``; None without) for the admin routers.
+    Both are on ``app.state`` (``database``, ``staff``; None without) for the admin routers, and so is the JSON
+    API (``/api/v1/``, see :mod:`nbhosting_server.api`), which reaches the host's servers through
+    ``app.state.server_admin`` (the hub, or the helper's client) and the events through ``app.state.journal``.
     """
     if hub is not None:
         settings = hub.settings
@@ -528,9 +547,10 @@ def create_app(
         hub.backend.list_running if hub is not None else Records(settings.servers_dir, settings.running_dir).running,
         clock=gate.clock,
     )
-    metrics = Metrics(
-        figures, metrics_guard or token_guard(settings.metrics_token_file), multiprocess=multiprocess_dir()
-    )
+    if staff is None and database is not None:
+        staff = StaffStore(database, clock=gate.clock)
+    guard = metrics_guard or token_guard(settings.metrics_token_file)
+    metrics = Metrics(figures, guard, multiprocess=multiprocess_dir())
     routes = [
         Route("/", e.front),
         Route("/metrics", metrics.endpoint),
@@ -546,11 +566,10 @@ def create_app(
     work = hub.work if hub is not None else launcher if isinstance(launcher, HelperClient) else None
     if work is not None:  # /_nbh/student/... on servers' origins, /share on the site's (see nbhosting_server.student)
         routes += StudentEndpoints(work, gate).routes()
-    if staff is None and database is not None:
-        staff = StaffStore(database, clock=gate.clock)
-    if staff is not None:  # /admin/...: staff logins and the landing page (see nbhosting_server.admin)
+    if staff is not None:  # /admin/...: staff logins and the landing page (see nbhosting_server.admin); /api/v1/
         database = staff.engine
         routes += admin.routes()
+        routes += api.routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -570,7 +589,12 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        exception_handlers={404: _not_found, admin.AdminRefused: admin.refused_response, Exception: _server_error},
+        exception_handlers={
+            404: _not_found,
+            405: _not_allowed,
+            admin.AdminRefused: admin.refused_response,
+            Exception: _server_error,
+        },
         lifespan=lifespan,
         middleware=[
             Middleware(RequestMetrics, metrics=metrics.http, routes=routes),  # first: it times all the rest
@@ -579,6 +603,8 @@ def create_app(
     )
     app.state.hub = hub
     app.state.launcher = launcher
+    app.state.server_admin = hub if hub is not None else launcher if isinstance(launcher, HelperClient) else None
+    app.state.journal = hub.events if hub is not None else EventJournal(settings.events_dir)
     app.state.gate = gate
     app.state.metrics = metrics
     app.state.database = database
