@@ -65,7 +65,7 @@ from .errors import http_status, retry_after, retryable
 from .framing import FrameAncestors
 from .logs import mask_access_log
 from .lti import LtiEndpoints
-from .metrics import Metrics, MetricsGuard, RequestMetrics, multiprocess_dir, token_guard
+from .metrics import Metrics, MetricsGuard, RequestMetrics, multiprocess_dir, staff_guard, token_guard
 from .student import StudentEndpoints
 
 log = logging.getLogger("nbhosting")
@@ -522,7 +522,8 @@ def create_app(
     see :class:`~nbhosting_core.culling.Culler`); with the helper, the helper culls.
 
     ``metrics_guard``: who may read ``/metrics`` (given the request, True to let it in); default the bearer token
-    of ``settings.metrics_token_file`` (see :mod:`nbhosting_server.metrics`).
+    of ``settings.metrics_token_file`` (see :mod:`nbhosting_server.metrics`). With staff, a staff member who may
+    manage the host (an admin's API token or session) may read them too.
     ``database`` (the app's, :func:`~nbhosting_server.appdb.app_database`): staff accounts, so the admin surface
     is mounted (``/admin/login``, ``/admin/logout``, ``/admin/``: see :mod:`nbhosting_server.admin`), with a
     :class:`~nbhosting_core.staff.StaffStore` on it (or ``staff``, e.g. a test's, whose engine is the database).
@@ -550,7 +551,7 @@ def create_app(
     if staff is None and database is not None:
         staff = StaffStore(database, clock=gate.clock)
     guard = metrics_guard or token_guard(settings.metrics_token_file)
-    metrics = Metrics(figures, guard, multiprocess=multiprocess_dir())
+    metrics = Metrics(figures, staff_guard(guard) if staff is not None else guard, multiprocess=multiprocess_dir())
     routes = [
         Route("/", e.front),
         Route("/metrics", metrics.endpoint),
