@@ -10,16 +10,22 @@ database; the host's servers are reached through ``app.state.server_admin`` (the
 
 from __future__ import annotations
 
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route, Router
 
 from .dispatch import endpoint, error_response
 from .handlers import Call, Services, Unavailable
 from .table import OPERATIONS, PREFIX, Operation, Scope
 
 
-def routes() -> list[Route]:
-    """One route per operation of :data:`OPERATIONS`."""
-    return [Route(PREFIX + op.path, endpoint(op), methods=[op.method], name=f"api.{op.name}") for op in OPERATIONS]
+def routes() -> list[BaseRoute]:
+    """``/api/v1``, with one route per operation of :data:`OPERATIONS` under it.
+
+    Mounted as one router that never redirects a trailing slash: ``/servers/demo/x%2F`` is student ``x/``
+    (refused), never a redirect to student ``x``; whatever is under ``/api/v1/`` and no operation's is a JSON 404.
+    """
+    operations = [Route(op.path, endpoint(op), methods=[op.method], name=op.name) for op in OPERATIONS]
+    api = Router(operations, redirect_slashes=False)
+    return [Mount(PREFIX, app=api, name="api")]
 
 
 __all__ = [

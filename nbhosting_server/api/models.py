@@ -56,9 +56,9 @@ def _moment(value: Any) -> float:
         except ValueError:
             try:
                 moment = datetime.fromisoformat(text)
-            except ValueError as exc:
+                seconds = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+            except (ValueError, OverflowError) as exc:  # year 1 in a zone east of UTC overflows
                 raise ValueError("a moment is a number of seconds or an ISO 8601 time") from exc
-            seconds = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     elif isinstance(value, int | float):
         seconds = float(value)
     else:

@@ -8,7 +8,7 @@ import urllib.parse
 import nbformat
 import pytest
 from nbformat.v4 import new_notebook
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from nbhosting_core.errors import Busy, NotFound, StartTimeout
 from nbhosting_core.roles import Role
@@ -92,6 +92,8 @@ def test_a_student_id_that_needs_encoding_names_its_server_and_a_slash_in_it_nam
     assert logs["student_id"] == ODD and logs["lines"] == 5 and "started" in logs["text"]
     slash = ada.get(f"{PREFIX}/servers/demo/edx%2Fa")  # decoded, the path has one more segment: no route
     assert slash.status_code == 404 and slash.json()["error"] == "not-found"
+    trailing = ada.get(f"{PREFIX}/servers/demo/{quoted(ODD)}%2F")  # never redirected to the server of ODD
+    assert trailing.status_code == 404 and trailing.json()["error"] == "not-found"
     backslash = ada.get(f"{PREFIX}/servers/demo/edx%5Ca")
     assert backslash.status_code == 400 and backslash.json()["error"] == "invalid-input"
     missing = ada.get(f"{PREFIX}/servers/demo/edx:nobody")
@@ -271,10 +273,13 @@ def test_the_openapi_document_is_served_to_anybody(api):
 
 
 def test_every_mounted_api_route_is_in_the_document_and_every_documented_one_is_mounted(api):
+    mounts = [route for route in api.app.routes if isinstance(route, Mount) and route.path.startswith("/api")]
+    assert [m.path for m in mounts] == [PREFIX]
+    assert not [r for r in api.app.routes if isinstance(r, Route) and r.path.startswith("/api")]
     mounted = {
-        (route.path, method)
-        for route in api.app.routes
-        if isinstance(route, Route) and route.path.startswith(PREFIX)
+        (PREFIX + route.path, method)
+        for route in mounts[0].routes
+        if isinstance(route, Route)
         for method in route.methods or ()
         if method != "HEAD"
     }
