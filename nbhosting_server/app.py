@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from nbhosting_core import (
     AccessCookie,
@@ -552,7 +552,7 @@ def create_app(
         staff = StaffStore(database, clock=gate.clock)
     guard = metrics_guard or token_guard(settings.metrics_token_file)
     metrics = Metrics(figures, staff_guard(guard) if staff is not None else guard, multiprocess=multiprocess_dir())
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/", e.front),
         Route("/metrics", metrics.endpoint),
         Route("/_nbh/auth", e.auth),
