@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -304,3 +305,11 @@ def test_every_reference_in_the_document_resolves():
     walk(doc)
     names = {f"#/components/schemas/{name}" for name in doc["components"]["schemas"]}
     assert refs <= names, refs - names
+
+
+def test_the_readme_lists_every_operation_with_its_permission():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for op in OPERATIONS:
+        line = next((row for row in readme.splitlines() if row.startswith(f"| `{op.method} {PREFIX}{op.path}")), None)
+        assert line is not None, f"README's Admin API lacks {op.method} {op.path}"
+        assert op.permission is None or f"| {op.permission.value} |" in line, line
