@@ -29,10 +29,10 @@ def routes() -> list[BaseRoute]:
 
 
 __all__ = [
-    "OPERATIONS",
-    "PREFIX",
     "Call",
+    "OPERATIONS",
     "Operation",
+    "PREFIX",
     "Scope",
     "Services",
     "Unavailable",

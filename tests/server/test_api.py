@@ -6,6 +6,7 @@ import json
 import urllib.parse
 from pathlib import Path
 
+import jsonschema
 import nbformat
 import pytest
 from nbformat.v4 import new_notebook
@@ -313,3 +314,28 @@ def test_the_readme_lists_every_operation_with_its_permission():
         line = next((row for row in readme.splitlines() if row.startswith(f"| `{op.method} {PREFIX}{op.path}")), None)
         assert line is not None, f"README's Admin API lacks {op.method} {op.path}"
         assert op.permission is None or f"| {op.permission.value} |" in line, line
+
+
+def test_the_api_packages_surface_is_what_all_says_and_sorted():
+    from nbhosting_server import api as package
+
+    assert package.__all__ == sorted(package.__all__)
+    for name in package.__all__:
+        assert getattr(package, name).__doc__ or name in ("OPERATIONS", "PREFIX"), name
+
+
+def test_every_answer_and_refusal_matches_its_documented_schema(api):
+    doc = document()
+
+    def check(value, schema):
+        jsonschema.validate(value, {**schema, "components": doc["components"]}, cls=jsonschema.Draft202012Validator)
+
+    ada, nobody = api.bearer("ada"), api.client
+    for op in OPERATIONS:
+        responses = doc["paths"][PREFIX + op.path][op.method.lower()]["responses"]
+        answer = ada.request(op.method, url_of(op))
+        assert answer.status_code == 200, (op.name, answer.text)
+        check(answer.json(), responses["200"]["content"]["application/json"]["schema"])
+        if op.scope is not Scope.PUBLIC:
+            refused = nobody.request(op.method, url_of(op))
+            check(refused.json(), responses[str(refused.status_code)]["content"]["application/json"]["schema"])
