@@ -2,7 +2,7 @@
 
 Query models forbid unknown parameters and bound every value; a course's name and a student's id are checked by
 :mod:`nbhosting_core.naming`, as everywhere else. A moment is seconds since the epoch or an ISO 8601 time (UTC
-when it names no zone), between 1970 and 3000.
+when it names no zone), between the years 1 and 9999.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from nbhosting_core.coursemodels import CourseView
 from nbhosting_core.coursestats import MAX_DAYS
@@ -23,8 +23,9 @@ from nbhosting_core.naming import COURSE_RE, MAX_STUDENT_ID, validate_course, va
 from nbhosting_core.roles import Permission, Role
 from nbhosting_core.serveradmin import DEFAULT_LOG_LINES, MAX_LOG_LINES
 
-#: the latest moment a query may name (the year 3000)
-LAST_MOMENT = 32503680000.0
+#: the earliest and latest moments a query may name (0001-01-01 and 10000-01-01 UTC: any ISO 8601 time is between)
+FIRST_MOMENT = -62135596800.0
+LAST_MOMENT = 253402300800.0
 #: a student id's characters: printable ASCII but '/' and '\\' (what naming.validate_student_id lets in)
 STUDENT_ID_PATTERN = rf"^[!-.0-\[\]-~]{{1,{MAX_STUDENT_ID}}}$"
 
@@ -48,7 +49,7 @@ def _moment(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a moment is a number of seconds or an ISO 8601 time")
     if isinstance(value, str):
-        text = value.strip()
+        text = value.strip().upper().replace(":60", ":59")  # RFC 3339's "t" and "z"; a leap second: the one before
         if len(text) > 40:
             raise ValueError("a moment is a number of seconds or an ISO 8601 time")
         try:
@@ -63,28 +64,24 @@ def _moment(value: Any) -> float:
         seconds = float(value)
     else:
         raise ValueError("a moment is a number of seconds or an ISO 8601 time")
-    if not math.isfinite(seconds) or not 0 <= seconds <= LAST_MOMENT:
-        raise ValueError("a moment lies between 1970 and 3000")
+    if not math.isfinite(seconds) or not FIRST_MOMENT <= seconds <= LAST_MOMENT:
+        raise ValueError("a moment lies between the years 1 and 9999")
     return seconds
 
 
-CourseName = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=64, pattern=COURSE_RE.pattern),
-    AfterValidator(_course),
-]
-StudentId = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=MAX_STUDENT_ID, pattern=STUDENT_ID_PATTERN),
-    AfterValidator(_student_id),
-]
+#: a course's name as JSON Schema says it (what naming.validate_course lets in: no "..")
+COURSE_SCHEMA = {"type": "string", "maxLength": 64, "pattern": COURSE_RE.pattern, "not": {"pattern": r"\.\."}}
+#: a student id as JSON Schema says it
+STUDENT_ID_SCHEMA = {"type": "string", "maxLength": MAX_STUDENT_ID, "pattern": STUDENT_ID_PATTERN}
+CourseName = Annotated[str, AfterValidator(_course), WithJsonSchema(COURSE_SCHEMA)]
+StudentId = Annotated[str, AfterValidator(_student_id), WithJsonSchema(STUDENT_ID_SCHEMA)]
 Moment = Annotated[
     float,
     BeforeValidator(_moment),
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "minimum": 0, "maximum": LAST_MOMENT},
+                {"type": "number", "minimum": FIRST_MOMENT, "maximum": LAST_MOMENT},
                 {"type": "string", "format": "date-time"},
             ],
             "description": "Seconds since the epoch, or an ISO 8601 time (UTC when it names no zone).",

@@ -17,10 +17,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from nbhosting_core.naming import COURSE_RE, MAX_STUDENT_ID
-
 from ..admin.auth import SECURE_COOKIE
-from .models import STUDENT_ID_PATTERN, ApiError
+from .models import COURSE_SCHEMA, STUDENT_ID_SCHEMA, ApiError
 from .table import OPERATIONS, PREFIX, Operation, Scope
 
 #: the committed copy of the document
@@ -38,13 +36,10 @@ ERRORS = {
     504: "The server did not start again in time.",
 }
 PATH_PARAMS: dict[str, dict[str, Any]] = {
-    "course": {
-        "description": "A course's name.",
-        "schema": {"type": "string", "maxLength": 64, "pattern": COURSE_RE.pattern},
-    },
+    "course": {"description": "A course's name.", "schema": COURSE_SCHEMA},
     "student_id": {
         "description": "A student id (the platform's name, ':', its id), percent-encoded: it may hold '?', '#', '%'.",
-        "schema": {"type": "string", "maxLength": MAX_STUDENT_ID, "pattern": STUDENT_ID_PATTERN},
+        "schema": STUDENT_ID_SCHEMA,
     },
 }
 

@@ -137,8 +137,10 @@ def test_a_bad_query_is_a_400_that_says_why(api, query):
         ("since=1800000000&until=1800000001.5", 200),
         ("since=nan", 400),
         ("since=inf", 400),
-        ("since=-1", 400),
-        ("since=3000-01-02", 400),
+        ("since=-1", 200),
+        ("since=1429-10-29t19:52:35.12%2B08:14", 200),
+        ("since=2016-12-31T23:59:60Z", 200),
+        ("since=1e12", 400),
         ("since=yesterday", 400),
         ("limit=0", 400),
         ("limit=1001", 400),
@@ -152,9 +154,9 @@ def test_events_read_moments_as_iso_or_epoch_and_bound_the_rest(api, query, stat
     assert api.bearer("ada").get(f"{PREFIX}/events?{query}").status_code == status
 
 
-def test_host_samples_need_since_before_until(api):
+def test_host_samples_of_an_empty_window_are_none(api):
     ada = api.bearer("ada")
-    assert ada.get(f"{PREFIX}/host/samples?since=2000&until=1000").status_code == 400
+    assert ada.get(f"{PREFIX}/host/samples?since=2000&until=1000").json()["samples"] == []
     assert ada.get(f"{PREFIX}/host/samples?since=1000&until=2000").json()["samples"] == []
 
 
