@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -165,6 +165,7 @@ def events(
     engine: Engine,
     *,
     course: str | None = None,
+    courses: Collection[str] | None = None,
     student_id: str | None = None,
     kind: EventKind | None = None,
     since: float | None = None,
@@ -175,6 +176,7 @@ def events(
     """The stored events that match every filter given, newest first (by time, then id).
 
     Args:
+        courses: of these courses only (a teacher's listing); events of no course are left out then.
         since, until: seconds since the epoch (``since`` included, ``until`` excluded).
         limit: at most this many (capped at :data:`MAX_EVENTS`).
         before_id: the events after this one in the order (the previous page's ``next_before_id``).
@@ -185,6 +187,8 @@ def events(
     for column, value in ((e.course, course), (e.student_id, student_id), (e.kind, kind.value if kind else None)):
         if value is not None:
             query = query.where(column == value)
+    if courses is not None:
+        query = query.where(e.course.in_(sorted(courses)))
     query = _window(query, since, until)
     if before_id is not None:
         then = select(e.time).where(e.id == before_id).scalar_subquery()
@@ -234,11 +238,19 @@ class StudentPage(BaseModel):
 
 
 def students(
-    engine: Engine, *, course: str | None = None, search: str | None = None, limit: int = 100, offset: int = 0
+    engine: Engine,
+    *,
+    course: str | None = None,
+    courses: Collection[str] | None = None,
+    search: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
 ) -> StudentPage:
     """The students seen in the events (of ``course``, with an id containing ``search``), most recently seen first.
 
     Args:
+        courses: seen in these courses only (a teacher's listing): their figures and their ``courses`` count
+            those courses' events only.
         limit: at most this many (capped at :data:`MAX_EVENTS`); offset: skip that many first.
     """
     limit = max(1, min(limit, MAX_EVENTS))
@@ -246,6 +258,8 @@ def students(
     where: list[ColumnElement[bool]] = [e.student_id.is_not(None)]
     if course is not None:
         where.append(e.course == course)
+    if courses is not None:
+        where.append(e.course.in_(sorted(courses)))
     if search:
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         where.append(e.student_id.like(f"%{escaped}%", escape="\\"))
@@ -269,15 +283,21 @@ def students(
         total = connection.execute(total_query).scalar_one()
         ids = [row.student_id for row in rows]
         pairs = connection.execute(
-            select(e.student_id, e.course).where(e.student_id.in_(ids), e.course.is_not(None)).distinct()
+            select(e.student_id, e.course)
+            .where(
+                e.student_id.in_(ids),
+                e.course.is_not(None),
+                *([e.course.in_(sorted(courses))] if courses is not None else []),
+            )
+            .distinct()
         ).all()
-    courses: dict[str, set[str]] = {}
+    seen_in: dict[str, set[str]] = {}
     for student_id, name in pairs:
-        courses.setdefault(student_id, set()).add(name)
+        seen_in.setdefault(student_id, set()).add(name)
     page = [
         StudentSummary(
             student_id=row.student_id,
-            courses=sorted(courses.get(row.student_id, ())),
+            courses=sorted(seen_in.get(row.student_id, ())),
             first_seen=row.first_seen,
             last_seen=row.last_seen,
             opens=int(row.opens or 0),

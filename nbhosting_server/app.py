@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from nbhosting_core import (
     AccessCookie,
@@ -59,14 +59,14 @@ from nbhosting_core.platforms import PlatformsFile
 from nbhosting_core.staff import StaffStore
 from nbhosting_core.system.records import Records
 
-from . import admin, pages
+from . import admin, api, pages
 from .appdb import app_database
 from .coursepage import CoursePages
 from .errors import http_status, retry_after, retryable
 from .framing import FrameAncestors
 from .logs import mask_access_log
 from .lti import LtiEndpoints
-from .metrics import Metrics, MetricsGuard, RequestMetrics, multiprocess_dir, token_guard
+from .metrics import Metrics, MetricsGuard, RequestMetrics, multiprocess_dir, staff_guard, token_guard
 from .student import StudentEndpoints
 
 log = logging.getLogger("nbhosting")
@@ -466,12 +466,29 @@ class Endpoints:
         return pages.front_page()
 
 
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
 async def _not_found(request: Request, exc: Any) -> Response:
+    if _is_api(request):
+        return JSONResponse({"error": "not-found", "message": "There is nothing at this address."}, status_code=404)
     return pages.error_page(404, "Not found", "There is nothing at this address.")
+
+
+async def _not_allowed(request: Request, exc: Any) -> Response:
+    allow = getattr(exc, "headers", None) or {}
+    if _is_api(request):
+        message = "This address does not take this method."
+        return JSONResponse({"error": "method-not-allowed", "message": message}, status_code=405, headers=allow)
+    return Response("Method Not Allowed", status_code=405, headers=allow, media_type="text/plain")
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s", request.url.path, exc_info=exc)
+    if _is_api(request):
+        message = "Something went wrong on the server; the administrators can find the details in the logs."
+        return JSONResponse({"error": "internal", "message": message}, status_code=500)
     return pages.error_page(
         500,
         "Something went wrong on the server",
@@ -506,11 +523,14 @@ def create_app(
     see :class:`~nbhosting_core.culling.Culler`); with the helper, the helper culls.
 
     ``metrics_guard``: who may read ``/metrics`` (given the request, True to let it in); default the bearer token
-    of ``settings.metrics_token_file`` (see :mod:`nbhosting_server.metrics`).
+    of ``settings.metrics_token_file`` (see :mod:`nbhosting_server.metrics`). With staff, a staff member who may
+    manage the host (an admin's API token or session) may read them too.
     ``database`` (the app's, :func:`~nbhosting_server.appdb.app_database`): staff accounts, so the admin surface
     is mounted (``/admin/login``, ``/admin/logout``, ``/admin/``: see :mod:`nbhosting_server.admin`), with a
     :class:`~nbhosting_core.staff.StaffStore` on it (or ``staff``, e.g. a test's, whose engine is the database).
-    Both are on ``app.state`` (``database``, ``staff``; None without) for the admin routers.
+    Both are on ``app.state`` (``database``, ``staff``; None without) for the admin routers, and so is the JSON
+    API (``/api/v1/``, see :mod:`nbhosting_server.api`), which reaches the host's servers through
+    ``app.state.server_admin`` (the hub, or the helper's client) and the events through ``app.state.journal``.
     """
     if hub is not None:
         settings = hub.settings
@@ -529,10 +549,11 @@ def create_app(
         hub.backend.list_running if hub is not None else Records(settings.servers_dir, settings.running_dir).running,
         clock=gate.clock,
     )
-    metrics = Metrics(
-        figures, metrics_guard or token_guard(settings.metrics_token_file), multiprocess=multiprocess_dir()
-    )
-    routes = [
+    if staff is None and database is not None:
+        staff = StaffStore(database, clock=gate.clock)
+    guard = metrics_guard or token_guard(settings.metrics_token_file)
+    metrics = Metrics(figures, staff_guard(guard) if staff is not None else guard, multiprocess=multiprocess_dir())
+    routes: list[BaseRoute] = [
         Route("/", e.front),
         Route("/metrics", metrics.endpoint),
         Route("/_nbh/auth", e.auth),
@@ -547,11 +568,10 @@ def create_app(
     work = hub.work if hub is not None else launcher if isinstance(launcher, HelperClient) else None
     if work is not None:  # /_nbh/student/... on servers' origins, /share on the site's (see nbhosting_server.student)
         routes += StudentEndpoints(work, gate).routes()
-    if staff is None and database is not None:
-        staff = StaffStore(database, clock=gate.clock)
-    if staff is not None:  # /admin/...: staff logins and the landing page (see nbhosting_server.admin)
+    if staff is not None:  # /admin/...: staff logins and the landing page (see nbhosting_server.admin); /api/v1/
         database = staff.engine
         routes += admin.routes()
+        routes += api.routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -576,7 +596,12 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        exception_handlers={404: _not_found, admin.AdminRefused: admin.refused_response, Exception: _server_error},
+        exception_handlers={
+            404: _not_found,
+            405: _not_allowed,
+            admin.AdminRefused: admin.refused_response,
+            Exception: _server_error,
+        },
         lifespan=lifespan,
         middleware=[
             Middleware(RequestMetrics, metrics=metrics.http, routes=routes),  # first: it times all the rest
@@ -587,6 +612,7 @@ def create_app(
     app.state.launcher = launcher
     # what the admin pages and API see and act on: the hub in this process, or the helper's client
     app.state.server_admin = hub if hub is not None else launcher if isinstance(launcher, HelperClient) else None
+    app.state.journal = hub.events if hub is not None else EventJournal(settings.events_dir)
     app.state.gate = gate
     app.state.metrics = metrics
     app.state.database = database

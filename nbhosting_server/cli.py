@@ -19,6 +19,8 @@
     nbh course build|images|restart-old  a course's own image (see nbhosting_server.imagecli)
     nbh systemd [--dir DIR] [--print]    write the systemd units of a production host (helper, app, Caddy)
     nbh student ...                      reset, backups, restore, download, share for a student (studentcli)
+    nbh student show STUDENT [--course C] [--json]   their workspaces, servers and latest events
+    nbh students [--course C] [--search S] [--json]  the students the events know, most recent first (statscli)
     nbh events [--course C] [--student S] [--kind K] [--since ISO] [--limit N] [--json]   events, newest first
     nbh stats COURSE [--days N] [--json] a course's students, notebooks, launches and failures per day (statscli)
     nbh staff ... | nbh token ...        staff accounts and their API tokens, in the app's database (staffcli)

@@ -10,17 +10,20 @@ Two sources, each correct with several worker processes:
   several (``PROMETHEUS_MULTIPROC_DIR``, set by the app's start, :mod:`nbhosting_server.appstart`): each worker
   writes its counts to its own file there and a scrape sums them all; only counters and histograms, no gauge.
 
-The guard is a callable given the request, True to let it in (the staff's API tokens, when there are); by default
+The guard is a callable given the request, True to let it in (a coroutine function is awaited); by default
 :func:`token_guard`: the bearer token of ``settings.metrics_token_file``. Without one, every scrape gets a 401.
+When the app has staff, :func:`staff_guard` also lets in a staff member who may manage the host (an admin's API
+token, or session).
 """
 
 from __future__ import annotations
 
 import hmac
+import inspect
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -44,10 +47,15 @@ from nbhosting_core.figures import (
     HostFigures,
 )
 from nbhosting_core.figures import Histogram as Observed
+from nbhosting_core.roles import Permission, allowed
+
+from .admin import principal_of
 
 log = logging.getLogger(__name__)
 #: who may read /metrics: given the request, True to let it in
 MetricsGuard = Callable[[Request], bool]
+#: the same, as a coroutine function (it may ask the staff's database)
+AsyncMetricsGuard = Callable[[Request], Awaitable[bool]]
 #: the methods counted by name (any other is "other")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: the route label of a request no route matched (a 404)
@@ -102,6 +110,31 @@ def token_guard(token_file: Path | None) -> MetricsGuard:
         return token is not None and hmac.compare_digest(presented.encode(), token.encode())
 
     return guard
+
+
+def staff_guard(guard: MetricsGuard) -> AsyncMetricsGuard:
+    """``guard``, or else a staff member who may manage the host (:data:`~nbhosting_core.roles.Permission.MANAGE_HOST`:
+    an admin's API token or session, see :func:`nbhosting_server.admin.principal_of`)."""
+
+    async def either(request: Request) -> bool:
+        if await run_in_threadpool(guard, request):
+            return True
+        started = time.monotonic()
+        principal = await principal_of(request)
+        if principal is None:
+            return False
+        let_in = allowed(principal, Permission.MANAGE_HOST)
+        log.info(
+            "metrics %s to %s (%s, %s) in %.3fs",
+            "shown" if let_in else "refused",
+            principal.username,
+            principal.via,
+            principal.role.value,
+            time.monotonic() - started,
+        )
+        return let_in
+
+    return either
 
 
 def _buckets(observed: Observed) -> list[tuple[str, float]]:
@@ -227,7 +260,9 @@ class Metrics:
     """The app's metrics: a registry of the host's figures and the requests (summed over the workers'
     files in multiprocess mode), the middleware's counters, and the ``/metrics`` endpoint behind ``guard``."""
 
-    def __init__(self, figures: HostFigures, guard: MetricsGuard, *, multiprocess: Path | None = None) -> None:
+    def __init__(
+        self, figures: HostFigures, guard: MetricsGuard | AsyncMetricsGuard, *, multiprocess: Path | None = None
+    ) -> None:
         self.guard = guard
         self.multiprocess = multiprocess
         self.registry = CollectorRegistry(auto_describe=False)
@@ -240,7 +275,9 @@ class Metrics:
 
     async def endpoint(self, request: Request) -> Response:
         """GET /metrics: the metrics in Prometheus's text format, to whom the guard lets in; else 401."""
-        if not await run_in_threadpool(self.guard, request):
+        guard = self.guard
+        let_in = await guard(request) if inspect.iscoroutinefunction(guard) else await run_in_threadpool(guard, request)
+        if not let_in:
             return PlainTextResponse(
                 "A valid token is needed (Authorization: Bearer).\n",
                 status_code=401,

@@ -1,7 +1,9 @@
-"""`nbh events` and `nbh stats`: the host's events and a course's figures, for a shell on the host.
+"""`nbh events`, `nbh stats`, `nbh students`: the host's events, a course's figures, the students the events know,
+for a shell on the host.
 
     nbh events [--course C] [--student S] [--kind K] [--since ISO] [--until ISO] [--limit N] [--json]
     nbh stats COURSE [--days N] [--json]
+    nbh students [--course C] [--search S] [--limit N] [--offset N] [--json]
 
 As root, each first becomes the app's user (the database is the app's: see :mod:`.appdb`), then copies the journal's
 new lines into the database (:func:`nbhosting_core.eventstore.ingest`), then answers from the database.
@@ -21,7 +23,7 @@ from sqlalchemy import Engine
 
 from nbhosting_core.coursestats import Distribution
 from nbhosting_core.events import EventJournal, EventKind
-from nbhosting_core.eventstore import course_statistics, events, ingest
+from nbhosting_core.eventstore import StoredEvent, course_statistics, events, ingest, students
 from nbhosting_core.settings import Settings
 
 from .appdb import app_database, become_app_user
@@ -62,14 +64,24 @@ def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(page.model_dump(mode="json"), indent=2))
         return 0
+    print(events_table(page.events))
+    if page.next_before_id is not None:
+        print(f"(more: --before {page.next_before_id})")
+    elif not page.events:
+        print("no event")
+    return 0
+
+
+def events_table(found: Sequence[StoredEvent]) -> str:
+    """Events as a table, one a line."""
     rows = [("TIME (UTC)", "KIND", "COURSE", "STUDENT", "NOTEBOOK", "WHAT", "TOOK", "BY")]
-    for e in page.events:
+    for e in found:
         what = e.action or e.reason or ""
         if e.kind is EventKind.SAMPLE:
             what = " ".join(f"{k}={v}" for k, v in e.data.items() if k in ("running", "kernels", "load1"))
         rows.append(
             (
-                _moment(e.time),
+                utc_moment(e.time),
                 e.kind.value,
                 e.course or "",
                 e.student_id or "",
@@ -79,11 +91,26 @@ def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
                 e.actor or "",
             )
         )
-    print(_table(rows))
-    if page.next_before_id is not None:
-        print(f"(more: --before {page.next_before_id})")
-    elif not page.events:
-        print("no event")
+    return table(rows)
+
+
+def cmd_students(settings: Settings, args: argparse.Namespace) -> int:
+    """`nbh students`: the students the events know, most recently seen first."""
+    page = students(open_events(settings), course=args.course, search=args.search, limit=args.limit, offset=args.offset)
+    if args.json:
+        print(json.dumps(page.model_dump(mode="json"), indent=2))
+        return 0
+    rows = [("STUDENT", "COURSES", "OPENS", "FIRST SEEN (UTC)", "LAST SEEN (UTC)")]
+    for st in page.students:
+        rows.append(
+            (st.student_id, ",".join(st.courses), str(st.opens), utc_moment(st.first_seen), utc_moment(st.last_seen))
+        )
+    print(table(rows))
+    shown = args.offset + len(page.students)
+    if shown < page.total:
+        print(f"({page.total - shown} more: --offset {shown})")
+    elif not page.students:
+        print("no student")
     return 0
 
 
@@ -111,11 +138,11 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
                 _seconds(d.ready_durations.p90),
             )
         )
-    print(_table(rows))
+    print(table(rows))
     if stats.launches:
         print()
         header = ("LAUNCH", "COUNT", "MEDIAN", "P90", "LONGEST")
-        print(_table([header] + [_launch(launch.action, launch.durations) for launch in stats.launches]))
+        print(table([header] + [_launch(launch.action, launch.durations) for launch in stats.launches]))
     if stats.failures:
         print("\nfailures: " + ", ".join(f"{f.reason} {f.count}" for f in stats.failures))
     progress = stats.progress
@@ -128,7 +155,7 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    """Add `nbh events` and `nbh stats` to the `nbh` parser's subcommands ``sub``."""
+    """Add `nbh events`, `nbh stats` and `nbh students` to the `nbh` parser's subcommands ``sub``."""
     c = sub.add_parser("events", help="the host's events, newest first", description=cmd_events.__doc__)
     c.set_defaults(func=cmd_events)
     c.add_argument("--course")
@@ -143,6 +170,13 @@ def register(sub: Any) -> None:
     c.set_defaults(func=cmd_stats)
     c.add_argument("course")
     c.add_argument("--days", type=int, default=30, help="UTC days back, today included (default 30, at most 366)")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c = sub.add_parser("students", help="the students the events know", description=cmd_students.__doc__)
+    c.set_defaults(func=cmd_students)
+    c.add_argument("--course", help="seen in this course")
+    c.add_argument("--search", help="part of the student id (text, not a pattern)")
+    c.add_argument("--limit", type=int, default=50, help="at most this many (default 50, at most 1000)")
+    c.add_argument("--offset", type=int, default=0, help="skip that many first")
     c.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -159,7 +193,7 @@ def _launch(action: str, d: Distribution) -> tuple[str, ...]:
     return (name, str(d.count), _seconds(d.median), _seconds(d.p90), _seconds(d.max))
 
 
-def _moment(when: float) -> str:
+def utc_moment(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -167,6 +201,6 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
-def _table(rows: Sequence[tuple[str, ...]]) -> str:
+def table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

@@ -8,6 +8,11 @@ nbh student download-workspace COURSE STUDENT -o F   their workspace of a course
 nbh student share COURSE NOTEBOOK STUDENT            render it in their running server and print the link
 nbh student unshare COURSE NOTEBOOK STUDENT          revoke the link
 nbh student shares COURSE STUDENT                    their shares (--json)
+nbh student show STUDENT [--course C] [--events N]   their workspaces, servers and latest events (--json)
+
+``show`` reads the student's workspaces and servers through the hub first, as root, then becomes the app's user for
+good to read their events from the app's database (as ``nbh events`` does: see :mod:`.appdb`): root never opens the
+app's files, and nothing needs to go back to root after.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from nbhosting_core import Hub, Settings
+from nbhosting_core.eventstore import StoredEvent, events
 from nbhosting_core.origins import site_origin
 from nbhosting_core.shares import Share, share_url
 from nbhosting_core.studentwork import Download
+
+from .statscli import events_table, open_events, table, utc_moment
 
 HubFactory = Callable[[Settings], Hub]
 
@@ -53,6 +61,13 @@ def register(commands: Any, hub_factory: HubFactory) -> None:
     add("unshare", _unshare, "revoke the link of a shared notebook", *_NB)
     c = add("shares", _shares, "list a student's shares (with their links)", "course", "student")
     c.add_argument("--json", action="store_true", help="print JSON")
+    help_text = "a student's workspaces, servers and latest events"
+    c = sub.add_parser("show", help=help_text, description=help_text)
+    c.add_argument("student")
+    c.add_argument("--course", help="in this course only")
+    c.add_argument("--events", type=int, default=20, help="how many of their latest events (default 20, 0: none)")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c.set_defaults(func=lambda settings, ns: _show(settings, ns, hub_factory))
 
 
 _NB = ("course", "notebook", "student")
@@ -124,3 +139,40 @@ def _shares(hub: Hub, args: argparse.Namespace) -> int:
         for s in shares:
             print(f"{s.notebook}  {_link(hub, s)}")
     return 0
+
+
+def _show(settings: Settings, args: argparse.Namespace, hub_factory: HubFactory) -> int:
+    view = hub_factory(settings).student_view(args.student, course=args.course)  # as root: homes, podman
+    found: list[StoredEvent] = []
+    if args.events > 0:
+        engine = open_events(settings)  # from here on, the app's user (for good)
+        found = events(engine, student_id=view.student_id, course=args.course, limit=min(args.events, 1000)).events
+    if args.json:
+        print(
+            json.dumps({**view.model_dump(mode="json"), "events": [e.model_dump(mode="json") for e in found]}, indent=2)
+        )
+        return 0
+    print(f"student {view.student_id}: " + (f"user {view.user}" if view.user else "no account on this host"))
+    if view.workspaces:
+        rows: list[tuple[str, ...]] = [("WORKSPACE", "NOTEBOOKS", "FILES", "SIZE", "MODIFIED (UTC)")]
+        for w in view.workspaces:
+            size = f"{w.bytes / 2**20:.1f}M" + ("+" if w.truncated else "")
+            rows.append(
+                (w.course, str(w.notebook_count), str(w.files), size, utc_moment(w.modified) if w.modified else "-")
+            )
+        print("\n" + table(rows))
+    if view.servers:
+        rows = [("SERVER", "COURSE", "STATE", "IDLE", "AGE", "IMAGE")]
+        for v in view.servers:
+            s = v.server
+            rows.append(
+                (s.name, s.course, s.state.value, _ago(v.idle_seconds), _ago(v.age_seconds), v.image_label or s.image)
+            )
+        print("\n" + table(rows))
+    if found:
+        print("\n" + events_table(found))
+    return 0
+
+
+def _ago(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.0f}m" if seconds < 3600 else f"{seconds / 3600:.1f}h"

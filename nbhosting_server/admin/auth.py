@@ -41,6 +41,15 @@ SECURE_COOKIE = "__Host-nbh-staff"
 PLAIN_COOKIE = "nbh-staff"
 LOGIN_PATH = "/admin/login"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: the ``error`` slug of a refusal's JSON, by status
+REFUSALS = {
+    400: "invalid-input",
+    401: "unauthenticated",
+    403: "forbidden",
+    413: "too-large",
+    415: "unsupported-media-type",
+    429: "throttled",
+}
 
 
 def cookie_name(request: Request) -> str:
@@ -187,14 +196,16 @@ def login_url(next_path: str) -> str:
 
 
 async def refused_response(request: Request, exc: Exception) -> Response:
-    """The app's answer to an :class:`AdminRefused`: JSON ``{"error": status, "message"}`` under ``/api/``;
+    """The app's answer to an :class:`AdminRefused`: JSON ``{"error": slug, "message"}`` under ``/api/`` (the slugs
+    of :data:`REFUSALS`);
     elsewhere a page, or, for a 401 on a GET, the login page."""
     assert isinstance(exc, AdminRefused)
     headers = {"Cache-Control": "no-store"} | exc.headers
     if exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if request.url.path.startswith("/api/"):
-        return JSONResponse({"error": exc.status, "message": exc.message}, status_code=exc.status, headers=headers)
+        body = {"error": REFUSALS.get(exc.status, "refused"), "message": exc.message}
+        return JSONResponse(body, status_code=exc.status, headers=headers)
     if exc.status == 401 and request.method in SAFE_METHODS:
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(login_url(here), status_code=303, headers={"Cache-Control": "no-store"})

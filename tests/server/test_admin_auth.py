@@ -153,7 +153,7 @@ def test_a_page_without_a_principal_goes_to_the_login_page_and_back(site):
 
 def test_the_api_answers_401_and_403_in_json(site):
     response = site.client.get("/api/test/metrics")
-    assert response.status_code == 401 and response.json()["error"] == 401
+    assert response.status_code == 401 and response.json()["error"] == "unauthenticated"
     assert response.headers["www-authenticate"] == "Bearer"
     response = site.bearer("tom").get("/api/test/metrics")
     assert response.status_code == 403 and "may not" in response.json()["message"]

@@ -17,9 +17,10 @@ from starlette.testclient import TestClient
 
 from nbhosting_core import FakeAccounts, FakeBackend, Hub, Settings
 from nbhosting_core.events import EventKind
+from nbhosting_core.roles import Role
 from nbhosting_server import create_app
 from nbhosting_server.appstart import empty_metrics_dir
-from nbhosting_server.metrics import UNMATCHED, route_template
+from nbhosting_server.metrics import UNMATCHED, route_template, token_guard
 from tests.server.platform import PLATFORMS, signed_url
 
 TOKEN = "s3cret-metrics-token-0123456789"
@@ -285,3 +286,24 @@ def test_one_scrape_sums_the_requests_of_every_worker_process(tmp_path):
             w.terminate()
         for w in workers:
             w.wait(timeout=30)
+
+
+def test_an_admins_api_token_or_session_reads_the_metrics_and_a_teachers_does_not(admin_app):
+    assert admin_app.bearer("ada").get("/metrics").status_code == 200
+    assert admin_app.session("ada").get("/metrics").status_code == 200
+    assert admin_app.bearer("tom").get("/metrics").status_code == 401
+    assert admin_app.bearer("ada", role=Role.TEACHER).get("/metrics").status_code == 401  # a token lowered
+    assert admin_app.client.get("/metrics", headers={"Authorization": "Bearer nbh_forged"}).status_code == 401
+    assert admin_app.client.get("/metrics").status_code == 401
+
+
+def test_with_staff_the_token_file_still_lets_prometheus_in(tmp_path):
+    from tests.admin_app import make_admin_app
+
+    token_file = tmp_path / "metrics-token"
+    token_file.write_text(TOKEN)
+    (tmp_path / "site").mkdir()
+    made = make_admin_app(tmp_path / "site")
+    client = TestClient(create_app(hub=made.hub, staff=made.store, metrics_guard=token_guard(token_file)))
+    assert client.get("/metrics", headers=AUTH).status_code == 200
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong-token-0123456789"}).status_code == 401

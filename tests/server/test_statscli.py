@@ -69,3 +69,17 @@ def test_stats_as_json_and_as_a_table(settings, capsys, monkeypatch):
 def test_a_bad_time_is_refused_by_the_parser(settings):
     with pytest.raises(SystemExit):
         cli.parser().parse_args(["events", "--since", "yesterday"])
+
+
+def test_students_as_json_and_as_a_table(settings, capsys):
+    assert run(settings, "students", "--json") == 0
+    page = json.loads(capsys.readouterr().out)
+    assert [st["student_id"] for st in page["students"]] == ["bob", "alice"] and page["total"] == 2
+    assert page["students"][1]["opens"] == 2 and page["students"][1]["courses"] == ["python"]
+    assert run(settings, "students", "--search", "ali", "--limit", "1") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["STUDENT", "COURSES", "OPENS"] and out[1].split()[:3] == ["alice", "python", "2"]
+    assert run(settings, "students", "--limit", "1") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "(1 more: --offset 1)"
+    assert run(settings, "students", "--course", "nope") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "no student"

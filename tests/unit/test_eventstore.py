@@ -244,3 +244,16 @@ def test_the_apps_events_reader_copies_the_journal_into_the_database(tmp_path, e
     assert reader.run_once() == [1] and reader.run_once() == [0]
     assert [e.student_id for e in events(engine).events] == ["alice"]
     reader.stop()
+
+
+def test_a_teachers_listing_counts_only_the_events_of_their_courses(engine, journal, clock):
+    a_term(journal, clock)
+    clock.now += 60
+    journal.record(EventKind.OPEN, course="other", student_id="alice", notebook="x.ipynb", action="create")
+    ingest(engine, journal)
+    mine = students(engine, courses={"other"})
+    assert [s.student_id for s in mine.students] == ["alice", "zoe"] and mine.total == 2
+    assert mine.students[0].courses == ["other"] and mine.students[0].opens == 1  # not python's six
+    assert students(engine, courses=set()).students == []
+    assert {e.course for e in events(engine, courses={"other"}, limit=1000).events} == {"other"}
+    assert events(engine, courses=set()).events == []
