@@ -334,6 +334,11 @@ def phase_rows(results: Results, link: Link, kind: str) -> list[Row]:
     for hop in hops:
         values = {s: [d for t in r for h, d in t.phases.hops if h == hop] for s, r in runs.items()}
         out.append(row(f"(hop) GET {hop} -> next request", values))
+    for what, label in (
+        ("browser", "CPU: the browser's processes"),
+        ("rest", "CPU: the rest of the host (servers, proxies)"),
+    ):
+        out.append(row(label, {s: [t.cpu[what] for t in r if what in t.cpu] for s, r in runs.items()}))
     for metric in BUSY.values():
         values = {s: [t.main_thread[metric] for t in r if metric in t.main_thread] for s, r in runs.items()}
         out.append(row(f"main thread busy: {metric}", values))

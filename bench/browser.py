@@ -95,6 +95,23 @@ def busy(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` so far (a process gone counts 0)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def host_busy_seconds() -> float:
+    """CPU seconds the whole host spent busy so far (every core; idle and iowait excluded)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def served_certificate(port: int, server_name: str, host: str = "127.0.0.1") -> bytes:
     """The DER leaf certificate served on ``host:port`` for SNI ``server_name`` (not verified: only its key is used)."""
     context = ssl.create_default_context()
@@ -127,6 +144,7 @@ class Timings:
     url: str = ""  # where the browser ended (the notebook's URL)
     phases: Breakdown = field(default_factory=Breakdown)  # where the wait went (Chromium's network records)
     main_thread: dict[str, float] = field(default_factory=dict)  # renderer's busy seconds (Performance.getMetrics)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds during the run: the browser's, the rest's
 
 
 @dataclass
@@ -177,6 +195,12 @@ class Browser:
             elif event.get("method") == "Network.responseReceived":
                 response = params.get("response", {})
                 timings.cached += bool(response.get("fromDiskCache") or response.get("fromMemoryCache"))
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds so far of this browser (chromedriver and every process below it), and of the whole host."""
+        from bench.memory import descendants
+
+        return cpu_seconds(descendants(self.driver.service.process.pid)), host_busy_seconds()
 
     def metrics(self) -> dict[str, float]:
         """The page's renderer counters (seconds of main-thread script, tasks, layout, style)."""
@@ -247,6 +271,7 @@ class Browser:
         timings = Timings()
         self.drain_log()
         counters = self.metrics()
+        browser_cpu, host_cpu = self.cpu()
         click_wall = time.time()
         start = time.monotonic()
         deadline = start + TIMEOUT
@@ -269,6 +294,11 @@ class Browser:
             timings.output = time.monotonic() - start
         except Exception as exc:  # noqa: BLE001 - reported with the figures
             timings.error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        browser_now, host_now = self.cpu()
+        timings.cpu = {
+            "browser": browser_now - browser_cpu,
+            "rest": (host_now - host_cpu) - (browser_now - browser_cpu),
+        }
         time.sleep(0.5)  # what was still arriving for the page
         events = self.drain_log()
         if dump := os.environ.get("NBH_BENCH_EVENTS"):  # a folder: each run's records, to read a breakdown by hand

@@ -4,9 +4,11 @@ thread's busy time, an active student's processes by kind, and ``python -X impor
 from __future__ import annotations
 
 import base64
+import os
+import time
 from typing import Any
 
-from bench.browser import busy
+from bench.browser import busy, cpu_seconds, host_busy_seconds
 from bench.imports import parse_importtime
 from bench.memory import kind
 from bench.phases import breakdown
@@ -127,3 +129,12 @@ def test_importtime_lines_give_the_modules_in_the_order_they_finished_and_each_p
     order, own = parse_importtime(stderr)
     assert order == ["tornado.escape", "tornado", "jupyter_server.base", "jupyter_server"]
     assert own == {"tornado": 0.0021, "jupyter_server": 0.0008}
+
+
+def test_cpu_seconds_count_a_live_process_and_nothing_for_a_gone_one() -> None:
+    spin = time.process_time() + 0.05
+    while time.process_time() < spin:
+        pass
+    assert cpu_seconds([os.getpid()]) >= 0.04
+    assert cpu_seconds([2**22 + 1]) == 0.0  # above any pid_max: no such process
+    assert host_busy_seconds() >= cpu_seconds([os.getpid()])
