@@ -167,6 +167,8 @@ class Browser:
         self.driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
         self.driver.execute_cdp_cmd("Network.enable", {})
         self.driver.execute_cdp_cmd("Performance.enable", {})
+        if encoding := os.environ.get("NBH_BENCH_ACCEPT_ENCODING"):  # an experiment: e.g. identity, no compression
+            self.driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Accept-Encoding": encoding}})
         conditions = self.link.cdp()
         if conditions is not None:
             self.driver.execute_cdp_cmd("Network.emulateNetworkConditions", conditions)
