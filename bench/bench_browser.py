@@ -12,8 +12,11 @@ Both are measured in the same run, alternately, with the same headless Chromium:
 server) from the click to the notebook UI, the idle kernel and the first output of 6*7 in a new cell; the same
 student returning (server up, same profile, cache warm); on the loopback and on an emulated 20 Mbit/s + 40 ms link.
 Then, from each system's own API: cold start, a burst of new students, idle memory per never-used server and per
-active student. Every figure is printed with its ratio to the peer's and the issue's targets. `--quick`: one run,
-loopback only. Everything started is stopped and removed at the end, also on Ctrl-C.
+active student. Every figure is printed with its ratio to the peer's and the issue's targets. Then where the time
+and the memory go: each wait's phases from Chromium's records (bench.phases), main-thread and CPU time, an active
+student's PSS by process, and what a server and a kernel import (bench.imports). `--quick`: one run, loopback only.
+``NBH_BENCH_EVENTS=DIR`` keeps each run's records; ``NBH_BENCH_ACCEPT_ENCODING=identity`` asks for uncompressed
+answers (an experiment). Everything started is stopped and removed at the end, also on Ctrl-C.
 """
 
 from __future__ import annotations
