@@ -12,8 +12,11 @@ Both are measured in the same run, alternately, with the same headless Chromium:
 server) from the click to the notebook UI, the idle kernel and the first output of 6*7 in a new cell; the same
 student returning (server up, same profile, cache warm); on the loopback and on an emulated 20 Mbit/s + 40 ms link.
 Then, from each system's own API: cold start, a burst of new students, idle memory per never-used server and per
-active student. Every figure is printed with its ratio to the peer's and the issue's targets. `--quick`: one run,
-loopback only. Everything started is stopped and removed at the end, also on Ctrl-C.
+active student. Every figure is printed with its ratio to the peer's and the issue's targets. Then where the time
+and the memory go: each wait's phases from Chromium's records (bench.phases), main-thread and CPU time, an active
+student's PSS by process, and what a server and a kernel import (bench.imports). `--quick`: one run, loopback only.
+``NBH_BENCH_EVENTS=DIR`` keeps each run's records; ``NBH_BENCH_ACCEPT_ENCODING=identity`` asks for uncompressed
+answers (an experiment). Everything started is stopped and removed at the end, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -33,9 +36,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from bench import imports
 from bench import peer as peermod
-from bench.browser import LOOPBACK, SLOW, Browser, Link, Timings, median, pem_to_der, served_certificate, spki_sha256
-from bench.memory import container_pss_mib, uid_pss_mib
+from bench.browser import (
+    BUSY,
+    LOOPBACK,
+    SLOW,
+    Browser,
+    Link,
+    Timings,
+    median,
+    pem_to_der,
+    served_certificate,
+    spki_sha256,
+)
+from bench.memory import composition, container_pids, container_pss_mib, uid_pids, uid_pss_mib
+from bench.phases import PHASES
 from bench.report import Row, render
 from bench.stack import NOTEBOOK, Stack, served
 from nbhosting_server.demo import DEMO_COURSE
@@ -48,6 +64,7 @@ NBH, PEER = "nbhosting", "JupyterHub"
 class Results:
     browser: dict[tuple[str, str, str], list[Timings]] = field(default_factory=dict)  # (system, link, new|back)
     server: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (system, figure)
+    composition: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # system -> per student, by process
     notes: list[str] = field(default_factory=list)
 
     def add(self, key: tuple[str, str, str], timings: Timings) -> None:
@@ -158,9 +175,11 @@ def server_runs(
     # active students first: the browser runs' new students, their UI served and their kernel running
     time.sleep(8)  # students' podman API services exit after 5 idle seconds (not a server's cost)
     results.server[(NBH, "active")] = [uid_pss_mib(uid) for s in active[0] if (uid := stack.uid(s)) is not None]
+    results.composition[NBH] = [composition(uid_pids(uid)) for s in active[0] if (uid := stack.uid(s)) is not None]
     if hub is not None:
         pids = [hub.container_pid(u) for u in active[1]]
         results.server[(PEER, "active")] = [container_pss_mib(p) for p in pids if p]
+        results.composition[PEER] = [composition(container_pids(p)) for p in pids if p]
 
     students = [f"c{stamp}-{i}" for i in range(cold)]
     results.server[(NBH, "cold")] = [nbh_open(stack, context, s) for s in students]
@@ -288,6 +307,71 @@ def rows(results: Results, links: list[Link], burst_size: int) -> list[Row]:
     return out
 
 
+def phase_rows(results: Results, link: Link, kind: str) -> list[Row]:
+    """Where the wait went, phase by phase (medians over the runs, each phase's own median: they need not add up)."""
+    runs = {
+        system: [t for t in results.browser.get((system, link.name, kind), []) if not t.error] for system in (NBH, PEER)
+    }
+
+    def row(label: str, values: dict[str, list[float]], unit: str = "s") -> Row:
+        n, p = values[NBH], values[PEER]
+        return Row(label, median(n), median(p), unit, None, len(n), len(p))
+
+    out = [
+        row(label, {s: [t.phases.phases[name] for t in r if name in t.phases.phases] for s, r in runs.items()})
+        for name, label in PHASES
+    ]
+    out.append(
+        row("total: click -> output seen", {s: [t.output for t in r if t.output is not None] for s, r in runs.items()})
+    )
+    out.append(
+        row(
+            "(moment) kernel websocket open, from the click",
+            {s: [t.phases.websocket_open for t in r if t.phases.websocket_open is not None] for s, r in runs.items()},
+        )
+    )
+    hops: list[str] = []
+    for r in runs.values():
+        for t in r:
+            hops += [h for h, _ in t.phases.hops if h not in hops]
+    for hop in hops:
+        values = {s: [d for t in r for h, d in t.phases.hops if h == hop] for s, r in runs.items()}
+        out.append(row(f"(hop) GET {hop} -> next request", values))
+    for what, label in (
+        ("browser", "CPU: the browser's processes"),
+        ("rest", "CPU: the rest of the host (servers, proxies)"),
+    ):
+        out.append(row(label, {s: [t.cpu[what] for t in r if what in t.cpu] for s, r in runs.items()}))
+    for metric in BUSY.values():
+        values = {s: [t.main_thread[metric] for t in r if metric in t.main_thread] for s, r in runs.items()}
+        out.append(row(f"main thread busy: {metric}", values))
+    return out
+
+
+def composition_rows(results: Results) -> list[Row]:
+    """An active student's PSS by process (medians over the students; a process a student lacks counts 0)."""
+    kinds: list[str] = []
+    for students in results.composition.values():
+        for one in students:
+            kinds += [k for k in one if k not in kinds]
+    out = []
+    for name in sorted(kinds, key=lambda k: -(median([o.get(k, 0.0) for o in results.composition.get(NBH, [])]) or 0)):
+        n = [o.get(name, 0.0) for o in results.composition.get(NBH, [])]
+        p = [o.get(name, 0.0) for o in results.composition.get(PEER, [])]
+        out.append(Row(name, median(n), median(p), "MiB", None, len(n), len(p)))
+    return out
+
+
+def import_table(title: str, weights: list[imports.Weight], top: int = 12) -> str:
+    lines = [f"| {title}: top-level package | RSS it adds | its own import time |", "| --- | --- | --- |"]
+    for w in weights[:top]:
+        lines.append(f"| {w.package} | {w.mib:.1f} MiB | {w.seconds:.3f} s |")
+    rest = weights[top:]
+    lines.append(f"| {len(rest)} others | {sum(w.mib for w in rest):.1f} MiB | {sum(w.seconds for w in rest):.3f} s |")
+    lines.append(f"| all | {sum(w.mib for w in weights):.1f} MiB | {sum(w.seconds for w in weights):.3f} s |")
+    return "\n".join(lines)
+
+
 def _mb(value: float | None) -> float | None:
     return None if value is None else value / 1e6
 
@@ -326,6 +410,20 @@ def main() -> None:
     print(f"\nbrowser benchmark, {started}, {args.runs} run(s) per system and link; medians (runs counted)")
     print(f"host load average at the end (1, 5, 15 min): {load} on {os.cpu_count()} cores\n")
     print(render(rows(results, links, args.burst), NBH, PEER))
+    for link in links:
+        for kind, who in (("new", "a new student"), ("back", "a returning student")):
+            print(f"\nwhere the wait goes, {who}, {link.name} (Chromium's records; medians, phase by phase)\n")
+            print(render(phase_rows(results, link, kind), NBH, PEER))
+    if results.composition:
+        print("\nan active student's memory by process (PSS, medians over the students)\n")
+        print(render(composition_rows(results), NBH, PEER))
+    try:
+        rootfs = built_rootfs()
+        for title, modules in (("server", imports.SERVER), ("kernel", imports.KERNEL)):
+            print(f"\nwhat a {title} imports, in the image (python -X importtime and RSS growth, chroot)\n")
+            print(import_table(title, imports.weights(rootfs, modules)))
+    except Exception as exc:  # noqa: BLE001 - the rest is printed
+        results.notes.append(f"import weights not measured: {type(exc).__name__}: {exc}")
     for note in results.notes:
         print(f"note: {note}")
 

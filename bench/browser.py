@@ -26,8 +26,10 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from bench.phases import Breakdown, breakdown
 from tests.e2e.conftest import CHROMEDRIVER, chromium_options
 
 os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download a browser or a driver
@@ -78,6 +80,38 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+#: the renderer's counters the breakdown reports: main-thread seconds spent in ...
+BUSY = {"ScriptDuration": "script", "TaskDuration": "all tasks", "LayoutDuration": "layout"}
+
+
+def busy(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The main thread's seconds between two ``Performance.getMetrics`` (a new renderer, e.g. another origin's
+    page, starts its counters at zero: then its own counters are the run's)."""
+    out: dict[str, float] = {}
+    for metric, name in BUSY.items():
+        if metric in after:
+            spent = after[metric] - before.get(metric, 0.0)
+            out[name] = spent if spent >= 0 else after[metric]
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` so far (a process gone counts 0)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def host_busy_seconds() -> float:
+    """CPU seconds the whole host spent busy so far (every core; idle and iowait excluded)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def served_certificate(port: int, server_name: str, host: str = "127.0.0.1") -> bytes:
     """The DER leaf certificate served on ``host:port`` for SNI ``server_name`` (not verified: only its key is used)."""
     context = ssl.create_default_context()
@@ -108,6 +142,9 @@ class Timings:
     cached: int = 0  # responses served from the browser's cache
     error: str | None = None
     url: str = ""  # where the browser ended (the notebook's URL)
+    phases: Breakdown = field(default_factory=Breakdown)  # where the wait went (Chromium's network records)
+    main_thread: dict[str, float] = field(default_factory=dict)  # renderer's busy seconds (Performance.getMetrics)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds during the run: the browser's, the rest's
 
 
 @dataclass
@@ -129,6 +166,9 @@ class Browser:
         options.page_load_strategy = "none"  # driver.get returns at once: the benchmark polls what the page shows
         self.driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
         self.driver.execute_cdp_cmd("Network.enable", {})
+        self.driver.execute_cdp_cmd("Performance.enable", {})
+        if encoding := os.environ.get("NBH_BENCH_ACCEPT_ENCODING"):  # an experiment: e.g. identity, no compression
+            self.driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Accept-Encoding": encoding}})
         conditions = self.link.cdp()
         if conditions is not None:
             self.driver.execute_cdp_cmd("Network.emulateNetworkConditions", conditions)
@@ -157,6 +197,19 @@ class Browser:
             elif event.get("method") == "Network.responseReceived":
                 response = params.get("response", {})
                 timings.cached += bool(response.get("fromDiskCache") or response.get("fromMemoryCache"))
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds so far of this browser (chromedriver and every process below it), and of the whole host."""
+        from bench.memory import descendants
+
+        return cpu_seconds(descendants(self.driver.service.process.pid)), host_busy_seconds()
+
+    def metrics(self) -> dict[str, float]:
+        """The page's renderer counters (seconds of main-thread script, tasks, layout, style)."""
+        with contextlib.suppress(Exception):
+            answer = self.driver.execute_cdp_cmd("Performance.getMetrics", {})
+            return {str(m["name"]): float(m["value"]) for m in answer.get("metrics", [])}
+        return {}
 
     def css(self, selector: str) -> list[Any]:
         return list(self.driver.find_elements("css selector", selector))
@@ -219,6 +272,9 @@ class Browser:
         """
         timings = Timings()
         self.drain_log()
+        counters = self.metrics()
+        browser_cpu, host_cpu = self.cpu()
+        click_wall = time.time()
         start = time.monotonic()
         deadline = start + TIMEOUT
         try:
@@ -240,8 +296,18 @@ class Browser:
             timings.output = time.monotonic() - start
         except Exception as exc:  # noqa: BLE001 - reported with the figures
             timings.error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        browser_now, host_now = self.cpu()
+        timings.cpu = {
+            "browser": browser_now - browser_cpu,
+            "rest": (host_now - host_cpu) - (browser_now - browser_cpu),
+        }
         time.sleep(0.5)  # what was still arriving for the page
-        self.count_network(timings, self.drain_log())
+        events = self.drain_log()
+        if dump := os.environ.get("NBH_BENCH_EVENTS"):  # a folder: each run's records, to read a breakdown by hand
+            Path(dump, f"{time.time():.0f}.json").write_text(json.dumps(events))
+        self.count_network(timings, events)
+        timings.phases = breakdown(events, click_wall, timings.ui, timings.idle, timings.output)
+        timings.main_thread = busy(counters, self.metrics())
         with contextlib.suppress(Exception):
             timings.url = str(self.driver.current_url)
         return timings

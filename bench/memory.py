@@ -34,16 +34,54 @@ def parent(pid: int) -> int | None:
     return None
 
 
-def container_pss_mib(init_pid: int) -> float:
-    """A container's processes (its init and all below) plus its conmon (the init's parent), in MiB."""
+def container_pids(init_pid: int) -> list[int]:
+    """A container's processes (its init and all below) plus its conmon (the init's parent)."""
     pids = descendants(init_pid)
     conmon = parent(init_pid)
     if conmon is not None and Path(f"/proc/{conmon}/comm").read_text().strip() == "conmon":
         pids.append(conmon)
-    return sum(pss_kib(p) for p in pids) / 1024
+    return pids
+
+
+def uid_pids(uid: int) -> list[int]:
+    """Every process of ``uid`` (an nbhosting student: conmon, tini, pause, Jupyter, kernels)."""
+    return [int(p) for p in subprocess.run(["pgrep", "-U", str(uid)], capture_output=True, text=True).stdout.split()]
+
+
+def container_pss_mib(init_pid: int) -> float:
+    return sum(pss_kib(p) for p in container_pids(init_pid)) / 1024
 
 
 def uid_pss_mib(uid: int) -> float:
-    """Every process of ``uid`` (an nbhosting student: conmon, tini, pause, Jupyter, kernels), in MiB."""
-    pids = subprocess.run(["pgrep", "-U", str(uid)], capture_output=True, text=True).stdout.split()
-    return sum(pss_kib(int(p)) for p in pids) / 1024
+    return sum(pss_kib(p) for p in uid_pids(uid)) / 1024
+
+
+def kind(comm: str, argv: list[str]) -> str:
+    """What a process of a student's server is, from its name and command line (pure)."""
+    named = {
+        "conmon": "conmon",
+        "catatonit": "catatonit (podman's pause / init)",
+        "tini": "tini (container init)",
+        "podman": "podman (API service)",
+        "slirp4netns": "slirp4netns",
+    }
+    if comm in named:
+        return named[comm]
+    words = " ".join(argv)
+    if "ipykernel" in words:
+        return "kernel (ipykernel)"
+    if "jupyter" in words:  # jupyter-server, jupyterhub-singleuser (python -m jupyterhub.singleuser), ...
+        return "Jupyter server"
+    return comm or "?"
+
+
+def composition(pids: list[int]) -> dict[str, float]:
+    """PSS in MiB of ``pids`` by :func:`kind` (a process gone meanwhile counts 0)."""
+    out: dict[str, float] = {}
+    for pid in pids:
+        with suppress(OSError):
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            name = kind(comm, argv)
+            out[name] = out.get(name, 0.0) + pss_kib(pid) / 1024
+    return out
