@@ -53,6 +53,7 @@ from .naming import (
     user_name,
     validate_course,
     validate_notebook_path,
+    validate_staff_name,
     validate_student_id,
 )
 from .sampling import host_figures, measure
@@ -344,8 +345,9 @@ class Hub:
         server = self._by_name(name)
         return self._view(server, details=True, current=self.image_for(server.course))
 
-    def stop(self, name: str) -> Server:
-        """Stop the server ``name`` (its files stay; the next launch starts it again with the same key).
+    def stop(self, name: str, *, by: str | None = None) -> Server:
+        """Stop the server ``name`` (its files stay; the next launch starts it again with the same key); ``by``: the
+        staff member who asks (None: an admin's shell).
 
         Raises:
             NotFound: no server has that name.
@@ -355,10 +357,11 @@ class Hub:
         with self._student_lock(server.user):
             self._stop_and_release(server)
         took = time.monotonic() - started
+        actor = validate_staff_name(by) if by is not None else "admin"
         log.info(
-            "stop user=%s course=%s key=%s reason=admin in %.3fs", server.user, server.course, _short(server.key), took
+            "stop user=%s course=%s key=%s by=%s in %.3fs", server.user, server.course, _short(server.key), actor, took
         )
-        self.events.record(EventKind.STOP, **self._who(server), reason="admin", duration=took, actor="admin")
+        self.events.record(EventKind.STOP, **self._who(server), reason="admin", duration=took, actor=actor)
         return server
 
     def remove(self, name: str) -> Server:
@@ -425,17 +428,17 @@ class Hub:
         server = self._server_of(course, student_id)
         return self._view(server, details=True, current=self.image_for(server.course))
 
-    def stop_server(self, course: str, student_id: str) -> Server:
+    def stop_server(self, course: str, student_id: str, *, by: str | None = None) -> Server:
         """Stop the server of ``student_id`` in ``course``; it, once stopped (see :meth:`stop`).
 
         Raises:
             InvalidInput, NotFound: as :meth:`server_view`.
         """
         server = self._server_of(course, student_id)
-        self.stop(server.name)
+        self.stop(server.name, by=by)
         return self._server_of(course, student_id)
 
-    def restart_server(self, course: str, student_id: str) -> Server:
+    def restart_server(self, course: str, student_id: str, *, by: str | None = None) -> Server:
         """Stop the server of ``student_id`` in ``course`` and start it again on the image new servers of its course
         get (:meth:`image_for`): the same key on the same image, a new server (new key) on a newer one. No notebook
         is copied, the student's files stay. A stopped server is started, if the cap of running servers allows.
@@ -445,6 +448,7 @@ class Hub:
             Busy: it did not run, and the cap refuses one more (nothing was done).
             RuntimeUnavailable, StartFailed: it could not start again (it stays stopped, its files kept).
         """
+        actor = validate_staff_name(by) if by is not None else "admin"
         started = time.monotonic()
         server = self._server_of(course, student_id)
         account = self.accounts.find(server.student_id)
@@ -471,13 +475,14 @@ class Hub:
         if ensured.server.key != server.key:
             self.activity.forget(server.key)
         log.info(
-            "restart user=%s course=%s key=%s->%s action=%s image=%s reason=admin in %.3fs",
+            "restart user=%s course=%s key=%s->%s action=%s image=%s by=%s in %.3fs",
             server.user,
             server.course,
             _short(server.key),
             _short(ensured.server.key),
             ensured.action.value,
             image_label(ensured.server.image),
+            actor,
             time.monotonic() - started,
         )
         self.events.record(
@@ -486,7 +491,7 @@ class Hub:
             action=ensured.action.value,
             reason="admin",
             duration=time.monotonic() - started,
-            actor="admin",
+            actor=actor,
         )
         return ensured.server
 

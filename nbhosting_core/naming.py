@@ -38,6 +38,21 @@ def validate_course(course: str) -> str:
     return course
 
 
+#: a staff member's user name: letters, digits, ``. _ @ -``, at most 64, starting with a letter or digit
+STAFF_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
+def validate_staff_name(name: str) -> str:
+    """``name`` if it may name a staff member (letters, digits, ``. _ @ -``, at most 64), else raise.
+
+    Raises:
+        InvalidInput: saying what a staff member's name may be.
+    """
+    if not STAFF_NAME_RE.match(name):
+        raise InvalidInput(f"Invalid user name {name[:80]!r}: letters, digits, '.', '_', '@', '-', at most 64.")
+    return name
+
+
 def is_course_name(name: str) -> bool:
     """True if ``name`` is a course's name (see :func:`validate_course`; pure)."""
     return bool(COURSE_RE.match(name)) and ".." not in name

@@ -79,18 +79,20 @@ class ServerAdmin(Protocol):
         """
         ...
 
-    def stop_server(self, course: str, student_id: str) -> Server:
+    def stop_server(self, course: str, student_id: str, *, by: str | None = None) -> Server:
         """Stop the server of ``student_id`` in ``course``, as it is once stopped: their files stay, and their next
-        launch starts it again with the same key. A stopped server: nothing to do.
+        launch starts it again with the same key. A stopped server: nothing to do. ``by``: the staff member who
+        asks (their user name, recorded in the event), None: an admin's shell.
 
         Raises:
             InvalidInput, NotFound: as :meth:`server_view`.
         """
         ...
 
-    def restart_server(self, course: str, student_id: str) -> Server:
+    def restart_server(self, course: str, student_id: str, *, by: str | None = None) -> Server:
         """Stop the server of ``student_id`` in ``course`` and start it again, on the image new servers of its course
         get (a server on an older image is replaced: a new key); no notebook is copied. Returns it running.
+        ``by``: as for :meth:`stop_server`.
 
         Raises:
             InvalidInput, NotFound: as :meth:`server_view`.

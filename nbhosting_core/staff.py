@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import secrets
 import time
 from collections.abc import Iterable
@@ -31,7 +30,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, sele
 from .clock import Clock
 from .db.schema import api_tokens, login_failures, sessions, staff, staff_courses
 from .errors import InvalidInput, LoginThrottled, NotFound
-from .naming import validate_course, validate_student_id
+from .naming import validate_course, validate_staff_name, validate_student_id
 from .passwords import Passwords
 from .roles import Principal, Role, capped, role_within
 
@@ -53,15 +52,6 @@ TOUCH_EVERY = 60.0
 TOKEN_PREFIX = "nbh_"  # noqa: S105 - a prefix, not a secret
 #: characters of a token kept in clear to tell tokens apart (the prefix + 8)
 SHOWN_CHARS = len(TOKEN_PREFIX) + 8
-
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-
-
-def validate_username(username: str) -> str:
-    """``username`` if it may name a staff member (letters, digits, ``. _ @ -``, at most 64), else InvalidInput."""
-    if not USERNAME_RE.match(username):
-        raise InvalidInput(f"Invalid user name {username[:80]!r}: letters, digits, '.', '_', '@', '-', at most 64.")
-    return username
 
 
 def _digest(secret: str) -> str:
@@ -125,7 +115,7 @@ class StaffStore:
         student_id: str | None = None,
     ) -> StaffMember:
         """Add a staff member. Raises InvalidInput (a bad name, course, student id or password; the name taken)."""
-        validate_username(username)
+        validate_staff_name(username)
         course_list = sorted({validate_course(c) for c in courses})
         if student_id is not None:
             validate_student_id(student_id)

@@ -174,13 +174,14 @@ class HelperClient:
         """See :meth:`nbhosting_core.hub.Hub.server_view` (same errors)."""
         return _need(self._call(ServerRequest(op="server", course=course, student_id=student_id)).view)
 
-    def stop_server(self, course: str, student_id: str) -> Server:
+    def stop_server(self, course: str, student_id: str, *, by: str | None = None) -> Server:
         """See :meth:`nbhosting_core.hub.Hub.stop_server` (same errors)."""
-        return _need(self._call(StopServerRequest(op="stop-server", course=course, student_id=student_id)).server)
+        request = StopServerRequest(op="stop-server", course=course, student_id=student_id, by=by)
+        return _need(self._call(request).server)
 
-    def restart_server(self, course: str, student_id: str) -> Server:
+    def restart_server(self, course: str, student_id: str, *, by: str | None = None) -> Server:
         """See :meth:`nbhosting_core.hub.Hub.restart_server` (same errors)."""
-        request = RestartServerRequest(op="restart-server", course=course, student_id=student_id)
+        request = RestartServerRequest(op="restart-server", course=course, student_id=student_id, by=by)
         return _need(self._call(request).server)
 
     def server_logs(self, course: str, student_id: str, *, lines: int = DEFAULT_LOG_LINES) -> str:

@@ -61,7 +61,7 @@ from ..errors import (
     StartTimeout,
 )
 from ..models import Launch, Server, ServerView, StudentView
-from ..naming import validate_course, validate_notebook_path, validate_student_id
+from ..naming import validate_course, validate_notebook_path, validate_staff_name, validate_student_id
 from ..serveradmin import DEFAULT_LOG_LINES, MAX_LOG_BYTES, MAX_LOG_LINES
 from ..shares import Share
 from ..studentfiles import Backup, validate_backup_id
@@ -226,13 +226,24 @@ class ServerRequest(_Course):
     op: Literal["server"]
 
 
-class StopServerRequest(_Course):
+class _ByStaff(_Course):
+    """A request a staff member makes (``by``: their user name, recorded in the event; None: nobody named)."""
+
+    by: str | None = Field(None, max_length=64)
+
+    @field_validator("by")
+    @classmethod
+    def _by(cls, value: str | None) -> str | None:
+        return validate_staff_name(value) if value is not None else None
+
+
+class StopServerRequest(_ByStaff):
     """Stop the server of ``student_id`` in ``course`` (files kept)."""
 
     op: Literal["stop-server"]
 
 
-class RestartServerRequest(_Course):
+class RestartServerRequest(_ByStaff):
     """Stop the server of ``student_id`` in ``course`` and start it again, on its course's newest image."""
 
     op: Literal["restart-server"]

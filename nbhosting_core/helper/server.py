@@ -83,7 +83,14 @@ QUEUED_PER_WORKER = 16
 WRITE_TIMEOUT = 10.0
 CHUNK = 256 * 1024
 #: a request's arguments, as its log line names them (the ones it has)
-LOGGED = {"course": "course", "notebook": "notebook", "student": "student_id", "details": "details", "lines": "lines"}
+LOGGED = {
+    "course": "course",
+    "notebook": "notebook",
+    "student": "student_id",
+    "details": "details",
+    "lines": "lines",
+    "by": "by",
+}
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -364,9 +371,9 @@ def _admin_call(admin: ServerAdmin, request: AdminRequest) -> tuple[Response, Bi
         text = admin.server_logs(r.course, r.student_id, lines=r.lines)
         return Response(ok=True, logs=text), None, f"{len(text)} characters"
     if isinstance(r, StopServerRequest):
-        server = admin.stop_server(r.course, r.student_id)
+        server = admin.stop_server(r.course, r.student_id, by=r.by)
     else:
-        server = admin.restart_server(r.course, r.student_id)
+        server = admin.restart_server(r.course, r.student_id, by=r.by)
     return Response(ok=True, server=server), None, f"{server.state.value} key={server.key[:8]}"
 
 

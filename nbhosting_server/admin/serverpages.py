@@ -126,9 +126,11 @@ async def _act(request: Request, action: str) -> Response:
     what = f"{action} the server of {student_id!r} in {course}"
     try:
         if action == "stop":
-            await call(request, principal, what, lambda: admin.stop_server(course, student_id))
+            await call(request, principal, what, lambda: admin.stop_server(course, student_id, by=principal.username))
         else:
-            await call(request, principal, what, lambda: admin.restart_server(course, student_id))
+            await call(
+                request, principal, what, lambda: admin.restart_server(course, student_id, by=principal.username)
+            )
     except AdminRefused as exc:
         return redirect_with_flash(
             request, back, f"Could not {action} the server of {student_id}: {exc.message}", error=True

@@ -127,14 +127,14 @@ def server(call: Call) -> ServerView:
 
 def stop(call: Call) -> Server:
     course_name, student_id = _server_of(call)
-    stopped = call.services.admin().stop_server(course_name, student_id)
+    stopped = call.services.admin().stop_server(course_name, student_id, by=call.principal.username)
     log.info("api: %s stopped the server of %s in %s", call.principal.username, student_id[:40], course_name)
     return stopped
 
 
 def restart(call: Call) -> Server:
     course_name, student_id = _server_of(call)
-    restarted = call.services.admin().restart_server(course_name, student_id)
+    restarted = call.services.admin().restart_server(course_name, student_id, by=call.principal.username)
     log.info("api: %s restarted the server of %s in %s", call.principal.username, student_id[:40], course_name)
     return restarted
 

@@ -176,6 +176,16 @@ def test_an_admins_restart_and_removal_are_recorded(hub, clock):
     assert (removed.student_id, removed.reason) == ("s1", "removed")
 
 
+def test_a_staff_members_stop_and_restart_are_recorded_under_their_name(hub, clock):
+    hub.open_notebook("python", "loops.ipynb", "s1")
+    hub.stop_server("python", "s1", by="tom")
+    hub.restart_server("python", "s1", by="ada@example.org")
+    with pytest.raises(InvalidInput):
+        hub.stop_server("python", "s1", by="tom; rm -rf /")
+    acted = [(e.kind.value, e.actor) for e in events_of(hub.events) if e.kind in (EventKind.RESTART, EventKind.STOP)]
+    assert acted == [("stop", "tom"), ("restart", "ada@example.org")]
+
+
 def test_old_journal_files_are_pruned_and_recent_ones_kept(tmp_path):
     clock = Clock(DAY)
     journal = EventJournal(tmp_path / "events", clock=clock)

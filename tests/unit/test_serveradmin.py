@@ -315,6 +315,10 @@ HOSTILE = [
     line("stop-server", course="python", student_id="alice", path="/etc"),
     line("restart-server", course="python;reboot", student_id="alice"),
     line("restart-server", course="python", student_id=["alice", "bob"]),
+    line("stop-server", course="python", student_id="alice", by="ada\nroot"),  # a staff name is a name
+    line("restart-server", course="python", student_id="alice", by="x" * 65),
+    line("course", course="../python"),
+    line("student", student_id="alice", course="/etc"),
     line("server-logs", course="python", student_id="alice", lines=0),
     line("server-logs", course="python", student_id="alice", lines=MAX_LOG_LINES + 1),
     line("server-logs", course="python", student_id="alice", lines="10"),
@@ -385,7 +389,7 @@ def test_every_admin_request_is_logged_with_its_peer_arguments_outcome_and_durat
     caplog.set_level("INFO", logger="nbhosting_core")
     for raw in (
         line("server-logs", course="python", student_id="alice", lines=5),
-        line("restart-server", course="python", student_id="alice"),
+        line("restart-server", course="python", student_id="alice", by="tom"),
         line("servers", details=True),
         line("stop-server", course="python", student_id="bob"),
     ):
@@ -395,11 +399,13 @@ def test_every_admin_request_is_logged_with_its_peer_arguments_outcome_and_durat
         "uid=1234 op=server-logs course=python student=alice lines=5 -> " in m and " characters in " in m
         for m in helper_lines
     )
-    assert any("uid=1234 op=restart-server course=python student=alice -> running key=" in m for m in helper_lines)
+    assert any(
+        "uid=1234 op=restart-server course=python student=alice by=tom -> running key=" in m for m in helper_lines
+    )
     assert any("uid=1234 op=servers course=- details=True -> 1 servers in " in m for m in helper_lines)
-    assert any("uid=1234 op=stop-server course=python student=bob -> not-found in " in m for m in helper_lines)
+    assert any("uid=1234 op=stop-server course=python student=bob by=- -> not-found in " in m for m in helper_lines)
     hub_lines = [r.getMessage() for r in caplog.records if r.name == "nbhosting_core.hub"]
-    assert any(m.startswith("restart user=") and "action=start" in m and "reason=admin" in m for m in hub_lines)
+    assert any(m.startswith("restart user=") and "action=start" in m and "by=tom" in m for m in hub_lines)
     assert any(m.startswith("logs user=") and "lines=5" in m for m in hub_lines)
 
 
