@@ -467,7 +467,7 @@ class Endpoints:
 
 
 def _is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+    return request.url.path == "/api" or request.url.path.startswith("/api/")
 
 
 async def _not_found(request: Request, exc: Any) -> Response:

@@ -10,7 +10,11 @@ database; the host's servers are reached through ``app.state.server_admin`` (the
 
 from __future__ import annotations
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router
+
+from nbhosting_core.errors import NotFound
 
 from .dispatch import endpoint, error_response
 from .handlers import Call, Services, Unavailable
@@ -25,7 +29,14 @@ def routes() -> list[BaseRoute]:
     """
     operations = [Route(op.path, endpoint(op), methods=[op.method], name=op.name) for op in OPERATIONS]
     api = Router(operations, redirect_slashes=False)
-    return [Mount(PREFIX, app=api, name="api")]
+    # ``/api/v1`` itself (what ``/api/v1/courses/..`` becomes in a client) is no operation: a JSON 404 too, never
+    # the site's redirect to ``/api/v1/``
+    root = Route(PREFIX, _nothing_here, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"], name="api-root")
+    return [Mount(PREFIX, app=api, name="api"), root]
+
+
+async def _nothing_here(request: Request) -> Response:
+    return error_response(NotFound("There is nothing at this address."))
 
 
 __all__ = [

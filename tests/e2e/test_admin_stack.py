@@ -79,6 +79,42 @@ def test_a_staff_member_logs_in_through_caddy(served: Served) -> None:
     assert status == 200 and b"ada" in body, body[:300]
 
 
-def test_metrics_are_refused_without_a_token(served: Served) -> None:
+def admin_token(served: Served) -> str:
+    """An API token of ada's, made with the CLI (once per module)."""
+    if "token" not in served.state:
+        made = nbh(served, "token", "create", "ada", "e2e", "--json")
+        assert made.returncode == 0, made.stderr
+        served.state["token"] = json.loads(made.stdout)["token"]
+    token: str = served.state["token"]
+    return token
+
+
+def test_the_api_through_caddy_lists_and_stops_the_real_server_and_records_who(served: Served) -> None:
+    auth = {"Authorization": f"Bearer {admin_token(served)}"}
+    student = urllib.parse.quote(served.student_id(STUDENT), safe="")
+    status, _, _, body = served.request("/api/v1/servers?course=demo&details=true", auth)
+    assert status == 200, body[:300]
+    views = {view["server"]["student_id"]: view for view in json.loads(body)["servers"]}
+    mine = views[served.student_id(STUDENT)]
+    assert mine["server"]["state"] == "running" and mine["usage"]["memory_bytes"] > 0, mine
+    status, _, _, body = served.request(f"/api/v1/servers/demo/{student}/logs?lines=20", auth)
+    assert status == 200 and "ServerApp" in json.loads(body)["text"], body[:300]  # Jupyter's own log lines
+    status, _, _, body = served.request(f"/api/v1/servers/demo/{student}/stop", auth, method="POST")
+    assert status == 200 and json.loads(body)["state"] == "stopped", body[:300]
+    status, _, _, body = served.request(f"/api/v1/events?student_id={student}&kind=stop", auth)
+    assert status == 200, body[:300]
+    assert [event["actor"] for event in json.loads(body)["events"]] == ["ada"], (body[:600], served.log_tail(40))
+    status, _, _, body = served.request(f"/api/v1/servers/demo/{student}/stop", {}, method="POST")
+    assert status == 401, body[:300]
+
+
+def test_metrics_are_refused_without_a_token_and_scraped_with_an_admins(served: Served) -> None:
     status, _, _, body = served.request("/metrics")
     assert status == 401, body[:300]
+    status, _, _, body = served.request("/metrics", {"Authorization": f"Bearer {admin_token(served)}"})
+    assert status == 200, body[:300]
+    text = body.decode()
+    counts = [line for line in text.splitlines() if line.startswith("nbhosting_launch_duration_seconds_count{")]
+    created = [line for line in counts if 'status="success"' in line and 'action="create"' in line]
+    assert created and float(created[0].rsplit(" ", 1)[1]) >= 1, counts
+    assert "nbhosting_http_requests_total" in text
