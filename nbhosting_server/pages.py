@@ -154,6 +154,10 @@ def front_page() -> HTMLResponse:
     return page("nbhosting", body)
 
 
+#: what a student can do with their copy of a notebook, from the course page (the ``then`` pages of a launch)
+COPY_ACTIONS = (("download", "download"), ("share", "share"), ("reset", "reset…"), ("backups", "backups"))
+
+
 def course_page(course: str, tracks: list[tuple[str, list[tuple[str, list[tuple[str, str, bool]]]]]]) -> HTMLResponse:
     """A course's table of contents: tracks of sections of (notebook, link, opened by this student)."""
     parts = [f"<h1>{html.escape(course)}</h1>"]
@@ -165,7 +169,15 @@ def course_page(course: str, tracks: list[tuple[str, list[tuple[str, list[tuple[
         for section, notebooks in sections:
             parts.append(f"<h3>{html.escape(section)}</h3><ul>")
             for name, link, opened in notebooks:
-                mark = ' <span class="opened" title="you have opened it">&#10003; opened</span>' if opened else ""
+                mark = ""
+                if opened:  # their copy exists: what they can do with it, through the same signed launch
+                    work = " · ".join(
+                        f'<a href="{html.escape(link)}&amp;then={then}">{label}</a>'
+                        for then, label in COPY_ACTIONS
+                    )
+                    mark = (
+                        f' <span class="opened" title="you have opened it">&#10003; opened</span> <small>{work}</small>'
+                    )
                 parts.append(f'<li><a href="{html.escape(link)}">{html.escape(name)}</a>{mark}</li>')
             parts.append("</ul>")
     return page(course, "".join(parts), kind="course")

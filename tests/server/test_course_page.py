@@ -70,6 +70,20 @@ def test_the_notebooks_this_student_opened_are_marked(setup):
     assert "opened" not in client.get(page_url(student="bob")).text  # someone else's page
 
 
+def test_an_opened_notebook_offers_its_students_pages_through_its_own_signed_launch(setup):
+    _, client, _ = setup
+    client.get(links(client.get(page_url()).text)["w1/a.ipynb"])
+    page = client.get(page_url()).text
+    found = links(page)
+    launch = found["w1/a.ipynb"]
+    assert [found[label] for label in ("download", "share", "reset…", "backups")] == [
+        f"{launch}&then={then}" for then in ("download", "share", "reset", "backups")
+    ]
+    assert page.count("then=") == 4  # for the notebook opened only: the others have no copy yet
+    answer = client.get(found["reset…"], follow_redirects=False)
+    assert answer.status_code == 200 and "Starting" in answer.text  # the launch, going on to the reset page
+
+
 def test_the_links_are_for_that_student_and_course_until_the_page_expires(setup):
     _, client, _ = setup
     href = links(client.get(page_url(expires=int(NOW) + 120)).text)["w2/c.ipynb"]
