@@ -11,8 +11,9 @@ import pytest
 from nbformat.v4 import new_notebook
 from starlette.routing import Route
 
-from nbhosting_core.models import ServerState
+from nbhosting_core.models import ServerState, Usage
 from nbhosting_core.roles import Role
+from nbhosting_server.admin import serverpages
 from nbhosting_server.admin.layout import STYLESHEET_URL
 from tests.admin_app import PASSWORD, SITE, AdminApp
 
@@ -149,6 +150,60 @@ def test_a_teacher_of_another_course_sees_no_server_of_it_and_no_button(site):
     ned = site.session("ned")
     assert ALICE not in ned.get("/admin/servers").text
     assert ned.get("/admin/servers?course=demo").status_code == 403
+
+
+def probes(site: AdminApp) -> list[str]:
+    """The servers whose memory the listing asks for from now on (a spy on the fake backend's usage)."""
+    asked: list[str] = []
+    usage = site.hub.backend.usage
+
+    def spy(server):
+        asked.append(server.student_id)
+        return usage(server)
+
+    site.hub.backend.usage = spy
+    return asked
+
+
+def test_a_few_servers_are_listed_with_their_memory(site):
+    site.hub.backend.set_usage(server_of(site, ALICE).name, Usage(memory_bytes=3 * 2**20))
+    asked = probes(site)
+    page = site.session("ada").get("/admin/servers").text
+    row = re.search(rf'<tr data-student="{ALICE}" data-course="demo">.*?</tr>', page).group(0)
+    assert "3.0 MiB" in row and asked == [ALICE]
+    assert 'class="note"' not in page
+
+
+def test_many_servers_are_listed_without_details_unless_asked(site, monkeypatch):
+    monkeypatch.setattr(serverpages, "DETAILS_LIMIT", 1)
+    site.hub.open_notebook("demo", "a.ipynb", "test:bob")
+    site.hub.backend.set_usage(server_of(site, ALICE).name, Usage(memory_bytes=3 * 2**20))
+    asked = probes(site)
+    ada = site.session("ada")
+    page = ada.get("/admin/servers").text
+    assert asked == [] and "3.0 MiB" not in page and 'data-student="test:bob"' in page
+    note = re.search(r'<p class="note">.*?</p>', page).group(0)
+    assert "more than 1 are running" in note and 'href="/admin/servers?details=1"' in note
+    detailed = ada.get("/admin/servers?details=1").text
+    assert sorted(asked) == [ALICE, "test:bob"] and "3.0 MiB" in detailed
+    assert 'href="/admin/servers" data-details="0"' in detailed
+    assert 'name="back" value="/admin/servers?details=1"' in detailed  # an action comes back to what was asked
+    asked.clear()
+    few = ada.get("/admin/servers?course=demo&details=0").text
+    assert asked == [] and "you asked not to" in few and "3.0 MiB" not in few
+    assert ada.get("/admin/servers?details=yes").status_code == 400
+
+
+def test_a_teacher_lists_the_servers_of_all_their_courses_and_probes_only_those(two):
+    two.hub.backend.set_usage(server_of(two, "test:bob").name, Usage(memory_bytes=5 * 2**20))
+    asked = probes(two)
+    page = two.session("tess").get("/admin/servers").text
+    assert f'data-student="{ALICE}" data-course="demo"' in page
+    assert 'data-student="test:bob" data-course="other"' in page
+    assert "5.0 MiB" in page and sorted(asked) == [ALICE, "test:bob"]
+    asked.clear()
+    tom = two.session("tom").get("/admin/servers").text
+    assert 'data-student="test:bob"' not in tom and asked == [ALICE]  # bob's server (other) is not asked
 
 
 def test_stop_through_the_form_stops_the_server_and_says_so_once(site):
