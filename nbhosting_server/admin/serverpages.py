@@ -4,9 +4,16 @@ one's log), the actions themselves (POST, CSRF-checked), and ``/admin/servers/{c
 Who sees what: a listing needs VIEW_SERVERS somewhere and shows the servers of the courses where the principal has
 it; Stop and Restart need ACT_ON_SERVERS on the server's course (a button only where it is allowed); a log needs
 VIEW_LOGS on its course.
+
+A server's memory and its own activity take one bounded probe each (through the privileged helper, in production):
+the listing asks for them only when at most :data:`DETAILS_LIMIT` of the servers it shows are running, or when
+``?details=1`` says so (``?details=0``: never); otherwise it says so, with a link to ask, and its idle times count from
+the last request through nbhosting's proxy (or the server's start). A teacher's probes are of their own courses only.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,6 +31,8 @@ from .refusals import AdminRefused
 from .sources import call, server_admin_of
 
 SERVERS = "/admin/servers"
+#: the most running servers a listing probes for their memory and activity without ``?details=1``
+DETAILS_LIMIT = 50
 
 
 def server_path(course: str, student_id: str) -> str:
@@ -84,34 +93,78 @@ def _order(view: ServerView) -> tuple[bool, str, str]:
     return view.server.state is not ServerState.RUNNING, view.server.course, view.server.student_id
 
 
+def _details_asked(request: Request) -> bool | None:
+    """``?details=``: 1 (ask every server shown), 0 (ask none), absent (as many as are running decide)."""
+    text = request.query_params.get("details") or None
+    if text not in (None, "0", "1"):
+        raise AdminRefused(400, "details is 0 or 1.")
+    return None if text is None else text == "1"
+
+
 async def servers(request: Request) -> Response:
-    """GET /admin/servers?course=: the servers (of ``course``), running first."""
+    """GET /admin/servers?course=&details=: the servers (of ``course``), running first; their memory and activity
+    when asked for (``details=1``) or when at most :data:`DETAILS_LIMIT` of them run."""
     course = request.query_params.get("course") or None
     if course is not None:
         principal = await require(request, Permission.VIEW_SERVERS, course)
     else:
         principal = await require_anywhere(request, Permission.VIEW_SERVERS)
+    asked = _details_asked(request)
     admin = server_admin_of(request)
     views = await call(
-        request,
-        principal,
-        f"list the servers of {course or 'every course'}",
-        lambda: admin.list_servers(course=course, details=True),
+        request, principal, f"list the servers of {course or 'every course'}", lambda: admin.list_servers(course=course)
     )
-    shown = sorted((v for v in views if allowed(principal, Permission.VIEW_SERVERS, v.server.course)), key=_order)
+    shown = [v for v in views if allowed(principal, Permission.VIEW_SERVERS, v.server.course)]
+    running = sum(1 for v in shown if v.server.state is ServerState.RUNNING)
+    details = asked if asked is not None else running <= DETAILS_LIMIT
+    if details and running:
+        # one probe per server of what is shown only: a teacher's courses, not the whole host's
+        scopes = (
+            [course]
+            if course is not None or allowed(principal, Permission.VIEW_SERVERS)
+            else sorted({v.server.course for v in shown if v.server.state is ServerState.RUNNING})
+        )
+        detailed: list[ServerView] = []
+        for scope in scopes:
+            detailed += await call(
+                request,
+                principal,
+                f"ask the servers of {scope or 'every course'} for their memory and activity",
+                partial(admin.list_servers, course=scope, details=True),
+            )
+        probed = {(v.server.course, v.server.student_id) for v in detailed}
+        shown = [v for v in shown if (v.server.course, v.server.student_id) not in probed] + [
+            v for v in detailed if allowed(principal, Permission.VIEW_SERVERS, v.server.course)
+        ]
+    shown.sort(key=_order)
     courses = await call(request, principal, "list courses", lambda: [v.course.name for v in admin.list_courses()])
     choices = visible_courses(principal, Permission.VIEW_SERVERS, sorted(set(courses) | principal.courses))
     options = "".join(
         f'<option value="{esc(c)}"{" selected" if c == course else ""}>{esc(c)}</option>' for c in choices
     )
     running = sum(1 for v in shown if v.server.state is ServerState.RUNNING)
-    back = SERVERS + query(course=course)
+    back = SERVERS + query(course=course, details=None if asked is None else int(asked))
+    note = ""
+    if not details and running:
+        why = "you asked not to" if asked is False else f"more than {DETAILS_LIMIT} are running"
+        note = (
+            f'<p class="note">Memory and each server\'s own activity are not asked for ({why}: one probe per server); '
+            "idle times count from the last request through nbhosting's proxy. "
+            f'<a href="{esc(SERVERS + query(course=course, details=1))}" data-details="1">Show memory and idle time</a>'
+            f" (slower: {running} probes).</p>"
+        )
+    elif asked and running > DETAILS_LIMIT:
+        note = (
+            f'<p class="note"><a href="{esc(SERVERS + query(course=course))}" data-details="0">Without memory and idle '
+            "time</a> (faster).</p>"
+        )
     body = (
         f"<h1>Servers{' of <code>' + esc(course) + '</code>' if course else ''}</h1>"
         f'<form class="filters" method="get" action="{SERVERS}"><label>Course<select name="course">'
         f'<option value="">every course you may see</option>{options}</select></label>'
         '<button type="submit">Show</button></form>'
         f'<p class="muted">{running} running, {len(shown) - running} stopped or broken.</p>'
+        + note
         + servers_table(request, principal, shown, back=back)
     )
     return staff_page(request, principal, "Servers", body)

@@ -2,8 +2,10 @@
 ``/admin/students/{student_id}`` (their workspaces, servers and recent events) and ``/admin/events?course=&student=
 &kind=`` (newest first, paged).
 
-A teacher sees only their courses' parts: a listing without a course is of their first course (an admin's, of every
-course), and a student's page shows the workspaces, servers and events of the courses they may see only.
+A teacher sees only their courses' parts: a listing without a course is of every course of theirs where they have
+the page's permission (an admin's, of every course), with the course filter to narrow it; a student's page is
+refused (403) unless the student was seen in the events of one of those courses, and then shows the workspaces,
+servers and events of those courses only (as the API's ``/students/{student_id}``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .formats import esc, moment, query, segment, size
 from .layout import staff_page
 from .refusals import AdminRefused
 from .serverpages import servers_table
-from .sources import call, ingested, server_admin_of
+from .sources import call, ingested, log, server_admin_of
 
 STUDENTS = "/admin/students"
 EVENTS = "/admin/events"
@@ -41,43 +43,54 @@ def _offset(request: Request) -> int:
     return int(text)
 
 
+def _mine(principal: Principal, permission: Permission) -> frozenset[str] | None:
+    """The courses a listing of ``principal`` may show (None: every one, for who may see the host's)."""
+    if allowed(principal, permission):
+        return None
+    return frozenset(c for c in principal.courses if allowed(principal, permission, c))
+
+
 async def _scope(
     request: Request, permission: Permission, admin: ServerAdmin
-) -> tuple[Principal, str | None, list[str]]:
-    """(principal, the course the listing is of, the courses they may choose): ``?course=`` if allowed there; else
-    every course for who may see the host's, else their first course."""
+) -> tuple[Principal, str | None, frozenset[str] | None, list[str]]:
+    """(principal, the course the listing is of (``?course=`` if allowed there), the courses it may show (None:
+    every one), the courses they may choose)."""
     course = request.query_params.get("course") or None
     if course is not None:
         principal = await require(request, permission, course)
     else:
         principal = await require_anywhere(request, permission)
     names = await call(request, principal, "list courses", lambda: [v.course.name for v in admin.list_courses()])
-    choices = course_choices(principal, permission, names)
-    if course is None and not allowed(principal, permission):
-        course = choices[0] if choices else sorted(principal.courses)[0]
-    return principal, course, choices
+    return principal, course, _mine(principal, permission), course_choices(principal, permission, names)
 
 
 def _course_select(choices: list[str], course: str | None, everything: bool) -> str:
-    every = '<option value="">every course</option>' if everything else ""
+    every = "every course" if everything else "every course you may see"
     options = "".join(
         f'<option value="{esc(c)}"{" selected" if c == course else ""}>{esc(c)}</option>' for c in choices
     )
-    return f'<label>Course<select name="course">{every}{options}</select></label>'
+    return f'<label>Course<select name="course"><option value="">{every}</option>{options}</select></label>'
+
+
+def _of(course: str | None, mine: frozenset[str] | None) -> str:
+    """What a listing is of, for the log."""
+    if course is not None:
+        return course
+    return "every course" if mine is None else f"the courses {', '.join(sorted(mine)) or '(none)'}"
 
 
 async def students_page(request: Request) -> Response:
     """GET /admin/students?course=&search=&offset=: the students seen in the events, most recent first."""
     admin = server_admin_of(request)
-    principal, course, choices = await _scope(request, Permission.VIEW_STUDENTS, admin)
+    principal, course, mine, choices = await _scope(request, Permission.VIEW_STUDENTS, admin)
     search = request.query_params.get("search", "")[:MAX_SEARCH] or None
     offset = _offset(request)
     engine = await ingested(request, principal)
     page = await call(
         request,
         principal,
-        f"list the students of {course or 'every course'}",
-        lambda: students(engine, course=course, search=search, limit=PAGE, offset=offset),
+        f"list the students of {_of(course, mine)}",
+        lambda: students(engine, course=course, courses=mine, search=search, limit=PAGE, offset=offset),
     )
     rows = "".join(
         f'<tr data-student="{esc(s.student_id)}"><td><a href="{STUDENTS}/{esc(segment(s.student_id))}">'
@@ -135,14 +148,25 @@ async def student_page(request: Request) -> Response:
     """GET /admin/students/{student}: their workspaces, servers and recent events, in the courses one may see."""
     student_id = request.path_params["student"]
     principal = await require_anywhere(request, Permission.VIEW_STUDENTS)
+    mine = _mine(principal, Permission.VIEW_STUDENTS)
+    engine = await ingested(request, principal)
+    if mine is not None:  # a teacher: a student seen in one of their courses only (as the API)
+        seen = await call(
+            request,
+            principal,
+            f"look for {student_id!r} in the events of {_of(None, mine)}",
+            lambda: events(engine, student_id=student_id, courses=mine, limit=1),
+        )
+        if not seen.events:
+            log.info("%s asked for %r, never seen in their courses", principal.username, student_id[:40])
+            raise AdminRefused(403, "This student was never seen in your courses.")
     admin = server_admin_of(request)
     view = await call(request, principal, f"show student {student_id!r}", lambda: admin.student_view(student_id))
-    engine = await ingested(request, principal)
     recent = await call(
         request,
         principal,
         f"read the events of {student_id!r}",
-        lambda: events(engine, student_id=student_id, limit=200),
+        lambda: events(engine, student_id=student_id, courses=_mine(principal, Permission.VIEW_EVENTS), limit=PAGE),
     )
 
     def sees(course: str | None, permission: Permission = Permission.VIEW_STUDENTS) -> bool:
@@ -181,7 +205,7 @@ async def student_page(request: Request) -> Response:
 async def events_page(request: Request) -> Response:
     """GET /admin/events?course=&student=&kind=&before=: events, newest first, :data:`PAGE` a page."""
     admin = server_admin_of(request)
-    principal, course, choices = await _scope(request, Permission.VIEW_EVENTS, admin)
+    principal, course, mine, choices = await _scope(request, Permission.VIEW_EVENTS, admin)
     student = request.query_params.get("student") or None
     kind_text = request.query_params.get("kind") or None
     before_text = request.query_params.get("before") or None
@@ -196,8 +220,10 @@ async def events_page(request: Request) -> Response:
     page = await call(
         request,
         principal,
-        f"read the events of {course or 'every course'}",
-        lambda: events(engine, course=course, student_id=student, kind=kind, limit=PAGE, before_id=before),
+        f"read the events of {_of(course, mine)}",
+        lambda: events(
+            engine, course=course, courses=mine, student_id=student, kind=kind, limit=PAGE, before_id=before
+        ),
     )
     kinds = "".join(
         f'<option value="{k.value}"{" selected" if k is kind else ""}>{k.value}</option>' for k in EventKind

@@ -6,12 +6,16 @@ from __future__ import annotations
 import re
 import urllib.parse
 
+import nbformat
 import pytest
+from nbformat.v4 import new_notebook
 from starlette.routing import Route
 
-from nbhosting_core.models import ServerState
+from nbhosting_core.models import ServerState, Usage
+from nbhosting_core.roles import Role
+from nbhosting_server.admin import serverpages
 from nbhosting_server.admin.layout import STYLESHEET_URL
-from tests.admin_app import SITE, AdminApp
+from tests.admin_app import PASSWORD, SITE, AdminApp
 
 ALICE = "test:alice"
 #: a student id as hostile as a student id may be (printable ASCII, no space, no slash); "%zz", not "%41": Starlette's
@@ -31,6 +35,17 @@ def site(admin_app: AdminApp) -> AdminApp:
     admin_app.clock.now += 2
     admin_app.hub.launch_status("demo", "a.ipynb", ALICE)
     return admin_app
+
+
+@pytest.fixture
+def two(site: AdminApp) -> AdminApp:
+    """The site with a second course, ``other`` (bob's server running in it), and ``tess``, teacher of both."""
+    other = site.settings.courses_dir / "other"
+    other.mkdir()
+    nbformat.write(new_notebook(), str(other / "b.ipynb"))
+    site.hub.open_notebook("other", "b.ipynb", "test:bob")
+    site.store.add("tess", Role.TEACHER, password=PASSWORD, courses=["demo", "other"])
+    return site
 
 
 def server_of(site: AdminApp, student_id: str):
@@ -61,7 +76,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int]] = {
     ("POST", "/admin/servers/{course}/{student}/restart"): (303, 303, 403, 401),
     ("GET", "/admin/servers/{course}/{student}/logs"): (200, 200, 403, 303),
     ("GET", "/admin/students"): (200, 200, 200, 303),
-    ("GET", "/admin/students/{student}"): (200, 200, 200, 303),
+    ("GET", "/admin/students/{student}"): (200, 200, 403, 303),  # alice was never seen in ned's course
     ("GET", "/admin/events"): (200, 200, 200, 303),
 }
 PARAMS = {"course": "demo", "student": q(ALICE)}
@@ -135,6 +150,60 @@ def test_a_teacher_of_another_course_sees_no_server_of_it_and_no_button(site):
     ned = site.session("ned")
     assert ALICE not in ned.get("/admin/servers").text
     assert ned.get("/admin/servers?course=demo").status_code == 403
+
+
+def probes(site: AdminApp) -> list[str]:
+    """The servers whose memory the listing asks for from now on (a spy on the fake backend's usage)."""
+    asked: list[str] = []
+    usage = site.hub.backend.usage
+
+    def spy(server):
+        asked.append(server.student_id)
+        return usage(server)
+
+    site.hub.backend.usage = spy
+    return asked
+
+
+def test_a_few_servers_are_listed_with_their_memory(site):
+    site.hub.backend.set_usage(server_of(site, ALICE).name, Usage(memory_bytes=3 * 2**20))
+    asked = probes(site)
+    page = site.session("ada").get("/admin/servers").text
+    row = re.search(rf'<tr data-student="{ALICE}" data-course="demo">.*?</tr>', page).group(0)
+    assert "3.0 MiB" in row and asked == [ALICE]
+    assert 'class="note"' not in page
+
+
+def test_many_servers_are_listed_without_details_unless_asked(site, monkeypatch):
+    monkeypatch.setattr(serverpages, "DETAILS_LIMIT", 1)
+    site.hub.open_notebook("demo", "a.ipynb", "test:bob")
+    site.hub.backend.set_usage(server_of(site, ALICE).name, Usage(memory_bytes=3 * 2**20))
+    asked = probes(site)
+    ada = site.session("ada")
+    page = ada.get("/admin/servers").text
+    assert asked == [] and "3.0 MiB" not in page and 'data-student="test:bob"' in page
+    note = re.search(r'<p class="note">.*?</p>', page).group(0)
+    assert "more than 1 are running" in note and 'href="/admin/servers?details=1"' in note
+    detailed = ada.get("/admin/servers?details=1").text
+    assert sorted(asked) == [ALICE, "test:bob"] and "3.0 MiB" in detailed
+    assert 'href="/admin/servers" data-details="0"' in detailed
+    assert 'name="back" value="/admin/servers?details=1"' in detailed  # an action comes back to what was asked
+    asked.clear()
+    few = ada.get("/admin/servers?course=demo&details=0").text
+    assert asked == [] and "you asked not to" in few and "3.0 MiB" not in few
+    assert ada.get("/admin/servers?details=yes").status_code == 400
+
+
+def test_a_teacher_lists_the_servers_of_all_their_courses_and_probes_only_those(two):
+    two.hub.backend.set_usage(server_of(two, "test:bob").name, Usage(memory_bytes=5 * 2**20))
+    asked = probes(two)
+    page = two.session("tess").get("/admin/servers").text
+    assert f'data-student="{ALICE}" data-course="demo"' in page
+    assert 'data-student="test:bob" data-course="other"' in page
+    assert "5.0 MiB" in page and sorted(asked) == [ALICE, "test:bob"]
+    asked.clear()
+    tom = two.session("tom").get("/admin/servers").text
+    assert 'data-student="test:bob"' not in tom and asked == [ALICE]  # bob's server (other) is not asked
 
 
 def test_stop_through_the_form_stops_the_server_and_says_so_once(site):
@@ -324,12 +393,44 @@ def test_events_are_paged(site):
     assert first.count('<tr data-kind="open">') == 50 and second.count('<tr data-kind="open">') == 11
 
 
-def test_a_student_page_shows_only_the_teachers_courses(site):
-    tom = site.session("tom").get(f"/admin/students/{q(ALICE)}").text
+def test_a_student_page_shows_only_the_teachers_courses(two):
+    two.hub.open_notebook("other", "b.ipynb", ALICE)
+    tom = two.session("tom").get(f"/admin/students/{q(ALICE)}").text
     assert '<tr data-course="demo">' in tom and 'data-action="stop"' in tom
-    ned = site.session("ned").get(f"/admin/students/{q(ALICE)}").text
-    assert "No workspace in the courses you may see." in ned and 'data-course="demo"' not in ned
-    assert "a.ipynb" not in ned
+    assert 'data-course="other"' not in tom and "b.ipynb" not in tom
+    ned = two.session("ned").get(f"/admin/students/{q(ALICE)}").text
+    assert '<tr data-course="other">' in ned and 'data-course="demo"' not in ned and "a.ipynb" not in ned
+
+
+def test_a_teacher_opening_a_student_never_seen_in_their_courses_is_refused(two):
+    ned = two.session("ned")
+    refused = ned.get(f"/admin/students/{q(ALICE)}")
+    assert refused.status_code == 403 and "Not allowed" in refused.text and "never seen in your courses" in refused.text
+    assert "a.ipynb" not in refused.text and "Workspaces" not in refused.text
+    assert ned.get(f"/admin/students/{q('test:nobody')}").status_code == 403
+    assert ned.get(f"/admin/students/{q('test:bob')}").status_code == 200  # seen in other
+    assert two.session("ada").get(f"/admin/students/{q('test:nobody')}").status_code == 200  # an admin: anyone
+
+
+def test_a_teacher_of_two_courses_lists_both_without_a_filter_and_one_with_it(two):
+    tess = two.session("tess")
+    page = tess.get("/admin/students").text
+    assert f'data-student="{ALICE}"' in page and 'data-student="test:bob"' in page
+    assert '<option value="">every course you may see</option>' in page
+    assert '<option value="demo">' in page and '<option value="other">' in page
+    demo = tess.get("/admin/students?course=demo").text
+    assert f'data-student="{ALICE}"' in demo and 'data-student="test:bob"' not in demo
+    assert '<option value="demo" selected>' in demo
+    events = tess.get("/admin/events?kind=open").text
+    assert "<td>demo</td>" in events and "<td>other</td>" in events and 'data-kind="open"' in events
+    only = tess.get("/admin/events?kind=open&course=other").text
+    assert "<td>other</td>" in only and "<td>demo</td>" not in only
+    tom = two.session("tom")
+    assert 'data-student="test:bob"' not in tom.get("/admin/students").text  # bob: other only
+    assert "<td>other</td>" not in tom.get("/admin/events").text
+    assert tom.get("/admin/students?course=other").status_code == 403
+    ada = two.session("ada").get("/admin/students").text
+    assert '<option value="">every course</option>' in ada and 'data-student="test:bob"' in ada
 
 
 def test_the_students_page_searches(site):
