@@ -142,6 +142,11 @@ def test_hostile_input_is_a_4xx_with_a_message_and_changes_nothing(api: AdminApp
     before = snapshot(api)
     answer = ada.request(**request)
     assert answer.status_code < 500, (request, answer.status_code, answer.text[:500])
+    if not (answer.url.path == "/api" or answer.url.path.startswith("/api/")):
+        # the client resolved the dots out of /api (``/api/v1/servers/../../../logs`` is ``/logs``): the site's
+        # own 404 page answers, no API call was made
+        assert answer.status_code == 404 and snapshot(api) == before, request
+        return
     assert answer.headers["content-type"] == "application/json", (request, answer.text[:200])
     body = answer.json()
     if answer.status_code >= 400:
