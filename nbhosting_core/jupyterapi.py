@@ -18,7 +18,7 @@ KERNELS_PATH = "api/kernels?no_track_activity=1"
 SESSIONS_PATH = "api/sessions"
 #: kernel states that mean "working on something": such a server is not idle. Not "starting": Jupyter learns a
 #: kernel's state from its messages, and a kernel no client has talked to yet (the one the hub starts for a launch,
-#: see Hub._prestart_kernel) stays "starting" for as long as it lives; a kernel that really starts is recent activity.
+#: see KernelStarts.prestart) stays "starting" for as long as it lives; a kernel that really starts is recent activity.
 BUSY_STATES = frozenset({"busy"})
 
 

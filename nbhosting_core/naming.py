@@ -158,3 +158,8 @@ def subid_range(uid: int, *, uid_min: int, subid_base: int, subid_count: int) ->
 def is_key(value: str) -> bool:
     """True if ``value`` has the shape of a container access key (160 random bits, hex)."""
     return bool(KEY_RE.match(value))
+
+
+def short_key(key: str) -> str:
+    """Enough of a key to follow a server through the logs, not enough to reach it."""
+    return key[:8]

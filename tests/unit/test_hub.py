@@ -460,7 +460,7 @@ def test_reconcile_releases_what_is_held_for_students_with_no_running_server(hub
 
 def settled(hub: Hub) -> Hub:
     """Once the kernels the hub started in the background are started (or not)."""
-    hub._kernel_pool.shutdown(wait=True)  # noqa: SLF001 - the test waits for the hub's background work
+    hub.kernels.pool.shutdown(wait=True)  # the test waits for the hub's background work
     return hub
 
 
