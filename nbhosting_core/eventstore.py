@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, Engine, Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, case, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .coursestats import CourseStatistics, DayActivity, Distribution, ProgressMap, course_statistics
@@ -71,6 +71,9 @@ def ingest(engine: Engine, journal: EventJournal, *, max_lines: int = INGEST_LIN
     a line already stored (same file and offset) is skipped, and each file's cursor only moves forward, in the
     same transaction as its lines. A line not yet ended stays for the next call; a line that is not an event is
     passed over. Call it again while it returns ``max_lines``-sized batches to catch up on a long journal.
+
+    Events get their ids in the order they are stored, and a reader never sees a smaller id appear after a larger
+    one (SQLite writes one transaction at a time; on PostgreSQL, ingests lock the table against each other).
     """
     started = time.monotonic()
     insert = _insert_for(engine)
@@ -95,6 +98,11 @@ def ingest(engine: Engine, journal: EventJournal, *, max_lines: int = INGEST_LIN
         if end == offset:
             continue
         with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                # one ingest at a time, ids drawn and committed in the same order: a reader that has counted up
+                # to an id never sees a smaller one appear later (nbhosting_core.figures counts by id); SQLite's
+                # writers are one at a time already. Readers are not held (SELECT takes a weaker lock).
+                connection.execute(text("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE"))
             if rows:
                 added += connection.execute(insert(events_table).on_conflict_do_nothing(), rows).rowcount
             advance = insert(journal_cursor).values(source=name, offset=end)

@@ -544,13 +544,14 @@ def create_app(
     platforms = platforms or PlatformsFile(settings.effective_platforms_file)
     opened = OpenedLog(settings.opened_dir, user_prefix=settings.user_prefix)
     e = Endpoints(launcher, gate, platforms, opened)
+    if staff is None and database is not None:
+        staff = StaffStore(database, clock=gate.clock)
     figures = HostFigures(
         hub.events if hub is not None else EventJournal(settings.events_dir),
         hub.backend.list_running if hub is not None else Records(settings.servers_dir, settings.running_dir).running,
+        database=staff.engine if staff is not None else None,  # counts of every stored event, or of today's journal
         clock=gate.clock,
     )
-    if staff is None and database is not None:
-        staff = StaffStore(database, clock=gate.clock)
     guard = metrics_guard or token_guard(settings.metrics_token_file)
     metrics = Metrics(figures, staff_guard(guard) if staff is not None else guard, multiprocess=multiprocess_dir())
     routes: list[BaseRoute] = [

@@ -3,9 +3,10 @@
 Two sources, each correct with several worker processes:
 
 - the host's figures (launches, starts, culls, running servers, active students) are computed at scrape time from
-  shared state, the events journal and the server records (:mod:`nbhosting_core.figures`): the hub that makes
-  them runs in another process (the privileged helper), and every worker reads the same files, so whichever
-  worker answers a scrape gives the same figures;
+  shared state, the app's database (the events journal ingested into it) and the server records
+  (:mod:`nbhosting_core.figures`): the hub that makes them runs in another process (the privileged helper), and
+  every worker reads the same database and files, so whichever worker answers a scrape gives the same figures;
+  the counters count every stored event (an app without a database: today's journal, from 00:00 UTC);
 - the app's requests are counted by each worker, in prometheus_client's multiprocess mode when the app runs
   several (``PROMETHEUS_MULTIPROC_DIR``, set by the app's start, :mod:`nbhosting_server.appstart`): each worker
   writes its counts to its own file there and a scrape sums them all; only counters and histograms, no gauge.
@@ -151,7 +152,7 @@ class HostCollector(Collector):
         f = self.figures.current()
         launches = HistogramMetricFamily(
             "nbhosting_launch_duration_seconds",
-            "Time the hub took to open a notebook (since 00:00 UTC): status success or the error's slug; action "
+            "Time the hub took to open a notebook: status success or the error's slug; action "
             "create, start, reuse, replace (none for a failure).",
             labels=["status", "action"],
         )
@@ -162,7 +163,7 @@ class HostCollector(Collector):
         yield launches
         failures = CounterMetricFamily(
             "nbhosting_launch_failures",
-            "Launches and starts that failed (since 00:00 UTC), by the error's slug.",
+            "Launches and starts that failed, by the error's slug.",
             labels=["reason"],
             created=f.since,
         )
@@ -172,13 +173,11 @@ class HostCollector(Collector):
         yield failures
         ready = HistogramMetricFamily(
             "nbhosting_server_ready_duration_seconds",
-            "Time from a server's start until it first answered (since 00:00 UTC).",
+            "Time from a server's start until it first answered.",
         )
         ready.add_metric([], _buckets(f.tally.ready), f.tally.ready.total)
         yield ready
-        culls = CounterMetricFamily(
-            "nbhosting_culls", "Servers the culler stopped (since 00:00 UTC), by reason.", labels=["reason"]
-        )
+        culls = CounterMetricFamily("nbhosting_culls", "Servers the culler stopped, by reason.", labels=["reason"])
         for reason in CULL_REASONS:
             culls.add_metric([reason], f.tally.culls.get(reason, 0), created=f.since)
         yield culls

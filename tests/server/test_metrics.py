@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from nbhosting_core import FakeAccounts, FakeBackend, Hub, Settings
+from nbhosting_core.db import open_database
+from nbhosting_core.db.engine import sqlite_url
 from nbhosting_core.events import EventKind
 from nbhosting_core.roles import Role
 from nbhosting_server import create_app
@@ -159,6 +161,65 @@ def test_launches_starts_culls_running_and_active_students_after_some_launches(s
     assert value(families, "nbhosting_running_servers", "nbhosting_running_servers") == 2
     for period in ("5m", "1h", "24h"):  # alice and bob run, dave's was culled now; carol never had one
         assert value(families, "nbhosting_active_students", "nbhosting_active_students", period=period) == 3
+
+
+HUB_FAMILIES = (
+    "nbhosting_launch_duration_seconds",
+    "nbhosting_launch_failures",
+    "nbhosting_server_ready_duration_seconds",
+    "nbhosting_culls",
+    "nbhosting_running_servers",
+    "nbhosting_active_students",
+)
+
+
+def hub_samples(families):
+    """The hub's samples of a scrape (not the requests', which are each worker's)."""
+    return sorted((s.name, tuple(sorted(s.labels.items())), s.value) for f in HUB_FAMILIES for s in families[f].samples)
+
+
+def test_with_a_database_the_counters_survive_the_day_change(setup, tmp_path):
+    hub, _, clock = setup
+    database = open_database(sqlite_url(tmp_path / "db.sqlite"))
+    client = TestClient(create_app(hub=hub, database=database), base_url="https://testserver")
+    assert launch(client, "alice") is not None  # a create, at 00:16 UTC of day 1
+    client.get(signed_url(Clock.now, "carol", "missing.ipynb"))
+    hub.events.record(EventKind.CULL, course="demo", student_id="dave", reason="idle")
+    h, c = "nbhosting_launch_duration_seconds", "nbhosting_culls"
+    before = scrape(client)
+    assert value(before, h, h + "_count", status="success", action="create") == 1
+    clock.now += 86400  # the next day
+    assert client.get(signed_url(clock.now, "bob"), follow_redirects=False).status_code == 200  # a create
+    hub.events.record(EventKind.CULL, course="demo", student_id="alice", reason="idle")
+    after = scrape(client)
+    assert value(after, h, h + "_count", status="success", action="create") == 2
+    assert value(after, h, h + "_count", status="not-found", action="none") == 1
+    assert value(after, "nbhosting_launch_failures", "nbhosting_launch_failures_total", reason="not-found") == 1
+    assert value(after, c, c + "_total", reason="idle") == 2
+    started = value(after, c + "_created", c + "_created", reason="idle")  # the first stored event's time
+    assert started == value(before, c + "_created", c + "_created", reason="idle") == 1000
+
+
+def test_two_workers_on_one_database_give_the_same_figures(setup, tmp_path):
+    """Two app instances (as two workers are: each its own engine on the database's file), one that scraped all
+    along and one that answers its first scrape late: the same hub figures."""
+    hub, _, clock = setup
+    url = sqlite_url(tmp_path / "db.sqlite")
+    one = TestClient(create_app(hub=hub, database=open_database(url)), base_url="https://testserver")
+    follow = launch(one, "alice")
+    scrape(one)
+    clock.now += 1
+    one.get(follow)  # ready
+    launch(one, "bob")
+    scrape(one)
+    hub.events.record(EventKind.CULL, course="demo", student_id="dave", reason="max-age")
+    clock.now += 3  # past the answer kept
+    two = TestClient(create_app(hub=hub, database=open_database(url)), base_url="https://testserver")
+    first, second = scrape(one), scrape(two)
+    assert hub_samples(first) == hub_samples(second)
+    h = "nbhosting_launch_duration_seconds"
+    assert value(second, h, h + "_count", status="success", action="create") == 2
+    assert value(second, "nbhosting_culls", "nbhosting_culls_total", reason="max-age") == 1
 
 
 def test_requests_are_counted_by_method_route_template_and_code(setup):
