@@ -172,8 +172,7 @@ def course_page(course: str, tracks: list[tuple[str, list[tuple[str, list[tuple[
                 mark = ""
                 if opened:  # their copy exists: what they can do with it, through the same signed launch
                     work = " · ".join(
-                        f'<a href="{html.escape(link)}&amp;then={then}">{label}</a>'
-                        for then, label in COPY_ACTIONS
+                        f'<a href="{html.escape(link)}&amp;then={then}">{label}</a>' for then, label in COPY_ACTIONS
                     )
                     mark = (
                         f' <span class="opened" title="you have opened it">&#10003; opened</span> <small>{work}</small>'
