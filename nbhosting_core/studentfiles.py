@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import stat
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .errors import InvalidInput, NotFound, OverQuota
 from .models import Account, WorkspaceSummary
-from .workspaces import DIR_FLAGS, _exists, _full, _opened_dirs
+from .workspaces import DIR_FLAGS, _exists, _full, _opened_dirs, _write_new
 
 #: the folder of nbhosting's own things in a student's home (no course slug starts with a dot)
 HIDDEN = ".nbhosting"
@@ -187,22 +186,7 @@ def put_new(account: Account, course: str, notebook: PurePosixPath, source: Bina
         name = notebook.parts[-1]
         if _exists(name, dir_fd):
             return False
-        tmp = f".nbh-copy-{os.urandom(6).hex()}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(source, out)
-                os.fchown(out.fileno(), account.uid, account.gid)
-            try:
-                os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-            except FileExistsError:
-                return False
-            return True
-        except OSError as exc:
-            raise _full(exc, account) from exc
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=dir_fd)
+        return _write_new(dir_fd, name, source, account)
 
 
 def zip_workspace(account: Account, course: str, *, limit: int) -> tuple[BinaryIO, int, int]:

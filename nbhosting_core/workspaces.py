@@ -11,8 +11,10 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from .errors import InvalidInput, NotFound, OverQuota
 from .models import Account
@@ -160,8 +162,9 @@ def _exists(name: str, dir_fd: int) -> bool:
     return True
 
 
-def _write_new(dir_fd: int, name: str, data: bytes, account: Account) -> bool:
-    """Write ``data`` as ``name`` atomically, never replacing what is there; True if written."""
+def _write_new(dir_fd: int, name: str, data: bytes | BinaryIO, account: Account) -> bool:
+    """Write ``data`` (bytes, or a file read to its end) as ``name`` atomically, never replacing what is there;
+    True if written."""
     tmp = f".nbh-copy-{secrets.token_hex(6)}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
@@ -169,7 +172,10 @@ def _write_new(dir_fd: int, name: str, data: bytes, account: Account) -> bool:
         raise _full(exc, account) from exc
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
+            if isinstance(data, bytes):
+                out.write(data)
+            else:
+                shutil.copyfileobj(data, out)
             os.fchown(out.fileno(), account.uid, account.gid)
         try:
             os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
