@@ -58,7 +58,7 @@ from .settings import Settings
 from .studentwork import StudentWork
 from .system.cgroupfs import meminfo
 from .system.counters import Counters, SqliteCounters
-from .system.courseimages import CourseImages
+from .system.courseimages import CourseImages, Pruned
 from .system.quota import NoQuota, Quota, quota_for
 from .system.runner import CommandRunner, SubprocessRunner
 from .system.secretfile import load_or_create_secret, secret_owners
@@ -253,6 +253,8 @@ class Hub:
                     copied = self.workspaces.ensure_copy(account, course, path, content)
                 workspace = self.workspaces.workspace(account, course)
                 ensured = self.backend.ensure_running(account, course, workspace, self.image_for(course))
+                if ensured.action is not Action.REUSE:
+                    self.images.mark_used(ensured.server.image)
                 self.activity.touch(ensured.server.key)  # a launch is activity: the culler must not stop it now
         finally:
             if claim is not None:  # it runs now (and counts as such), or it will not: the claim has done its work
@@ -347,6 +349,24 @@ class Hub:
         image (``settings.image_rootfs``); None: the backend's own default. Running servers keep theirs."""
         chosen = self.images.image_for(course) or self.settings.image_rootfs
         return None if chosen is None else str(chosen)
+
+    def prune_images(self, *, dry_run: bool = False, keep_used_within: float = 0) -> Pruned:
+        """Remove the image versions no server of this host uses (every server's record counts, stopped ones too),
+        but the default image and each course's newest; see :meth:`CourseImages.prune`. Logged."""
+        started = time.monotonic()
+        in_use = [server.image for server in self.backend.list_servers()]
+        service = [self.settings.image_rootfs] if self.settings.image_rootfs is not None else []
+        pruned = self.images.prune(
+            in_use=in_use, in_service=service, dry_run=dry_run, keep_used_within=keep_used_within
+        )
+        log.info(
+            "images: %s %s (%d MiB) in %.3fs",
+            "would prune" if dry_run else "pruned",
+            ", ".join(pruned.removed) or "nothing",
+            pruned.freed_bytes // 2**20,
+            time.monotonic() - started,
+        )
+        return pruned
 
     # ------------------------------------------------------ the host, as admins see it (see hostadmin.HostAdmin)
 

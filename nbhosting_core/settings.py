@@ -267,6 +267,20 @@ class Settings(BaseSettings):
         "privileged helper (0: never; the original nbhosting pulled every 300).",
     )
 
+    # --- images (see nbhosting_core.system.courseimages)
+    image_prune_interval: float = Field(
+        3600,
+        ge=0,
+        description="Seconds between two automatic prunes of the image versions no server uses, run by the "
+        "privileged helper (0: never; `nbh image prune` still does it by hand).",
+    )
+    image_prune_grace: float = Field(
+        86400,
+        ge=0,
+        description="Seconds an image version stays after it was published or a server last started on it, "
+        "before the automatic prune may take it (another nbhosting sharing the images folder may use it).",
+    )
+
     # --- limits: what one student may use (see nbhosting_core.system.cgroups)
     memory_limit: int = Field(
         2 * 1024**3, ge=64 * 1024**2, description="Bytes of memory per server (Jupyter, kernels, and their /tmp)."

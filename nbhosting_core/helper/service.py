@@ -16,6 +16,7 @@ from ..culling import Culler
 from ..events import Event
 from ..hub import Hub
 from ..settings import Settings
+from ..system.courseimages import Pruned
 from ..system.services import service_user
 from .server import HelperServer, bind_socket
 
@@ -50,6 +51,9 @@ def run_helper(settings: Settings, hub: Hub | None = None, *, cull: bool = True)
     sampler = host_sampler(hub)
     if sampler is not None:
         sampler.start()
+    pruner = image_pruner(hub)
+    if pruner is not None:
+        pruner.start()
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -66,6 +70,8 @@ def run_helper(settings: Settings, hub: Hub | None = None, *, cull: bool = True)
             puller.stop()
         if sampler is not None:
             sampler.stop()
+        if pruner is not None:
+            pruner.stop()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(settings.helper_socket)
         sock.close()
@@ -101,3 +107,18 @@ def host_sampler(hub: Hub) -> Culler[Event] | None:
         return [hub.sample()]
 
     return Culler(sample, lock_path=hub.settings.locks_dir / "sampler.lock", interval=interval, name="sampler")
+
+
+def image_pruner(hub: Hub) -> Culler[Pruned] | None:
+    """The automatic prune of image versions no server uses (:meth:`Hub.prune_images`), every
+    ``image_prune_interval`` seconds (None when 0: off), in one process per host (a ``flock``); a version published
+    or started on within ``image_prune_grace`` seconds stays (another nbhosting may share the images folder)."""
+    interval = hub.settings.image_prune_interval
+    if not interval:
+        return None
+    grace = hub.settings.image_prune_grace
+
+    def prune() -> list[Pruned]:
+        return [hub.prune_images(keep_used_within=grace)]
+
+    return Culler(prune, lock_path=hub.settings.locks_dir / "image-prune.lock", interval=interval, name="image pruner")

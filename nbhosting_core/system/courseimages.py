@@ -49,6 +49,8 @@ NOT_BUILT = ("course.toml",)
 DEFAULT = "default"
 OWN = "course"
 LOG_SUFFIX = ".log"
+#: ``images_dir/.used/<folder>``: touched when a server starts on that image (see :meth:`CourseImages.mark_used`)
+USED_MARKS = ".used"
 
 
 def course_image_choice(course_dir: Path) -> str:
@@ -258,15 +260,55 @@ class CourseImages:
 
     # ---------------------------------------------------------------------------------------------- pruning
 
-    def prune(self, *, in_use: Iterable[str], in_service: Iterable[Path], dry_run: bool = False) -> Pruned:
+    def mark_used(self, image: str | Path) -> None:
+        """Note that a server starts on ``image`` (a rootfs path) now: :meth:`prune` keeps an image started on
+        within its ``keep_used_within``, whoever started it (another nbhosting sharing the folder included)."""
+        folder = Path(image).parent
+        if folder.parent != self.images_dir:
+            return
+        marks = self.images_dir / USED_MARKS
+        try:
+            marks.mkdir(mode=0o755, exist_ok=True)
+            mark = marks / folder.name
+            mark.touch()
+            os.utime(mark)
+        except OSError as exc:  # a read-only folder of images (a host's own layout): nothing is pruned early anyway
+            log.debug("images: cannot mark %s as used: %s", folder.name, exc)
+
+    def recently_used(self, within: float) -> set[str]:
+        """The image folders a server started on, or that were published, in the last ``within`` seconds."""
+        if within <= 0:
+            return set()
+        since = time.time() - within
+        recent = set()
+        for name in self.folders():
+            for path in (self.images_dir / USED_MARKS / name, self.images_dir / name):
+                try:
+                    if path.stat().st_mtime >= since:
+                        recent.add(name)
+                        break
+                except FileNotFoundError:
+                    continue
+        return recent
+
+    def prune(
+        self,
+        *,
+        in_use: Iterable[str],
+        in_service: Iterable[Path],
+        dry_run: bool = False,
+        keep_used_within: float = 0,
+    ) -> Pruned:
         """Remove the image folders no server uses, with their podman tags; see :func:`imageversions.prunable`.
 
         ``in_use``: every server's image (a rootfs path), running or stopped. ``in_service``: images new servers
         may get besides each course's newest version (the default image). A default image built after one in
         service is kept too: it is no one's past, but another nbhosting's present (a newer version of it, or a
-        branch sharing the folder). With ``dry_run``, only say.
+        branch sharing the folder). ``keep_used_within``: seconds; an image published or started on more recently
+        is kept too (see :meth:`mark_used`). With ``dry_run``, only say.
         """
         used = {Path(image).parent.name for image in in_use if Path(image).parent.parent == self.images_dir}
+        used |= self.recently_used(keep_used_within)
         service = {p.parent.name for p in in_service}
         service |= self._defaults_built_after(
             min((p.parent.stat().st_mtime for p in in_service if p.exists()), default=None)
@@ -286,6 +328,8 @@ class CourseImages:
             except FileNotFoundError:
                 continue  # another prune took it
             shutil.rmtree(trash, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                (self.images_dir / USED_MARKS / name).unlink()
             self._untag(tag_of(name), env)
         return Pruned(doomed, tags, freed, dry_run)
 

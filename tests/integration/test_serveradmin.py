@@ -15,18 +15,9 @@ import pytest
 from nbhosting_core import Hub, ServerState
 from nbhosting_core.serveradmin import MAX_LOG_BYTES
 from tests.unit.test_helper import Running
+from tests.unit.test_serveradmin import Images
 
 pytestmark = pytest.mark.podman
-
-
-class Images:
-    """The course images of the hub: none, until a test gives its course a newer one."""
-
-    def __init__(self) -> None:
-        self.current: dict[str, Path] = {}
-
-    def image_for(self, course: str) -> Path | None:
-        return self.current.get(course)
 
 
 @pytest.fixture(scope="module")

@@ -151,6 +151,62 @@ def test_prune_removes_unused_old_versions_and_says_how_much_it_freed(hub, setti
     assert [v.number for v in CourseImages(settings).versions("ds")] == [3]
 
 
+def _age(path: Path, seconds: float) -> None:
+    os.utime(path, (time.time() - seconds, time.time() - seconds))
+
+
+def test_the_automatic_prune_keeps_a_version_started_on_or_published_within_its_grace(hub, settings, backend):
+    v1 = publish(settings, f"course-ds-1-{H1}")
+    launch = hub.open_notebook("ds", "nb.ipynb", "alice")  # a start on v1 marks it used now
+    mark = settings.effective_images_dir / ".used" / f"course-ds-1-{H1}"
+    assert launch.action is Action.CREATE and mark.is_file()
+    publish(settings, f"course-ds-2-{H2}")
+    hub.stop(launch.container)
+    hub.remove(launch.container)  # no server uses v1 any more
+    _age(Path(v1).parent, 7200)  # published two hours ago, started on a moment ago
+    assert hub.prune_images(keep_used_within=3600).removed == []
+    _age(mark, 7200)  # nobody started on it within the hour: it may go, with its mark
+    assert hub.prune_images(keep_used_within=3600).removed == [f"course-ds-1-{H1}"]
+    assert not Path(v1).exists() and not mark.exists()
+
+
+def test_the_automatic_prune_keeps_a_version_published_within_its_grace_even_if_never_used(hub, settings):
+    v1, _ = publish(settings, f"course-ds-1-{H1}"), publish(settings, f"course-ds-2-{H2}")
+    assert hub.prune_images(keep_used_within=3600).removed == []
+    _age(Path(v1).parent, 7200)
+    assert hub.prune_images(keep_used_within=3600, dry_run=True).removed == [f"course-ds-1-{H1}"]
+    assert hub.prune_images().removed == [f"course-ds-1-{H1}"]  # by hand (nbh image prune): no grace
+
+
+def test_a_reused_server_does_not_mark_its_image(hub, settings):
+    publish(settings, f"course-ds-1-{H1}")
+    hub.open_notebook("ds", "nb.ipynb", "alice")
+    mark = settings.effective_images_dir / ".used" / f"course-ds-1-{H1}"
+    _age(mark, 7200)
+    assert hub.open_notebook("ds", "nb.ipynb", "alice").action is Action.REUSE
+    assert mark.stat().st_mtime < time.time() - 3600
+
+
+def test_the_helper_prunes_on_its_schedule_or_not_at_all(settings, backend, tmp_path):
+    from nbhosting_core.helper.service import image_pruner
+
+    off = Hub(settings.model_copy(update={"image_prune_interval": 0}), backend=backend, runner=NoPodman())
+    assert image_pruner(off) is None
+    hub = Hub(
+        settings.model_copy(update={"image_prune_grace": 3600}),
+        backend=backend,
+        accounts=FakeAccounts(settings.students_dir),
+        runner=NoPodman(),
+    )
+    v1, _ = publish(settings, f"course-ds-1-{H1}"), publish(settings, f"course-ds-2-{H2}")
+    pruner = image_pruner(hub)
+    assert pruner is not None
+    assert pruner.run_once()[0].removed == []  # published a moment ago
+    _age(Path(v1).parent, 7200)
+    assert pruner.run_once()[0].removed == [f"course-ds-1-{H1}"]
+    pruner.stop()
+
+
 def test_prune_takes_default_images_older_than_the_one_in_service_never_newer_ones(hub, settings):
     older, current, newer = (publish(settings, f"default-{c * 12}") for c in "123")
     for age, rootfs in ((300, older), (200, current), (100, newer)):
