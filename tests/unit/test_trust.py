@@ -11,7 +11,7 @@ from nbformat.sign import NotebookNotary
 from nbformat.v4 import new_code_cell, new_notebook
 
 import nbhosting_core
-from nbhosting_core.trust import CourseSignatures, notary_secret, notebook_signature, notebooks_of
+from nbhosting_core.trust import CourseSignatures, notary_secret, notebook_signature, notebooks_of, with_signature
 
 
 def write(path: Path, source: str) -> bytes:
@@ -73,6 +73,14 @@ def test_a_jupytext_notebooks_copy_is_signed_as_the_student_receives_it(tmp_path
     copy = notebook_bytes(text.encode(), suffix=".md", name="quiz.md")
     assert notebooks_of(course) == [course / "w1" / "quiz.md"]
     assert CourseSignatures().lines(course, secret) == f"sha256 {notebook_signature(secret, copy)}\n".encode()
+
+
+def test_a_signature_is_added_to_a_servers_list_once():
+    assert with_signature(b"", "ab") == b"sha256 ab\n"
+    assert with_signature(b"sha256 ab\n", "cd") == b"sha256 ab\nsha256 cd\n"
+    assert with_signature(b"sha256 ab", "cd") == b"sha256 ab\nsha256 cd\n"  # a last line without its newline
+    assert with_signature(b"sha256 ab\nsha256 cd\n", "cd") is None
+    assert with_signature(b"sha256 abcd\n", "ab") == b"sha256 abcd\nsha256 ab\n"  # whole lines, not prefixes
 
 
 IMAGE_CONFIG = Path(nbhosting_core.__file__).parent / "containerfiles" / "default" / "nbhosting_trust.py"
