@@ -35,6 +35,7 @@ class _Record:
     usage: Usage = field(default_factory=Usage)
     log: list[str] = field(default_factory=list)
     sessions: dict[str, str | None] = field(default_factory=dict)  # notebook -> kernel name
+    vouched: list[tuple[str, bytes]] = field(default_factory=list)  # copies trusted while it runs: (notebook, bytes)
 
 
 class FakeBackend:
@@ -144,6 +145,7 @@ class FakeBackend:
             record.server = record.server.model_copy(update={"state": ServerState.STOPPED, "started_at": None})
             record.activity = None
             record.sessions.clear()  # its kernels stopped with it
+            record.vouched.clear()  # its next start lists the course again
             record.log.append(f"[fake] {server.name} received SIGTERM: stopped")
             self.journal.append(("stop", server.name))
 
@@ -205,7 +207,23 @@ class FakeBackend:
             raise InvalidInput("This notebook is too large to share.", log_detail=f"{len(page)} bytes (fake)")
         return page
 
+    def trust_copy(self, account: Account, course: str, notebook: str, content: bytes) -> bool:
+        """See :class:`~nbhosting_core.trust.CopyTrust`: remembered while the server runs (see :meth:`vouched`)."""
+        with self._lock:
+            record = self._records.get(container_name(account.user, course))
+            if record is None or record.server.state is not ServerState.RUNNING:
+                return False
+            if (notebook, content) in record.vouched:
+                return False
+            record.vouched.append((notebook, content))
+            return True
+
     # ------------------------------------------------------------------------------------ test knobs
+
+    def vouched(self, name: str) -> list[tuple[str, bytes]]:
+        """The copies :meth:`trust_copy` vouched for to server ``name`` since it started: (notebook, content)."""
+        record = self._records.get(name)
+        return [] if record is None else list(record.vouched)
 
     def crash(self, name: str, output: str = "") -> None:
         """Make server ``name`` die, as if its Jupyter exited (``output``: what it printed)."""

@@ -64,6 +64,7 @@ from .system.runner import CommandRunner, SubprocessRunner
 from .system.secretfile import load_or_create_secret, secret_owners
 from .system.services import service_user
 from .throttle import Need, Requester, ThrottlePolicy
+from .trust import CopyTrust
 from .upkeep import Upkeep
 from .workspaces import Workspaces
 
@@ -250,11 +251,16 @@ class Hub:
                 self.quota.prepare(account)
                 self.quota.check(account)
                 with self.courses.reading(course):
-                    copied = self.workspaces.ensure_copy(account, course, path, content)
+                    copy = self.workspaces.copy_if_missing(account, course, path, content)
+                copied = copy is not None
                 workspace = self.workspaces.workspace(account, course)
                 ensured = self.backend.ensure_running(account, course, workspace, self.image_for(course))
                 if ensured.action is not Action.REUSE:
-                    self.images.mark_used(ensured.server.image)
+                    self.images.mark_used(ensured.server.image)  # a start lists the course as it is now
+                elif copy is not None and isinstance(self.backend, CopyTrust):
+                    # a server already running listed the course as it was at its start: a pull since may have
+                    # brought this notebook, or changed it
+                    self.backend.trust_copy(account, course, str(path), copy)
                 self.activity.touch(ensured.server.key)  # a launch is activity: the culler must not stop it now
         finally:
             if claim is not None:  # it runs now (and counts as such), or it will not: the claim has done its work

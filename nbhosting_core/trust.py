@@ -16,6 +16,12 @@ the server's configuration folder (root's, read-only for the student: see :mod:`
 The image's Jupyter configuration (``containerfiles/default/nbhosting_trust.py``) takes both: a copy still as the
 course made it is trusted; the student's own saves are signed by Jupyter itself, into a store in their workspace,
 as usual. A copy the student changed outside Jupyter is not trusted, as Jupyter would have it.
+
+A course changes while servers run (a pull), so root also vouches for each copy it makes into a running server's
+workspace (a first copy, a reset: :class:`CopyTrust`): the copy's signature is added to that server's
+``trusted-digests`` (:func:`with_signature`), which is replaced whole (a rename), and the image's store reads the
+list again whenever the file changed. Nothing is ever taken out of a running server's list: a copy of an older
+version of the course, made before the pull, stays trusted until the server stops.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ import stat
 import threading
 import time
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import nbformat
 from nbformat.sign import NotebookNotary
 
 from .errors import InvalidNotebook
+from .models import Account
 from .notebooks import notebook_bytes
 from .tracks import TEXT_NOTEBOOK_SUFFIXES, has_jupytext_header
 
@@ -43,6 +51,28 @@ ALGORITHM = "sha256"
 MAX_BYTES = 16 * 2**20
 #: at most this many notebooks of a course are hashed
 MAX_NOTEBOOKS = 5000
+#: a server's ``trusted-digests`` grows to at most this (the image reads as much: ``nbhosting_trust.py``); 5000
+#: notebooks make 360 KB
+MAX_DIGESTS_BYTES = 2 * 2**20
+
+
+@runtime_checkable
+class CopyTrust(Protocol):
+    """Vouches for a course notebook root just copied into a student's workspace, to their running server."""
+
+    def trust_copy(self, account: Account, course: str, notebook: str, content: bytes) -> bool:
+        """Make ``content`` (the course's ``notebook`` as copied for ``account``) open trusted in their server of
+        ``course`` if it runs now (a server started later lists the course's notebooks itself); True if the
+        server's list changed. Never raises for a server that stops meanwhile: the copy then opens untrusted."""
+        ...
+
+
+def with_signature(lines: bytes, signature: str) -> bytes | None:
+    """``trusted-digests`` ``lines`` with ``signature`` added (pure); None if it is there already."""
+    line = f"{ALGORITHM} {signature}".encode()
+    if line in lines.splitlines():
+        return None
+    return lines + (b"" if not lines or lines.endswith(b"\n") else b"\n") + line + b"\n"
 
 
 def notary_secret(secret: bytes, course: str) -> bytes:

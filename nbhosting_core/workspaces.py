@@ -114,15 +114,21 @@ class Workspaces:
             NotFound, InvalidInput: see :meth:`course_notebook`.
             InvalidNotebook: the course's file is not a valid notebook (nothing is copied).
         """
+        return self.copy_if_missing(account, course, notebook, content) is not None
+
+    def copy_if_missing(
+        self, account: Account, course: str, notebook: PurePosixPath, content: bytes | None = None
+    ) -> bytes | None:
+        """:meth:`ensure_copy`, returning what was copied now (the bytes the student's copy holds), else None."""
         self.course_notebook(course, notebook)  # NotFound before any folder is made
         copy = student_copy_path(notebook)
         with _opened_dirs(account, (course, *copy.parts[:-1])) as dir_fd:
             name = copy.parts[-1]
             if _exists(name, dir_fd):
-                return False
+                return None
             if content is None:
                 content = self.read_course_notebook(course, notebook)
-            return _write_new(dir_fd, name, content, account)
+            return content if _write_new(dir_fd, name, content, account) else None
 
 
 @contextlib.contextmanager

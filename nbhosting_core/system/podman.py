@@ -35,12 +35,12 @@ from ..courses import Courses
 from ..errors import CommandFailed, LimitsNotApplied, RuntimeUnavailable, StartFailed
 from ..jupyterapi import KERNELS_PATH, SESSIONS_PATH, STATUS_PATH, has_session, new_session, parse_activity
 from ..models import Account, Action, Ensured, ReconcileReport, Server, ServerActivity, ServerState, Usage
-from ..naming import container_name, is_key, subid_range
+from ..naming import container_name, is_key, short_key, subid_range
 from ..origins import frame_ancestors
 from ..platforms import PlatformsFile
 from ..settings import Settings
 from ..tokens import jupyter_token, new_key
-from ..trust import CourseSignatures, notary_secret
+from ..trust import MAX_DIGESTS_BYTES, CourseSignatures, notary_secret, notebook_signature, with_signature
 from .cgroups import Limiter, limiter_for
 from .locks import file_lock
 from .records import (
@@ -179,6 +179,45 @@ class PodmanBackend:
         headers = {**auth, "Content-Type": "application/json"}
         answer = request(link, "POST", url, headers, new_session(notebook, kernel), deadline=KERNEL_DEADLINE)
         return answer is not None and answer.status == 201
+
+    def trust_copy(self, account: Account, course: str, notebook: str, content: bytes) -> bool:
+        """See :class:`~nbhosting_core.trust.CopyTrust`: the copy's signature added to the running server's
+        ``trusted-digests`` (root's file in its socket folder, replaced whole), under the server's lock."""
+        started = time.monotonic()
+        name = container_name(account.user, course)
+        with file_lock(self._settings.locks_dir / f"container-{name}.lock"):  # never beside a start's new folder
+            server = self._running(self._records.server(name))
+            if server is None:
+                outcome = "not running (its next start lists the course)"
+            else:
+                outcome = self._add_signature(server.key, notary_secret(self._secret, course), content)
+        log.info(
+            "trust: copy user=%s course=%s notebook=%s -> %s in %.3fs",
+            account.user,
+            course,
+            notebook,
+            outcome,
+            time.monotonic() - started,
+        )
+        return outcome == "added"
+
+    def _add_signature(self, key: str, notary: bytes, content: bytes) -> str:
+        """Add ``content``'s signature to the ``trusted-digests`` of running server ``key``; what was done."""
+        signature = notebook_signature(notary, content)
+        if signature is None:
+            return "not a notebook"
+        try:
+            lines = self._sockets.read_config(key, TRUSTED_DIGESTS, MAX_DIGESTS_BYTES + 1)
+            updated = with_signature(lines, signature)
+            if updated is None:
+                return "listed already"
+            if len(updated) > MAX_DIGESTS_BYTES:
+                return f"not added: the list is full ({len(lines)} bytes)"
+            self._sockets.replace_config(key, TRUSTED_DIGESTS, updated)
+        except OSError as exc:  # it stopped meanwhile (its folder gone), or a folder not root's: nothing written
+            log.warning("trust: could not update the list of server %s: %s", short_key(key), exc)
+            return "not added"
+        return "added"
 
     def stop(self, server: Server) -> None:
         """See :meth:`NotebookBackend.stop`."""

@@ -22,9 +22,11 @@ import contextlib
 import ctypes
 import errno
 import os
+import secrets
 import shutil
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..naming import is_key
@@ -38,6 +40,19 @@ CONFIG = "config"
 _AT_EMPTY_PATH = 0x1000
 _AT_FDCWD = -100
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check_name(name: str) -> None:
+    if "/" in name or name.startswith(".") or not name:
+        raise ValueError(f"not a file name: {name!r}")
+
+
+def _write_new(dir_fd: int, name: str, data: bytes) -> None:
+    """Create ``name`` (root's, 0644) in the folder open as ``dir_fd`` with ``data``; never opens what is there."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), 0o644)
+        out.write(data)
 
 
 def _link_fd(fd: int, target: Path) -> None:
@@ -97,23 +112,60 @@ class SocketDirs:
         the student's has seen yet. Still, nothing is followed: every step is made through descriptors, without
         following links, and files are created, never opened as they are.
         """
-        if "/" in name or name.startswith("."):
-            raise ValueError(f"not a file name: {name!r}")
+        _check_name(name)
+        with self._config(key, create=True) as config:
+            _write_new(config, name, data)
+
+    def read_config(self, key: str, name: str, limit: int) -> bytes:
+        """``run/config/<name>`` of a running server, as root wrote it: at most ``limit`` bytes.
+
+        The student owns ``run/`` and may have swapped ``config`` for a folder of theirs: only root's folder is
+        read, by descriptor, nothing followed, and only a plain file of root's in it.
+
+        Raises:
+            OSError: no such folder or file (the server stopped), or not root's.
+        """
+        _check_name(name)
+        with self._config(key, create=False) as config:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=config)
+            with os.fdopen(fd, "rb") as source:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+                    raise OSError(errno.EPERM, "not root's file", name)
+                return source.read(limit)
+
+    def replace_config(self, key: str, name: str, data: bytes) -> None:
+        """Replace ``run/config/<name>`` of a running server whole: a new file renamed over it (Jupyter reads
+        either the old file or the new one, never half of one). Root's folder only, by descriptor.
+
+        Raises:
+            OSError: no such folder (the server stopped), not root's, or no room in the socket folder.
+        """
+        _check_name(name)
+        with self._config(key, create=False) as config:
+            tmp = f".{name}.{secrets.token_hex(6)}"
+            try:
+                _write_new(config, tmp, data)
+                os.rename(tmp, name, src_dir_fd=config, dst_dir_fd=config)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=config)
+
+    @contextlib.contextmanager
+    def _config(self, key: str, *, create: bool) -> Iterator[int]:
+        """Root's ``run/config`` folder of server ``key``, opened (made first if ``create``)."""
         inner = os.open(self.inner(key), DIR_FLAGS)
         try:
-            with contextlib.suppress(FileExistsError):  # made by an earlier file of this start
-                os.mkdir(CONFIG, 0o755, dir_fd=inner)
+            if create:
+                with contextlib.suppress(FileExistsError):  # made by an earlier file of this start
+                    os.mkdir(CONFIG, 0o755, dir_fd=inner)
             config = os.open(CONFIG, DIR_FLAGS, dir_fd=inner)
             try:
                 if os.fstat(config).st_uid != os.geteuid():
                     raise OSError(errno.EPERM, "the configuration folder is not root's", CONFIG)
-                os.fchmod(config, 0o755)  # whatever the umask
-                fd = os.open(
-                    name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=config
-                )
-                with os.fdopen(fd, "wb") as out:
-                    os.fchmod(out.fileno(), 0o644)
-                    out.write(data)
+                if create:
+                    os.fchmod(config, 0o755)  # whatever the umask
+                yield config
             finally:
                 os.close(config)
         finally:

@@ -9,9 +9,13 @@ from __future__ import annotations
 import threading
 import uuid
 
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+
 from nbhosting_core import Action, ServerState
 from nbhosting_core.naming import is_key
 from nbhosting_core.serveradmin import MAX_LOG_BYTES, MAX_LOG_LINES
+from nbhosting_core.trust import CopyTrust
 
 
 def student(tag: str) -> str:
@@ -228,3 +232,15 @@ def test_logs_are_the_servers_output_by_tail_kept_through_stop_and_start_and_gon
     assert first in env.backend.logs(again.server, tail=MAX_LOG_LINES)  # started again: the same log goes on
     env.backend.remove(again.server)
     assert env.backend.logs(again.server, tail=MAX_LOG_LINES) == ""
+
+
+def test_a_copy_is_vouched_for_to_a_running_server_once_and_to_a_stopped_one_never(env):
+    backend = env.backend
+    assert isinstance(backend, CopyTrust)
+    account, ensured = launch(env, "trust")
+    copy = nbformat.writes(new_notebook(cells=[new_code_cell(f"'{uuid.uuid4().hex}'")])).encode()  # in no course
+    assert backend.trust_copy(account, "c1", "w1/a.ipynb", copy) is True
+    assert backend.trust_copy(account, "c1", "w1/a.ipynb", copy) is False  # listed already
+    backend.stop(ensured.server)
+    other = nbformat.writes(new_notebook(cells=[new_code_cell("'another'")])).encode()
+    assert backend.trust_copy(account, "c1", "w1/b.ipynb", other) is False  # its next start lists the course

@@ -1,6 +1,6 @@
 """Courses from git against real rootless podman and real Jupyter (root only): a Jupytext notebook opens in a
-student's server, the course's data is there read-only and its modules on PYTHONPATH, and a pull never touches
-what the student wrote."""
+student's server, the course's data is there read-only and its modules on PYTHONPATH, a pull never touches
+what the student wrote, and what a reset or a first copy brings from a pull opens trusted in the server that runs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from nbhosting_core import Hub, Launch, LaunchState
+from nbhosting_core import Action, Hub, Launch, LaunchState
 from tests.gitrepos import Upstream, notebook_text
 from tests.support import Kernel, jupyter_call
 
@@ -105,3 +105,47 @@ def test_a_pull_brings_new_material_and_never_touches_what_the_student_wrote(hub
     # the running server sees the course's new data at once
     kernel = Kernel(settings, hub.secret, launch.key)
     assert kernel.run("print(open('data/numbers.csv').read().strip())")["stdout"] == "4,5,6\n"
+
+
+def trusted_cells(settings, hub: Hub, key: str, notebook: str) -> tuple[str, list[bool]]:
+    """The notebook as the running server reads it (its text), and whether Jupyter trusts each code cell."""
+    status, body = jupyter_call(settings, hub.secret, key, "GET", f"api/contents/{notebook}")
+    assert status == 200, body
+    cells = json.loads(body)["content"]["cells"]
+    return body.decode(), [c["metadata"].get("trusted") for c in cells if c["cell_type"] == "code"]
+
+
+def test_after_a_pull_a_reset_and_a_new_notebook_open_trusted_in_the_server_already_running(
+    hub, settings, course, upstream
+):
+    launch = opened(hub, course, "w1/intro.ipynb", "reset")
+    assert trusted_cells(settings, hub, launch.key, "w1/intro.ipynb")[1] == [True]
+    mine = {"type": "notebook", "content": json.loads(notebook_text("'what I wrote'"))}
+    status, _ = jupyter_call(settings, hub.secret, launch.key, "PUT", "api/contents/w1/intro.ipynb", mine)
+    assert status == 200
+    marker = f"upstream {uuid.uuid4().hex[:6]}"
+    upstream.write("w1/intro.ipynb", notebook_text(f"'{marker}'"))
+    upstream.write("w4/added.ipynb", notebook_text("'added upstream'")).commit(marker)
+    assert hub.courses.pull(course).ok
+
+    # the student's copy is theirs: a pull leaves it alone
+    again = hub.wait_ready(hub.open_notebook(course, "w1/intro.ipynb", launch.student_id), timeout=60)
+    assert again.key == launch.key and not again.copied
+    text, trusted = trusted_cells(settings, hub, launch.key, "w1/intro.ipynb")
+    assert "what I wrote" in text and marker not in text and trusted == [True]  # signed by Jupyter at their save
+
+    # a reset gives the course's new version, theirs kept as a backup, trusted in the server that runs since before
+    reset = hub.work.reset(course, "w1/intro.ipynb", launch.student_id)
+    assert reset.copied and reset.backup is not None
+    home = settings.students_dir / launch.user
+    backup = home / ".nbhosting" / "backups" / course / "w1" / "intro.ipynb" / f"{reset.backup.id}.ipynb"
+    assert "what I wrote" in backup.read_text()
+    text, trusted = trusted_cells(settings, hub, launch.key, "w1/intro.ipynb")
+    assert marker in text and "what I wrote" not in text
+    assert trusted == [True]
+
+    # a notebook the pull brought, first opened now: copied into the same running server, and trusted there
+    added = hub.wait_ready(hub.open_notebook(course, "w4/added.ipynb", launch.student_id), timeout=60)
+    assert added.key == launch.key and added.copied and added.action is Action.REUSE
+    text, trusted = trusted_cells(settings, hub, launch.key, "w4/added.ipynb")
+    assert "added upstream" in text and trusted == [True]

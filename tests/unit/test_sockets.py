@@ -139,3 +139,46 @@ def test_threads_checking_the_same_socket_at_once_each_get_the_link(short):
                 t.join()
             assert results == [dirs.link(KEY)] * 8
         assert sorted(os.listdir(dirs.folder(KEY))) == sorted([INNER, dirs.link(KEY).name])
+
+
+def test_a_running_servers_file_is_replaced_whole_and_read_back(sockets):
+    sockets.write_config(KEY, "trusted-digests", b"sha256 ab\n")
+    before = (sockets.inner(KEY) / "config" / "trusted-digests").stat().st_ino
+    sockets.replace_config(KEY, "trusted-digests", b"sha256 ab\nsha256 cd\n")
+    path = sockets.inner(KEY) / "config" / "trusted-digests"
+    assert path.stat().st_ino != before  # a new file renamed over the old one: a reader sees one or the other
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 and path.stat().st_uid == os.geteuid()
+    assert sockets.read_config(KEY, "trusted-digests", 1000) == b"sha256 ab\nsha256 cd\n"
+    assert sockets.read_config(KEY, "trusted-digests", 4) == b"sha2"  # bounded
+    assert sorted(p.name for p in path.parent.iterdir()) == ["trusted-digests"]  # no temporary file left
+
+
+def test_a_running_servers_swapped_configuration_folder_is_neither_read_nor_written(sockets, tmp_path):
+    sockets.write_config(KEY, "trusted-digests", b"sha256 ab\n")
+    inner = sockets.inner(KEY)
+    (inner / "config").rename(inner / "old")  # the student owns run/: they can move root's folder aside
+    planted = inner / "config"
+    planted.mkdir()
+    os.chown(planted, os.geteuid() + 12345, -1)
+    (planted / "trusted-digests").write_bytes(b"sha256 mine\n")
+    with pytest.raises(PermissionError, match="not root's"):
+        sockets.read_config(KEY, "trusted-digests", 1000)
+    with pytest.raises(PermissionError, match="not root's"):
+        sockets.replace_config(KEY, "trusted-digests", b"sha256 cd\n")
+    shutil.rmtree(planted)
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    planted.symlink_to(target)  # a link is never followed
+    with pytest.raises(OSError):
+        sockets.replace_config(KEY, "trusted-digests", b"sha256 cd\n")
+    assert list(target.iterdir()) == []
+
+
+def test_a_file_in_roots_folder_that_is_not_a_plain_file_of_roots_is_not_read(sockets):
+    sockets.write_config(KEY, "notary-secret", b"0" * 64)
+    folder = sockets.inner(KEY) / "config"
+    (folder / "trusted-digests").symlink_to(folder / "notary-secret")
+    with pytest.raises(OSError):  # ELOOP
+        sockets.read_config(KEY, "trusted-digests", 1000)
+    with pytest.raises(ValueError):
+        sockets.read_config(KEY, "../x", 1000)

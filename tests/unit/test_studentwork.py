@@ -231,3 +231,25 @@ def test_a_jupytext_course_notebook_resets_the_students_ipynb_copy(hub):
     assert reset.notebook == "notes.ipynb" and reset.backup is not None
     assert "md v1" in copy.read_text() and not (copy.parent / "notes.md").exists()
     assert [b.notebook for b in hub.work.backups("python", "notes", "alice")] == ["notes.ipynb"]
+
+
+def test_copies_made_into_a_running_server_are_vouched_for_to_it_and_a_restore_is_not(hub):
+    backend = hub.backend
+    first = hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    write_nb(hub.settings.courses_dir / "python" / "w2" / "new.ipynb", "print('pulled')")  # a pull, say
+    write_nb(hub.settings.courses_dir / "python" / "w1" / "intro.ipynb", "print('v2')")
+    assert hub.open_notebook("python", "w2/new.ipynb", "alice").key == first.key  # the same running server
+    hub.open_notebook("python", "w1/intro.ipynb", "alice")  # the student's copy is there: nothing copied
+    reset = hub.work.reset("python", "w1/intro.ipynb", "alice")
+    hub.work.restore("python", "w1/intro.ipynb", "alice", reset.backup.id)  # the student's own: not the course's
+    vouched = backend.vouched(first.container)
+    assert [notebook for notebook, _ in vouched] == ["w1/intro.ipynb", "w2/new.ipynb", "w1/intro.ipynb"]
+    assert [sources(content) for _, content in vouched] == [["print('v1')"], ["print('pulled')"], ["print('v2')"]]
+    assert vouched[1][1] == student_copy(hub, notebook="w2/new.ipynb").read_bytes()  # exactly what was copied
+
+
+def test_a_reset_while_the_server_is_stopped_vouches_for_nothing(hub):
+    launch = hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    hub.stop(launch.container)
+    hub.work.reset("python", "w1/intro.ipynb", "alice")
+    assert hub.backend.vouched(launch.container) == []  # its next start lists the course itself

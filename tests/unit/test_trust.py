@@ -6,10 +6,12 @@ import os
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbformat.sign import NotebookNotary
 from nbformat.v4 import new_code_cell, new_notebook
 
-from nbhosting_core.trust import CourseSignatures, notary_secret, notebook_signature, notebooks_of
+import nbhosting_core
+from nbhosting_core.trust import CourseSignatures, notary_secret, notebook_signature, notebooks_of, with_signature
 
 
 def write(path: Path, source: str) -> bytes:
@@ -71,3 +73,51 @@ def test_a_jupytext_notebooks_copy_is_signed_as_the_student_receives_it(tmp_path
     copy = notebook_bytes(text.encode(), suffix=".md", name="quiz.md")
     assert notebooks_of(course) == [course / "w1" / "quiz.md"]
     assert CourseSignatures().lines(course, secret) == f"sha256 {notebook_signature(secret, copy)}\n".encode()
+
+
+def test_a_signature_is_added_to_a_servers_list_once():
+    assert with_signature(b"", "ab") == b"sha256 ab\n"
+    assert with_signature(b"sha256 ab\n", "cd") == b"sha256 ab\nsha256 cd\n"
+    assert with_signature(b"sha256 ab", "cd") == b"sha256 ab\nsha256 cd\n"  # a last line without its newline
+    assert with_signature(b"sha256 ab\nsha256 cd\n", "cd") is None
+    assert with_signature(b"sha256 abcd\n", "ab") == b"sha256 abcd\nsha256 ab\n"  # whole lines, not prefixes
+
+
+IMAGE_CONFIG = Path(nbhosting_core.__file__).parent / "containerfiles" / "default" / "nbhosting_trust.py"
+
+
+@pytest.fixture
+def image_store(tmp_path):
+    """The image's signature store (``nbhosting_trust.py`` as Jupyter runs it), on files under ``tmp_path``."""
+    config = {"__name__": "jupyter_config"}
+    exec(compile(IMAGE_CONFIG.read_text(), str(IMAGE_CONFIG), "exec"), config)  # no secret file here: `c` unused
+    config["NBHOSTING_TRUSTED"] = str(tmp_path / "trusted-digests")
+    config["NBHOSTING_DATA"] = str(tmp_path / "data")
+    (tmp_path / "data").mkdir()
+    return config["NbhostingCourseCopies"]()
+
+
+def replace(path: Path, data: bytes) -> None:
+    """As root replaces a running server's list: a new file renamed over it."""
+    tmp = path.with_name(".new")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def test_the_images_store_reads_the_list_again_when_root_replaced_it(image_store, tmp_path):
+    listed = tmp_path / "trusted-digests"
+    assert not image_store.check_signature("ab", "sha256")  # no list yet
+    replace(listed, b"sha256 ab\n")
+    assert image_store.check_signature("ab", "sha256") and not image_store.check_signature("cd", "sha256")
+    replace(listed, b"sha256 ab\nsha256 cd\n")  # a copy of a notebook a pull brought, made while it runs
+    assert image_store.check_signature("cd", "sha256")
+    assert not image_store.check_signature("cd", "sha512")
+    listed.unlink()
+    assert not image_store.check_signature("ab", "sha256")
+
+
+def test_the_images_store_keeps_the_students_own_signatures(image_store, tmp_path):
+    replace(tmp_path / "trusted-digests", b"sha256 ab\n")
+    image_store.store_signature("ef", "sha256")
+    assert image_store.check_signature("ef", "sha256") and image_store.check_signature("ab", "sha256")
+    image_store.close()

@@ -1,7 +1,9 @@
 # nbhosting: notebooks copied from the course open as trusted for their student (nbhosting_core/trust.py).
 #
 # Before each start, nbhosting writes into the server's configuration folder (root's, read-only here): the
-# course's notary secret, and the signatures with it of the course's notebooks as nbhosting copies them. A copy
+# course's notary secret, and the signatures with it of the course's notebooks as nbhosting copies them. While the
+# server runs, root adds the signature of every course version it copies in (a first copy of a notebook a pull
+# brought, a reset), replacing the file whole (a rename): the list is read again whenever the file changed. A copy
 # still as the course made it is trusted; the student's own saves are signed by Jupyter into their store, kept in
 # the workspace (not in /tmp: trust survives a restart). Without those files (an older nbhosting, or this image run
 # elsewhere), Jupyter's defaults stay.
@@ -14,6 +16,12 @@ NBHOSTING_CONFIG = "/nbhosting/run/config"
 NBHOSTING_SECRET = os.path.join(NBHOSTING_CONFIG, "notary-secret")
 NBHOSTING_TRUSTED = os.path.join(NBHOSTING_CONFIG, "trusted-digests")
 NBHOSTING_DATA = "/home/student/.local/share/jupyter"
+# at most this much of the list is read (root writes at most as much: nbhosting_core.trust.MAX_DIGESTS_BYTES)
+NBHOSTING_TRUSTED_MAX = 2 * 2**20
+
+
+def _identity(info):
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 class NbhostingCourseCopies(SignatureStore):
@@ -21,15 +29,25 @@ class NbhostingCourseCopies(SignatureStore):
 
     def __init__(self):
         self._own = SQLiteSignatureStore(os.path.join(NBHOSTING_DATA, "nbsignatures.db"))
-        self._course = None
+        self._course = set()
+        self._read = None  # the identity of the list last read (None: never read, or absent)
 
     def _course_signatures(self):
-        if self._course is None:
+        """The course's list, read again when root replaced it (a stat per check: ~5 us)."""
+        try:
+            current = _identity(os.stat(NBHOSTING_TRUSTED))
+        except OSError:
+            self._course, self._read = set(), None
+            return self._course
+        if current != self._read:
             try:
-                with open(NBHOSTING_TRUSTED) as lines:
-                    self._course = {tuple(line.split()) for line in lines if line.strip()}
+                with open(NBHOSTING_TRUSTED, "rb") as lines:
+                    identity = _identity(os.fstat(lines.fileno()))  # what was read, whatever replaced it since
+                    text = lines.read(NBHOSTING_TRUSTED_MAX).decode("ascii", "replace")
             except OSError:
-                self._course = set()
+                return self._course
+            self._course = {tuple(line.split()) for line in text.splitlines() if line.strip()}
+            self._read = identity
         return self._course
 
     def store_signature(self, digest, algorithm):
