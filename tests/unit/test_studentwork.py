@@ -231,3 +231,35 @@ def test_a_jupytext_course_notebook_resets_the_students_ipynb_copy(hub):
     assert reset.notebook == "notes.ipynb" and reset.backup is not None
     assert "md v1" in copy.read_text() and not (copy.parent / "notes.md").exists()
     assert [b.notebook for b in hub.work.backups("python", "notes", "alice")] == ["notes.ipynb"]
+
+
+def test_the_notebooks_listed_are_the_students_plain_ipynb_files_by_path(hub, tmp_path):
+    hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    workspace = student_copy(hub).parent.parent
+    write_nb(workspace / "a" / "b" / "deep.ipynb", "1")
+    write_nb(workspace / "w1" / ".ipynb_checkpoints" / "intro-checkpoint.ipynb", "old")
+    write_nb(workspace / ".hidden" / "x.ipynb", "hidden")
+    (workspace / "notes.txt").write_text("not a notebook")
+    outside = tmp_path / "outside"
+    write_nb(outside / "theirs.ipynb", "not the student's")
+    (workspace / "linked.ipynb").symlink_to(outside / "theirs.ipynb")
+    (workspace / "linked-dir").symlink_to(outside)
+
+    listed = hub.work.notebooks("python", "alice")
+
+    assert [n.notebook for n in listed.notebooks] == ["a/b/deep.ipynb", "w1/intro.ipynb"] and not listed.truncated
+    intro = listed.notebooks[1]
+    assert intro.size == student_copy(hub).stat().st_size and intro.modified == student_copy(hub).stat().st_mtime
+
+
+def test_a_student_without_a_workspace_has_no_notebooks_and_the_list_is_capped(hub, monkeypatch):
+    hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    assert hub.work.notebooks("other", "alice").notebooks == []
+    with pytest.raises(NotFound):
+        hub.work.notebooks("python", "nobody")
+    monkeypatch.setattr("nbhosting_core.studentfiles.MAX_NOTEBOOKS", 3)
+    for n in range(5):
+        write_nb(student_copy(hub).parent / f"n{n}.ipynb", str(n))
+    listed = hub.work.notebooks("python", "alice")
+    assert [n.notebook for n in listed.notebooks] == ["w1/intro.ipynb", "w1/n0.ipynb", "w1/n1.ipynb"]
+    assert listed.truncated
