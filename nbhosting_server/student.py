@@ -44,9 +44,9 @@ from nbhosting_core.containers import STUDENT_PATH, student_base
 from nbhosting_core.errors import LaunchRefused
 from nbhosting_core.gate import Gate
 from nbhosting_core.models import Server
-from nbhosting_core.origins import check_origin, site_origin
+from nbhosting_core.origins import check_origin, notebook_of_page, site_origin
 from nbhosting_core.shares import SHARE_PARAM, SHARE_PATH, Share, read_page, share_url
-from nbhosting_core.studentfiles import Backup, NotebookList
+from nbhosting_core.studentfiles import Backup, NotebookFile, NotebookList
 from nbhosting_core.studentwork import Download, StudentActions
 
 from . import pages
@@ -191,7 +191,9 @@ class StudentEndpoints:
             listed = await run_in_threadpool(self.work.notebooks, course, student) if action == "" else None
             backups = await run_in_threadpool(self.work.backups, course, notebook, student)
             shares = await run_in_threadpool(self.work.shares, course, student) if action == "" else None
-            return self._overview(server, backups, shares, listed)
+            # the "My work" menu opens this page from the notebook's: the Referer names it (a hint; never sent: no harm)
+            current = notebook_of_page(self.gate.settings, server.key, request.headers.get("referer"))
+            return self._overview(server, backups, shares, listed, current)
         if notebook is None:
             raise InvalidInput("Say which notebook: ?notebook=<its path in the course>.")
         if action == "download":
@@ -276,13 +278,19 @@ class StudentEndpoints:
         return pages.page("Share a notebook", body)
 
     def _overview(
-        self, server: Server, backups: list[Backup], shares: list[Share] | None, listed: NotebookList | None
+        self,
+        server: Server,
+        backups: list[Backup],
+        shares: list[Share] | None,
+        listed: NotebookList | None,
+        current: str | None = None,
     ) -> HTMLResponse:
-        """The course's notebooks (``listed``, on the menu's page), each with its actions; then the backups, and
-        the shares of notebooks not listed (``shares``); on ``/backups``, the backups alone."""
+        """The course's notebooks (``listed``, on the menu's page; ``current``, the one the student came from, first),
+        each with its actions; then the backups, and the shares of notebooks not listed (``shares``); on
+        ``/backups``, the backups alone."""
         body = f"<h1>Your work in <code>{html.escape(server.course)}</code></h1>"
         if listed is not None and shares is not None:
-            body += self._notebooks(server, listed, backups, shares)
+            body += self._notebooks(server, listed, backups, shares, current)
             body += f"<p>{self._link(server, 'download-workspace', 'Download the whole workspace (zip)')}</p>"
             body += (
                 f'<form method="get" action="{html.escape(self._base(server))}/reset"><p class="muted">A course '
@@ -303,35 +311,40 @@ class StudentEndpoints:
             body += "<h2>Also shared</h2><ul>" + "".join(self._shared(server, s) for s in others) + "</ul>"
         return pages.page("Your work", body)
 
-    def _notebooks(self, server: Server, listed: NotebookList, backups: list[Backup], shares: list[Share]) -> str:
-        """The student's notebooks, each with Download, Share (or its link and Revoke), Reset… and Backups."""
+    def _notebooks(
+        self, server: Server, listed: NotebookList, backups: list[Backup], shares: list[Share], current: str | None
+    ) -> str:
+        """The student's notebooks, each with Download, Share (or its link and Revoke), Reset… and Backups; first,
+        the one they came from (``current``) if it is listed."""
         if not listed.notebooks:
             return "<p class='muted'>No notebook in your workspace yet: open one from your course.</p>"
         kept = Counter(b.notebook for b in backups)
         shared = {s.notebook: s for s in shares}
-        rows = []
-        for n in listed.notebooks:
-            name = n.notebook
-            share = shared.get(name)
-            actions = [
-                self._link(server, "download", "Download", notebook=name),
-                self._shared(server, share, item=False)
-                if share
-                else self._link(server, "share", "Share…", notebook=name),
-                self._link(server, "reset", "Reset…", notebook=name),
-                self._link(server, "backups", f"Backups ({kept[name]})", notebook=name),
-            ]
-            open_url = html.escape(self.gate.notebook_url(server.key, name))
-            rows.append(
-                f'<li class="notebook"><a href="{open_url}"><code>{html.escape(name)}</code></a> '
-                f'<span class="muted">{n.size:,} bytes, {_when(n.modified)}</span><br>{" · ".join(actions)}</li>'
-            )
-        more = (
-            f"<p class='muted'>Only the first {len(listed.notebooks)} notebooks are listed.</p>"
-            if listed.truncated
-            else ""
+        rows = [self._row(server, n, kept[n.notebook], shared.get(n.notebook)) for n in listed.notebooks]
+        here = [
+            self._row(server, n, kept[n.notebook], shared.get(n.notebook), "current")
+            for n in listed.notebooks
+            if n.notebook == current
+        ]
+        body = f"<h2>The notebook you came from</h2><ul>{here[0]}</ul>" if here else ""
+        body += f"<h2>Your notebooks</h2><ul>{''.join(rows)}</ul>"
+        if listed.truncated:
+            body += f"<p class='muted'>Only the first {len(listed.notebooks)} notebooks are listed.</p>"
+        return body
+
+    def _row(self, server: Server, n: NotebookFile, backups: int, share: Share | None, extra: str = "") -> str:
+        name = n.notebook
+        actions = [
+            self._link(server, "download", "Download", notebook=name),
+            self._shared(server, share, item=False) if share else self._link(server, "share", "Share…", notebook=name),
+            self._link(server, "reset", "Reset…", notebook=name),
+            self._link(server, "backups", f"Backups ({backups})", notebook=name),
+        ]
+        open_url = html.escape(self.gate.notebook_url(server.key, name))
+        return (
+            f'<li class="{f"notebook {extra}".strip()}"><a href="{open_url}"><code>{html.escape(name)}</code></a> '
+            f'<span class="muted">{n.size:,} bytes, {_when(n.modified)}</span><br>{" · ".join(actions)}</li>'
         )
-        return f"<h2>Your notebooks</h2><ul>{''.join(rows)}</ul>{more}"
 
     def _shared(self, server: Server, share: Share, *, item: bool = True) -> str:
         """A shared notebook's link and its Revoke button (as a list item, or inline in a notebook's row)."""

@@ -119,7 +119,9 @@ def test_the_notebook_ui_has_a_my_work_menu_and_a_course_copy_opens_trusted(serv
         lambda b: any(e.text == NOTEBOOK for e in css(b, "li.notebook code")),
         lambda: f"the overview lists no {NOTEBOOK}: {browser.find_element('tag name', 'body').text[:500]}",
     )
-    [row] = [e for e in css(browser, "li.notebook") if NOTEBOOK in e.text]
+    # first, the notebook the menu was opened from (its page's Referer), with its actions
+    [row] = css(browser, "li.notebook.current")
+    assert row.text.startswith(NOTEBOOK), row.text
     assert all(word in row.text for word in ("Download", "Share…", "Reset…", "Backups (0)")), row.text
     browser.close()
     browser.switch_to.window(notebook_tab)

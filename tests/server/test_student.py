@@ -210,3 +210,17 @@ def test_the_overview_lists_backups_and_shares(setup):
     hub.work.share("demo", "a.ipynb", "alice")
     overview = alice.get("/")
     assert overview.status_code == 200 and "Backups" in overview.text and "shared link" in overview.text
+
+
+def test_opened_from_a_notebooks_page_the_overview_shows_that_notebook_first(setup):
+    hub, _, alice, bob = setup
+    (copy_of(hub).parent / "b.ipynb").write_bytes(copy_of(hub).read_bytes())
+    page = alice.origin + notebook_path(hub.settings, alice.key, "b.ipynb")
+    first = alice.get("/", Referer=page).text
+    [current] = re.findall(r'<li class="notebook current">.*?</li>', first)
+    assert "<code>b.ipynb</code>" in current and f"{alice.base}/download?notebook=b.ipynb" in html.unescape(current)
+    assert first.index("The notebook you came from") < first.index("Your notebooks")
+    # another server's page, a path that is no notebook of the list, no Referer: the list alone
+    for referer in (bob.origin + notebook_path(hub.settings, bob.key, "b.ipynb"), page.replace("b.ipynb", "zz.ipynb")):
+        assert "notebook current" not in alice.get("/", Referer=referer).text
+    assert "notebook current" not in alice.get("/").text
