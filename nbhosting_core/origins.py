@@ -18,7 +18,8 @@ import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .naming import is_key
+from .errors import InvalidInput
+from .naming import is_key, validate_notebook_path
 from .platforms import origin_of
 from .settings import Settings
 
@@ -72,6 +73,31 @@ def notebook_path(settings: Settings, key: str, notebook: str, ui: str | None = 
     """The path of ``notebook`` in the server ``key``, in ``ui`` (a course's choice), else the settings' (pure)."""
     view = "notebooks" if (ui or settings.ui) == "notebook" else "lab/tree"
     return f"/{settings.url_prefix}/{key}/{view}/{urllib.parse.quote(notebook)}"
+
+
+def notebook_of_page(settings: Settings, key: str, url: str | None) -> str | None:
+    """The student's notebook (``.ipynb``) whose page in the server ``key`` is ``url`` (a Notebook 7
+    ``notebooks/<path>`` or JupyterLab ``lab/tree/<path>`` URL of the server's own origin), else None (pure).
+
+    The inverse of :func:`notebook_path`, for a ``Referer``: a hint of which notebook a page was opened from, never
+    a permission (whatever it names is validated as any notebook path, and acted on only by the student's click).
+    """
+    if not url or len(url) > 4096:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    base = f"/{settings.url_prefix}/{key}/"
+    if f"{parts.scheme}://{parts.netloc}" != server_origin(settings, key) or not parts.path.startswith(base):
+        return None
+    rest = parts.path.removeprefix(base)
+    for view in ("notebooks/", "lab/tree/"):
+        if rest.startswith(view):
+            path = urllib.parse.unquote(rest.removeprefix(view))
+            try:
+                valid = validate_notebook_path(path)
+            except InvalidInput:
+                return None
+            return path if valid.suffix == ".ipynb" else None
+    return None
 
 
 def frame_ancestors(settings: Settings, platform_origins: Iterable[str]) -> str:

@@ -1,4 +1,5 @@
-"""Root's file work in a student's home, by descriptor: backups, copies, reads and a zip of a workspace.
+"""Root's file work in a student's home, by descriptor: backups, copies, reads, a list of a workspace's notebooks
+and a zip of a workspace.
 
 Everything below a student's home is theirs and may change between two system calls, so nothing here uses a path
 that was checked before: folders are opened one by one relative to their parent with ``O_NOFOLLOW``, files with
@@ -24,10 +25,11 @@ from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import InvalidInput, NotFound, OverQuota
 from .models import Account, WorkspaceSummary
+from .naming import validate_notebook_path
 from .workspaces import DIR_FLAGS, _exists, _full, _opened_dirs, _write_new
 
 #: the folder of nbhosting's own things in a student's home (no course slug starts with a dot)
@@ -257,9 +259,32 @@ def _zip_below(z: zipfile.ZipFile, fd: int, here: PurePosixPath, state: dict[str
             state["skipped"] += 1
 
 
-#: what an admin's summary of a workspace reads at most (entries) and lists (notebooks)
+#: what a walk of a workspace reads at most (entries), what an admin's summary lists (notebooks), and what a
+#: student's list of their notebooks holds at most (entries, and bytes as JSON: the helper's answer is at most 1 MiB)
 SUMMARY_ENTRIES = 20_000
 SUMMARY_NOTEBOOKS = 100
+MAX_NOTEBOOKS = 500
+MAX_LISTED_BYTES = 768 * 1024
+
+
+class NotebookFile(BaseModel):
+    """One notebook of a student's workspace: its path in the course, its size and when it was last written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    notebook: str = Field(max_length=1024)
+    size: int = Field(ge=0)
+    modified: float
+
+
+class NotebookList(BaseModel):
+    """A student's notebooks in their workspace of a course, by path; ``truncated``: there are more (or more
+    entries than a walk reads) than listed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    notebooks: list[NotebookFile] = Field(max_length=MAX_NOTEBOOKS)
+    truncated: bool = False
 
 
 def workspace_courses(account: Account, is_course: Callable[[str], bool]) -> list[str]:
@@ -275,6 +300,40 @@ def workspace_courses(account: Account, is_course: Callable[[str], bool]) -> lis
         return []
 
 
+def list_notebooks(account: Account, course: str) -> NotebookList:
+    """The student's notebooks (``.ipynb`` plain files whose path a launch accepts) in their workspace of ``course``,
+    by path: at most :data:`MAX_NOTEBOOKS` (and :data:`MAX_LISTED_BYTES` as JSON), walked by descriptor (at most
+    :data:`SUMMARY_ENTRIES` entries), hidden folders and Jupyter's checkpoints left out, symlinks neither followed nor
+    listed. No workspace: none."""
+    state = {"entries": 0}
+    found: list[NotebookFile] = []
+    try:
+        with _walk(account, (course,), create=False) as fd:
+            for path, info in _files_below(fd, PurePosixPath(), state, 0, hidden=False):
+                if path.suffix == ".ipynb" and _launchable(str(path)):
+                    found.append(NotebookFile(notebook=str(path), size=info.st_size, modified=info.st_mtime))
+    except NotFound:
+        return NotebookList(notebooks=[])
+    found.sort(key=lambda n: n.notebook)
+    listed, size = [], 0
+    for n in found[:MAX_NOTEBOOKS]:
+        size += len(n.model_dump_json().encode())  # a path of 1,024 characters may take 4 KiB as UTF-8
+        if size > MAX_LISTED_BYTES:
+            break
+        listed.append(n)
+    truncated = len(listed) < len(found) or state["entries"] >= SUMMARY_ENTRIES
+    return NotebookList(notebooks=listed, truncated=truncated)
+
+
+def _launchable(path: str) -> bool:
+    """Whether ``path`` is one a student's pages accept (a name too long or with a control character is not)."""
+    try:
+        validate_notebook_path(path)
+    except InvalidInput:
+        return False
+    return True
+
+
 def summarize_workspace(account: Account, course: str) -> WorkspaceSummary:
     """What the workspace of ``course`` holds, walked by descriptor (symlinks neither followed nor counted),
     at most :data:`SUMMARY_ENTRIES` entries; Jupyter's checkpoints left out.
@@ -282,43 +341,52 @@ def summarize_workspace(account: Account, course: str) -> WorkspaceSummary:
     Raises:
         NotFound: the student has no workspace for this course.
     """
-    state = {"entries": 0, "files": 0, "bytes": 0, "modified": 0.0}
+    state = {"entries": 0}
+    files, size, modified = 0, 0, 0.0
     notebooks: list[str] = []
     with _walk(account, (course,), create=False) as fd:
-        _summarize_below(fd, PurePosixPath(), state, notebooks, 0)
+        for path, info in _files_below(fd, PurePosixPath(), state, 0, hidden=True):
+            files += 1
+            size += info.st_size
+            modified = max(modified, info.st_mtime)
+            if path.name.endswith(".ipynb"):
+                notebooks.append(str(path))
     notebooks.sort()
     return WorkspaceSummary(
         course=course,
         notebooks=notebooks[:SUMMARY_NOTEBOOKS],
         notebook_count=len(notebooks),
-        files=int(state["files"]),
-        bytes=int(state["bytes"]),
-        modified=state["modified"] or None,
+        files=files,
+        bytes=size,
+        modified=modified or None,
         truncated=state["entries"] >= SUMMARY_ENTRIES,
     )
 
 
-def _summarize_below(fd: int, here: PurePosixPath, state: dict[str, float], notebooks: list[str], depth: int) -> None:
-    for entry in os.scandir(fd):
-        if state["entries"] >= SUMMARY_ENTRIES:
-            return
-        state["entries"] += 1
-        try:
-            info = os.stat(entry.name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:  # gone meanwhile
-            continue
-        if stat.S_ISDIR(info.st_mode) and entry.name not in SKIPPED_DIRS and depth < MAX_DEPTH:
-            try:
-                child = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
-            except OSError:  # swapped for a link meanwhile: left out
+def _files_below(
+    fd: int, here: PurePosixPath, state: dict[str, int], depth: int, *, hidden: bool
+) -> Iterator[tuple[PurePosixPath, os.stat_result]]:
+    """The plain files below the folder ``fd`` (``here``), by descriptor, while ``state["entries"]`` stays under
+    :data:`SUMMARY_ENTRIES`: Jupyter's checkpoints (and, unless ``hidden``, names starting with a dot) left out."""
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if state["entries"] >= SUMMARY_ENTRIES:
+                return
+            state["entries"] += 1
+            if not hidden and entry.name.startswith("."):
                 continue
             try:
-                _summarize_below(child, here / entry.name, state, notebooks, depth + 1)
-            finally:
-                os.close(child)
-        elif stat.S_ISREG(info.st_mode):
-            state["files"] += 1
-            state["bytes"] += info.st_size
-            state["modified"] = max(state["modified"], info.st_mtime)
-            if entry.name.endswith(".ipynb"):
-                notebooks.append(str(here / entry.name))
+                info = os.stat(entry.name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:  # gone meanwhile
+                continue
+            if stat.S_ISDIR(info.st_mode) and entry.name not in SKIPPED_DIRS and depth < MAX_DEPTH:
+                try:
+                    child = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
+                except OSError:  # swapped for a link meanwhile: left out
+                    continue
+                try:
+                    yield from _files_below(child, here / entry.name, state, depth + 1, hidden=hidden)
+                finally:
+                    os.close(child)
+            elif stat.S_ISREG(info.st_mode):
+                yield here / entry.name, info

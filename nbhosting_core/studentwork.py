@@ -1,4 +1,4 @@
-"""What students can do with their notebooks: reset to the course's version (with backups), restore a backup,
+"""What students can do with their notebooks: list them, reset to the course's version (with backups), restore a backup,
 download a notebook or a whole workspace, share a static HTML copy behind a revocable link.
 
 :class:`StudentWork` does it on the host (in the privileged helper, or in a script as root); the web app reaches it
@@ -33,7 +33,7 @@ from .models import Account, Server, ServerState
 from .naming import student_copy_path, validate_course, validate_notebook_path, validate_student_id
 from .settings import Settings
 from .shares import MAX_PAGE, Share, ShareStore
-from .studentfiles import Backup
+from .studentfiles import Backup, NotebookList
 from .system.quota import Quota
 from .trust import CopyTrust
 from .workspaces import Workspaces
@@ -79,6 +79,10 @@ class HtmlRenderer(Protocol):
 
 class StudentActions(Protocol):
     """What a student (or an admin for them) may do with their notebooks. See :class:`StudentWork`."""
+
+    def notebooks(self, course: str, student_id: str) -> NotebookList:
+        """See :meth:`StudentWork.notebooks`."""
+        ...
 
     def reset(self, course: str, notebook: str, student_id: str) -> Reset:
         """See :meth:`StudentWork.reset`."""
@@ -150,6 +154,20 @@ class StudentWork:
         self._release = release
         self._clock = clock
         self.shares_store = ShareStore(settings)
+
+    def notebooks(self, course: str, student_id: str) -> NotebookList:
+        """The student's notebooks in their workspace of ``course``, by path (see
+        :func:`~nbhosting_core.studentfiles.list_notebooks`: at most ``MAX_NOTEBOOKS``, symlinks neither followed nor
+        listed); none if they have no workspace there.
+
+        Raises:
+            NotFound: the student has no account here.
+            InvalidInput: their workspace is not a plain folder.
+        """
+        course = validate_course(course)
+        student_id = validate_student_id(student_id)
+        with self._student(student_id, "notebooks", course, None) as account:
+            return files.list_notebooks(account, course)
 
     def reset(self, course: str, notebook: str, student_id: str) -> Reset:
         """Replace the student's copy of ``notebook`` with the course's current version; theirs becomes a backup.

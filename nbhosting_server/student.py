@@ -3,7 +3,8 @@
 On a server's origin, with that server's access cookie (so only its student acts; an admin uses ``nbh student``):
 
 ==========================================  ======  ==================================================
-``/_nbh/student/``                          GET     the course's backups and shares, with their actions
+``/_nbh/student/``                          GET     the student's notebooks in the course, each with its
+                                                    actions; the backups and shares
 ``/_nbh/student/reset?notebook=P``          GET     asks to confirm; POST: resets (the student's copy
                                                     becomes a backup, the course's version is copied in)
 ``/_nbh/student/backups[?notebook=P]``      GET     the backups, each with a restore button
@@ -28,6 +29,7 @@ import html
 import logging
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -42,9 +44,9 @@ from nbhosting_core.containers import STUDENT_PATH, student_base
 from nbhosting_core.errors import LaunchRefused
 from nbhosting_core.gate import Gate
 from nbhosting_core.models import Server
-from nbhosting_core.origins import check_origin, site_origin
+from nbhosting_core.origins import check_origin, notebook_of_page, site_origin
 from nbhosting_core.shares import SHARE_PARAM, SHARE_PATH, Share, read_page, share_url
-from nbhosting_core.studentfiles import Backup
+from nbhosting_core.studentfiles import Backup, NotebookFile, NotebookList
 from nbhosting_core.studentwork import Download, StudentActions
 
 from . import pages
@@ -186,9 +188,12 @@ class StudentEndpoints:
         if action == "download-workspace":
             return _attachment(await run_in_threadpool(self.work.download_workspace, course, student))
         if action == "backups" or (action == "" and not post):
+            listed = await run_in_threadpool(self.work.notebooks, course, student) if action == "" else None
             backups = await run_in_threadpool(self.work.backups, course, notebook, student)
             shares = await run_in_threadpool(self.work.shares, course, student) if action == "" else None
-            return self._overview(server, backups, shares)
+            # the "My work" menu opens this page from the notebook's: the Referer names it (a hint; never sent: no harm)
+            current = notebook_of_page(self.gate.settings, server.key, request.headers.get("referer"))
+            return self._overview(server, backups, shares, listed, current)
         if notebook is None:
             raise InvalidInput("Say which notebook: ?notebook=<its path in the course>.")
         if action == "download":
@@ -272,27 +277,81 @@ class StudentEndpoints:
             )
         return pages.page("Share a notebook", body)
 
-    def _overview(self, server: Server, backups: list[Backup], shares: list[Share] | None) -> HTMLResponse:
+    def _overview(
+        self,
+        server: Server,
+        backups: list[Backup],
+        shares: list[Share] | None,
+        listed: NotebookList | None,
+        current: str | None = None,
+    ) -> HTMLResponse:
+        """The course's notebooks (``listed``, on the menu's page; ``current``, the one the student came from, first),
+        each with its actions; then the backups, and the shares of notebooks not listed (``shares``); on
+        ``/backups``, the backups alone."""
+        body = f"<h1>Your work in <code>{html.escape(server.course)}</code></h1>"
+        if listed is not None and shares is not None:
+            body += self._notebooks(server, listed, backups, shares, current)
+            body += f"<p>{self._link(server, 'download-workspace', 'Download the whole workspace (zip)')}</p>"
+            body += (
+                f'<form method="get" action="{html.escape(self._base(server))}/reset"><p class="muted">A course '
+                "notebook you deleted or renamed: get the course's version back. "
+                '<input name="notebook" placeholder="its path, e.g. w1/intro.ipynb" required> '
+                "<button>Reset…</button></p></form>"
+            )
         rows = "".join(
             f"<li><code>{html.escape(b.notebook)}</code> {html.escape(b.id)} ({b.size:,} bytes) "
             f"{self._form(server, 'restore', 'Restore', notebook=b.notebook, backup=b.id)}</li>"
             for b in reversed(backups)
         )
-        body = f"<h1>Your work in <code>{html.escape(server.course)}</code></h1>"
-        body += "".join(
-            f'<form method="get" action="{html.escape(self._base(server))}/{action}">'
-            f'<input name="notebook" placeholder="notebook path, e.g. w1/intro.ipynb" required> '
-            f"<button>{label}</button></form>"
-            for action, label in (("reset", "Reset…"), ("share", "Share…"), ("download", "Download"))
-        )
         body += "<h2>Backups</h2>"
         body += f"<ul>{rows}</ul>" if rows else "<p class='muted'>No backup: a reset makes one.</p>"
-        if shares is not None:
-            listed = "".join(
-                f"<li><code>{html.escape(s.notebook)}</code> "
-                f"{self._link(server, 'share', 'shared', notebook=s.notebook)} ({_when(s.created)})</li>"
-                for s in shares
-            )
-            body += "<h2>Shared</h2>" + (f"<ul>{listed}</ul>" if listed else "<p class='muted'>Nothing shared.</p>")
-            body += f"<p>{self._link(server, 'download-workspace', 'Download the whole workspace (zip)')}</p>"
+        names = {n.notebook for n in listed.notebooks} if listed is not None else set()
+        others = [s for s in shares or () if s.notebook not in names]
+        if others:
+            body += "<h2>Also shared</h2><ul>" + "".join(self._shared(server, s) for s in others) + "</ul>"
         return pages.page("Your work", body)
+
+    def _notebooks(
+        self, server: Server, listed: NotebookList, backups: list[Backup], shares: list[Share], current: str | None
+    ) -> str:
+        """The student's notebooks, each with Download, Share (or its link and Revoke), Reset… and Backups; first,
+        the one they came from (``current``) if it is listed."""
+        if not listed.notebooks:
+            return "<p class='muted'>No notebook in your workspace yet: open one from your course.</p>"
+        kept = Counter(b.notebook for b in backups)
+        shared = {s.notebook: s for s in shares}
+        rows = [self._row(server, n, kept[n.notebook], shared.get(n.notebook)) for n in listed.notebooks]
+        here = [
+            self._row(server, n, kept[n.notebook], shared.get(n.notebook), "current")
+            for n in listed.notebooks
+            if n.notebook == current
+        ]
+        body = f"<h2>The notebook you came from</h2><ul>{here[0]}</ul>" if here else ""
+        body += f"<h2>Your notebooks</h2><ul>{''.join(rows)}</ul>"
+        if listed.truncated:
+            body += f"<p class='muted'>Only the first {len(listed.notebooks)} notebooks are listed.</p>"
+        return body
+
+    def _row(self, server: Server, n: NotebookFile, backups: int, share: Share | None, extra: str = "") -> str:
+        name = n.notebook
+        actions = [
+            self._link(server, "download", "Download", notebook=name),
+            self._shared(server, share, item=False) if share else self._link(server, "share", "Share…", notebook=name),
+            self._link(server, "reset", "Reset…", notebook=name),
+            self._link(server, "backups", f"Backups ({backups})", notebook=name),
+        ]
+        open_url = html.escape(self.gate.notebook_url(server.key, name))
+        return (
+            f'<li class="{f"notebook {extra}".strip()}"><a href="{open_url}"><code>{html.escape(name)}</code></a> '
+            f'<span class="muted">{n.size:,} bytes, {_when(n.modified)}</span><br>{" · ".join(actions)}</li>'
+        )
+
+    def _shared(self, server: Server, share: Share, *, item: bool = True) -> str:
+        """A shared notebook's link and its Revoke button (as a list item, or inline in a notebook's row)."""
+        link = html.escape(share_url(site_origin(self.gate.settings), share.token))
+        url = html.escape(f"{self._base(server)}/unshare?{urllib.parse.urlencode({'notebook': share.notebook})}")
+        said = (
+            f'<a href="{link}" rel="noreferrer" target="_blank">shared link</a> ({_when(share.created)}) '
+            f'<form class="inline" method="post" action="{url}"><button>Revoke</button></form>'
+        )
+        return f"<li><code>{html.escape(share.notebook)}</code> {said}</li>" if item else said

@@ -24,8 +24,8 @@ from ..errors import InvalidInput, RuntimeUnavailable
 from ..models import Launch, Server, ServerView, StudentView
 from ..serveradmin import DEFAULT_LOG_LINES, MAX_LOG_LINES, ServerAdmin
 from ..shares import Share
-from ..studentfiles import Backup
-from ..studentwork import Download, Reset
+from ..studentfiles import Backup, NotebookList
+from ..studentwork import Download, Reset, StudentActions
 from ..throttle import Requester
 from .protocol import (
     MAX_ANSWER,
@@ -35,6 +35,7 @@ from .protocol import (
     CoursesRequest,
     DownloadRequest,
     LogsRequest,
+    NotebooksRequest,
     OpenRequest,
     PingRequest,
     ResetRequest,
@@ -95,6 +96,10 @@ class HelperClient:
         self._call(PingRequest(op="ping"), quiet=True)
 
     # ------------------------------------------------------------------ students' notebooks (StudentActions)
+
+    def notebooks(self, course: str, student_id: str) -> NotebookList:
+        """See :meth:`nbhosting_core.studentwork.StudentWork.notebooks` (same errors)."""
+        return _need(self._call(NotebooksRequest(op="notebooks", course=course, student_id=student_id)).notebooks)
 
     def reset(self, course: str, notebook: str, student_id: str) -> Reset:
         """See :meth:`nbhosting_core.studentwork.StudentWork.reset` (same errors)."""
@@ -286,7 +291,10 @@ def _need(value: T | None) -> T:
     return value
 
 
-if TYPE_CHECKING:  # mypy checks that the client is what the app's admin code programs against
+if TYPE_CHECKING:  # mypy checks that the client is what the app's admin and student code program against
 
     def _is_server_admin(client: HelperClient) -> ServerAdmin:
+        return client
+
+    def _is_student_actions(client: HelperClient) -> StudentActions:
         return client

@@ -12,11 +12,13 @@ Each is validated here, when the request is read, and again by the hub that acts
     <- {"v": 1, "ok": true, "launch": {...}}
     <- {"v": 1, "ok": false, "error": {"reason": "busy", "message": "...", "retry_after": 3.0, "why": "cap"}}
 
-What students can do with their notebooks (:mod:`nbhosting_core.studentwork`) has its own operations: ``reset``,
-``backups``, ``restore``, ``download``, ``download-workspace``, ``share``, ``unshare``, ``shares``. An answer may
-be longer than a request (a list of backups): at most :data:`MAX_ANSWER` bytes. A download's bytes do not go in
-the line: its answer names a :class:`Payload`, and exactly ``payload.size`` raw bytes follow the line on the same
-connection (at most what the client accepts; it spools them, so the helper is never held by a slow browser)::
+What students can do with their notebooks (:mod:`nbhosting_core.studentwork`) has its own operations: ``notebooks``
+(added to version 1: an older helper refuses it as malformed), ``reset``, ``backups``, ``restore``, ``download``,
+``download-workspace``, ``share``, ``unshare``, ``shares``. An answer may be longer than a request (a list of
+backups, or of the notebooks of a workspace: at most 500 of ~1 KiB each): at most :data:`MAX_ANSWER` bytes. A
+download's bytes do not go in the line: its answer names a :class:`Payload`, and exactly ``payload.size`` raw bytes
+follow the line on the same connection (at most what the client accepts; it spools them, so the helper is never
+held by a slow browser)::
 
     -> {"v": 1, "op": "download-workspace", "course": "python", "student_id": "edx:42"}
     <- {"v": 1, "ok": true, "payload": {"filename": "python.zip", "media_type": "application/zip", "size": 5120}}
@@ -64,7 +66,7 @@ from ..models import Launch, Server, ServerView, StudentView
 from ..naming import validate_course, validate_notebook_path, validate_staff_name, validate_student_id
 from ..serveradmin import DEFAULT_LOG_LINES, MAX_LOG_BYTES, MAX_LOG_LINES
 from ..shares import Share
-from ..studentfiles import Backup, validate_backup_id
+from ..studentfiles import Backup, NotebookList, validate_backup_id
 from ..studentwork import Reset
 from ..throttle import Requester
 
@@ -133,6 +135,13 @@ class PingRequest(_Message):
     """Is the helper there, and does it speak this version?"""
 
     op: Literal["ping"]
+
+
+class NotebooksRequest(_Course):
+    """The student's notebooks in their workspace of ``course`` (see
+    :meth:`~nbhosting_core.studentwork.StudentWork.notebooks`)."""
+
+    op: Literal["notebooks"]
 
 
 class ResetRequest(_Notebook):
@@ -304,7 +313,8 @@ AdminRequest = (
     | StudentViewRequest
 )
 StudentRequest = (
-    ResetRequest
+    NotebooksRequest
+    | ResetRequest
     | BackupsRequest
     | RestoreRequest
     | DownloadRequest
@@ -345,6 +355,7 @@ class Response(_Message):
 
     ok: bool
     launch: Launch | None = None
+    notebooks: NotebookList | None = None
     reset: Reset | None = None
     backups: list[Backup] | None = Field(None, max_length=MAX_ITEMS)
     share: Share | None = None

@@ -2,8 +2,8 @@
 
 It runs as root (or the narrowest rights the host allows) and does what needs privileges for a launch: an
 account, a workspace and its copy of the notebook, a server started or reused. It answers two operations
-(:mod:`.protocol`: ``open`` and ``status``), ``ping``, what students can do with their notebooks (``reset``,
-``backups``, ``restore``, ``download``, ``download-workspace``, ``share``, ``unshare``, ``shares``: see
+(:mod:`.protocol`: ``open`` and ``status``), ``ping``, what students can do with their notebooks (``notebooks``,
+``reset``, ``backups``, ``restore``, ``download``, ``download-workspace``, ``share``, ``unshare``, ``shares``: see
 :mod:`nbhosting_core.studentwork`), and what admins do to students' servers (``servers``, ``server``,
 ``stop-server``, ``restart-server``, ``server-logs``: see :mod:`nbhosting_core.serveradmin`); nothing runs a command,
 reads a file or names a path the app chose. Every request is checked before anything is done:
@@ -54,6 +54,7 @@ from .protocol import (
     DownloadRequest,
     ErrorBody,
     LogsRequest,
+    NotebooksRequest,
     OpenRequest,
     Payload,
     PingRequest,
@@ -320,6 +321,10 @@ class HelperServer:
 def _student_call(work: StudentActions, request: StudentRequest) -> tuple[Response, BinaryIO | None, str]:
     """One of the students' operations, on ``work`` (see :mod:`nbhosting_core.studentwork`)."""
     r = request
+    if isinstance(r, NotebooksRequest):
+        listed = work.notebooks(r.course, r.student_id)
+        more = " (truncated)" if listed.truncated else ""
+        return Response(ok=True, notebooks=listed), None, f"{len(listed.notebooks)} notebooks{more}"
     if isinstance(r, ResetRequest | RestoreRequest):
         if isinstance(r, ResetRequest):
             reset = work.reset(r.course, r.notebook, r.student_id)

@@ -4,11 +4,13 @@ downloaded; another student's cookie refused; the share's token in no log."""
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import os
 import re
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from nbhosting_core.access import COOKIE_NAME
@@ -48,17 +50,47 @@ def test_a_student_shares_anyone_reads_it_inert_and_revoking_makes_it_404(served
     assert token not in served.log_path.read_text(errors="replace")
 
 
+def workspace_of(served: Served, student: str) -> Path:
+    return served.settings.students_dir / user_name(served.student_id(student), served.settings.user_prefix) / "demo"
+
+
+def make_it_theirs(path: Path, words: str) -> bytes:
+    """The student's copy, changed as their own work (a cell of ``words``), owned by them: its new bytes."""
+    node = json.loads(path.read_bytes())
+    node["cells"].append({"cell_type": "markdown", "metadata": {}, "source": words})
+    owner = path.stat()
+    path.write_text(json.dumps(node))
+    os.chown(path, owner.st_uid, owner.st_gid)
+    return path.read_bytes()
+
+
 def test_a_student_downloads_their_workspace_and_another_students_cookie_is_refused(served: Served) -> None:
     key, cookie = served.sign_in(NOTEBOOK, "student-e2e-bob")
     other_key, other_cookie = served.sign_in(NOTEBOOK, "student-e2e-carol")
     base = student_base(served, key)
-    status, headers, _, body = served.request(f"{base}/download-workspace", {"Cookie": f"{COOKIE_NAME}={cookie}"})
+    mine = {"Cookie": f"{COOKIE_NAME}={cookie}"}
+    theirs = make_it_theirs(workspace_of(served, "student-e2e-bob") / NOTEBOOK, "bob's own words")
+
+    # the menu's page lists the notebook, with a link to download it: followed as the browser would, through Caddy
+    status, _, _, page = served.request(f"{base}/", mine)
+    assert status == 200, page[:500]
+    links = [html.unescape(u) for u in re.findall(r'href="([^"]*)"', page.decode())]
+    download = f"{base}/download?notebook={NOTEBOOK}"
+    assert download in [served.server_origin(key) + u for u in links], links
+    assert f"{base.removeprefix(served.server_origin(key))}/share?notebook={NOTEBOOK}" in links
+    status, headers, _, body = served.request(download, mine)
+    assert status == 200 and headers["content-type"].startswith("application/x-ipynb+json")
+    assert body == theirs
+
+    status, headers, _, body = served.request(f"{base}/download-workspace", mine)
     assert status == 200 and headers["content-type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(body)) as z:
         assert f"demo/{NOTEBOOK}" in z.namelist()
+        assert z.read(f"demo/{NOTEBOOK}") == theirs
     status, _, _, _ = served.request(f"{base}/download-workspace", {"Cookie": f"{COOKIE_NAME}={other_cookie}"})
     assert status == 403
     assert served.request(f"{base}/download-workspace")[0] == 403
+    assert served.request(f"{base}/", {"Cookie": f"{COOKIE_NAME}={other_cookie}"})[0] == 403
 
 
 def test_the_notebook_ui_has_a_my_work_menu_and_a_course_copy_opens_trusted(served: Served, browser: Any) -> None:
@@ -76,6 +108,23 @@ def test_the_notebook_ui_has_a_my_work_menu_and_a_course_copy_opens_trusted(serv
         lambda: f"its items: {[e.text for e in css(browser, '.lm-Menu-itemLabel')]}",
     )
     assert "Not Trusted" not in browser.find_element("tag name", "body").text
+    # its first item opens, in a new tab, the page that lists the notebook with its actions
+    notebook_tab = browser.current_window_handle
+    [item] = [e for e in css(browser, ".lm-Menu-item") if e.text.startswith("Reset, backups")]
+    item.click()
+    until(browser, lambda b: len(b.window_handles) > 1, lambda: "the menu's item opened no tab")
+    browser.switch_to.window([h for h in browser.window_handles if h != notebook_tab][0])
+    until(
+        browser,
+        lambda b: any(e.text == NOTEBOOK for e in css(b, "li.notebook code")),
+        lambda: f"the overview lists no {NOTEBOOK}: {browser.find_element('tag name', 'body').text[:500]}",
+    )
+    # first, the notebook the menu was opened from (its page's Referer), with its actions
+    [row] = css(browser, "li.notebook.current")
+    assert row.text.startswith(NOTEBOOK), row.text
+    assert all(word in row.text for word in ("Download", "Share…", "Reset…", "Backups (0)")), row.text
+    browser.close()
+    browser.switch_to.window(notebook_tab)
     # the same check sees an untrusted notebook: one that did not come from the course
     user = user_name(served.student_id("student-e2e-dave"), served.settings.user_prefix)
     workspace = served.settings.students_dir / user / "demo"

@@ -3,9 +3,12 @@ own origin, downloads are files, shared pages are inert (sandboxed, not sniffed,
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import logging
+import re
+import urllib.parse
 import zipfile
 
 import nbformat
@@ -15,7 +18,7 @@ from starlette.testclient import TestClient
 
 from nbhosting_core import FakeAccounts, FakeBackend, Hub, Settings
 from nbhosting_core.access import COOKIE_NAME, access_cookie_value
-from nbhosting_core.origins import server_origin
+from nbhosting_core.origins import notebook_path, server_origin
 from nbhosting_server import create_app
 from nbhosting_server.logs import mask_query
 
@@ -145,9 +148,79 @@ def test_a_bad_notebook_path_is_a_400(setup):
     assert alice.get("/download").status_code == 400
 
 
+def urls(page: str) -> list[str]:
+    """Where the page's links and forms lead (as the browser reads them: unescaped)."""
+    return [html.unescape(u) for u in re.findall(r'(?:href|action)="([^"]*)"', page)]
+
+
+def test_the_overview_lists_the_students_notebooks_each_with_its_actions(setup):
+    hub, _, alice, _ = setup
+    nested = copy_of(hub).parent / "w1" / "é & <b>.ipynb"
+    nested.parent.mkdir()
+    nbformat.write(new_notebook(cells=[new_code_cell("print('mine')")]), str(nested))
+    (copy_of(hub).parent / "notes.txt").write_text("not a notebook")
+    hub.work.reset("demo", "a.ipynb", "alice")  # a backup of a.ipynb
+
+    overview = alice.get("/")
+
+    assert overview.status_code == 200 and "<b>" not in overview.text  # a name is text, never markup
+    assert "notes.txt" not in overview.text
+    found = urls(overview.text)
+    for name in ("a.ipynb", "w1/é & <b>.ipynb"):
+        query = urllib.parse.urlencode({"notebook": name})
+        for action in ("download", "share", "reset", "backups"):
+            assert f"{alice.base}/{action}?{query}" in found, (action, name)
+        assert notebook_path(hub.settings, alice.key, name) in found  # the name opens the notebook
+    assert "Backups (1)" in overview.text and "Backups (0)" in overview.text
+    # each link works, as the student's browser follows it
+    download = alice.get(f"/download?{urllib.parse.urlencode({'notebook': 'w1/é & <b>.ipynb'})}")
+    assert download.status_code == 200 and download.content == nested.read_bytes()
+    reset = alice.get(f"/reset?{urllib.parse.urlencode({'notebook': 'a.ipynb'})}")
+    assert reset.status_code == 200 and 'method="post"' in reset.text
+
+
+def test_a_shared_notebooks_row_has_its_link_and_a_revoke_button_that_works(setup):
+    hub, client, alice, _ = setup
+    share = hub.work.share("demo", "a.ipynb", "alice")
+    overview = alice.get("/").text
+    assert f"/share?s={share.token}" in overview and "Share…" not in overview
+    [revoke] = re.findall(r'<form class="inline" method="post" action="([^"]*)"><button>Revoke', overview)
+    revoke = html.unescape(revoke)
+    assert revoke == f"{alice.base}/unshare?notebook=a.ipynb"
+    assert client.post(revoke, headers={"X-Nbh-Key": alice.key, "Cookie": alice.cookie}).status_code == 403  # no Origin
+    done = alice.client.post(revoke, headers={"X-Nbh-Key": alice.key, "Cookie": alice.cookie, "Origin": alice.origin})
+    assert done.status_code == 200 and client.get(f"/share?s={share.token}").status_code == 404
+    assert "Share…" in alice.get("/").text
+
+
+def test_the_overview_of_a_student_whose_notebooks_are_gone_still_offers_a_reset(setup):
+    hub, _, alice, _ = setup
+    hub.work.share("demo", "a.ipynb", "alice")
+    copy_of(hub).unlink()
+    overview = alice.get("/").text
+    assert "No notebook in your workspace yet" in overview
+    assert 'name="notebook"' in overview and "/reset" in overview  # the course's version can be had again
+    assert "Also shared" in overview  # the share of a deleted notebook can still be revoked
+    assert alice.post("/reset?notebook=a.ipynb").status_code == 200 and copy_of(hub).exists()
+
+
 def test_the_overview_lists_backups_and_shares(setup):
     hub, _, alice, _ = setup
     hub.work.reset("demo", "a.ipynb", "alice")
     hub.work.share("demo", "a.ipynb", "alice")
     overview = alice.get("/")
-    assert overview.status_code == 200 and "Backups" in overview.text and "Shared" in overview.text
+    assert overview.status_code == 200 and "Backups" in overview.text and "shared link" in overview.text
+
+
+def test_opened_from_a_notebooks_page_the_overview_shows_that_notebook_first(setup):
+    hub, _, alice, bob = setup
+    (copy_of(hub).parent / "b.ipynb").write_bytes(copy_of(hub).read_bytes())
+    page = alice.origin + notebook_path(hub.settings, alice.key, "b.ipynb")
+    first = alice.get("/", Referer=page).text
+    [current] = re.findall(r'<li class="notebook current">.*?</li>', first)
+    assert "<code>b.ipynb</code>" in current and f"{alice.base}/download?notebook=b.ipynb" in html.unescape(current)
+    assert first.index("The notebook you came from") < first.index("Your notebooks")
+    # another server's page, a path that is no notebook of the list, no Referer: the list alone
+    for referer in (bob.origin + notebook_path(hub.settings, bob.key, "b.ipynb"), page.replace("b.ipynb", "zz.ipynb")):
+        assert "notebook current" not in alice.get("/", Referer=referer).text
+    assert "notebook current" not in alice.get("/").text

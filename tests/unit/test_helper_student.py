@@ -20,7 +20,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from nbhosting_core import FakeAccounts, FakeBackend, Hub, InvalidInput, NotFound, RuntimeUnavailable
 from nbhosting_core.helper import HelperServer
-from nbhosting_core.helper.protocol import Response
+from nbhosting_core.helper.protocol import MAX_ANSWER, Response
 from nbhosting_core.shares import read_page
 from tests.unit.test_helper import Running, make_settings, refusal, snapshot
 
@@ -41,6 +41,33 @@ def helper(hub: Hub):
 
 def line(op: str, **fields: Any) -> bytes:
     return json.dumps({"v": 1, "op": op, **fields}).encode() + b"\n"
+
+
+def test_the_notebooks_through_the_helper_are_the_hubs(helper: Running, hub: Hub) -> None:
+    hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    (hub.accounts.find("alice").home / "python" / "w1" / "mine.ipynb").write_text("{}")
+    listed = helper.client.notebooks("python", "alice")
+    assert [n.notebook for n in listed.notebooks] == ["w1/intro.ipynb", "w1/mine.ipynb"]
+    assert listed == hub.work.notebooks("python", "alice")
+    with pytest.raises(NotFound):
+        helper.client.notebooks("python", "nobody")
+
+
+def test_a_list_of_the_longest_paths_stays_within_an_answer(helper: Running, hub: Hub) -> None:
+    hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    folder = hub.accounts.find("alice").home / "python"
+    for n in range(14):  # 250-byte folders of 4-byte characters: paths of ~980 characters, ~3.8 KiB as JSON
+        folder = folder / ("\U0001f600" * 62 + f"{n:02d}")
+    folder.mkdir(parents=True)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for n in range(300):
+            os.close(os.open(f"{n:03d}" + "\U0001f600" * 61 + ".ipynb", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    listed = helper.client.notebooks("python", "alice")
+    assert listed.truncated and 100 < len(listed.notebooks) < 300
+    assert len(Response(ok=True, notebooks=listed).model_dump_json().encode()) < MAX_ANSWER
 
 
 def test_reset_backups_and_restore_through_the_helper_are_the_hubs(helper: Running, hub: Hub) -> None:
@@ -105,6 +132,11 @@ def test_a_helper_without_students_work_refuses_it(hub: Hub) -> None:
 
 
 HOSTILE = [
+    line("notebooks", course="../students", student_id="alice"),
+    line("notebooks", course="python", student_id="alice/../bob"),
+    line("notebooks", course="python", student_id="alice", path="/etc"),
+    line("notebooks", course="python", student_id="alice", notebook="../../etc/shadow"),
+    line("notebooks", course="python"),
     line("reset", course="python", notebook="../../etc/shadow", student_id="alice"),
     line("restore", course="python", notebook="w1/intro.ipynb", student_id="alice", backup="../../../etc/shadow"),
     line("restore", course="python", notebook="w1/intro.ipynb", student_id="alice", backup="20200101T000000Z/../x"),
@@ -132,7 +164,9 @@ texts = st.one_of(
 
 @FUZZ
 @given(
-    op=st.sampled_from(["reset", "backups", "restore", "download", "download-workspace", "share", "unshare", "shares"]),
+    op=st.sampled_from(
+        ["notebooks", "reset", "backups", "restore", "download", "download-workspace", "share", "unshare", "shares"]
+    ),
     course=st.one_of(texts, st.just("python")),
     notebook=st.one_of(texts, st.none()),
     student=st.one_of(texts, st.just("alice")),

@@ -8,6 +8,8 @@ from nbhosting_core.origins import (
     check_origin,
     frame_ancestors,
     key_of_host,
+    notebook_of_page,
+    notebook_path,
     server_host,
     server_origin,
     site_origin,
@@ -38,6 +40,35 @@ def test_in_path_mode_every_server_is_on_the_sites_origin():
     s = Settings(origin_mode="path")
     assert server_origin(s, KEY) == "https://localhost:8443"
     assert key_of_host(s, f"{KEY}.nb.localhost") is None
+
+
+@pytest.mark.parametrize("mode", ["subdomain", "path"])
+@pytest.mark.parametrize("ui", ["notebook", "lab"])
+@pytest.mark.parametrize("notebook", ["a.ipynb", "w1/é & x #2.ipynb"])
+def test_a_notebooks_page_names_the_notebook_the_inverse_of_its_path(mode, ui, notebook):
+    s = Settings(origin_mode=mode, ui=ui)
+    page = server_origin(s, KEY) + notebook_path(s, KEY, notebook)
+    assert notebook_of_page(s, KEY, page) == notebook
+    assert notebook_of_page(s, KEY, page + "?kernel=x#cell") == notebook
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        None,
+        "",
+        f"https://evil.example/nb/{KEY}/notebooks/a.ipynb",  # another origin
+        f"{OWN}/nb/{'b' * 40}/notebooks/a.ipynb",  # another server's path
+        f"{OWN}/nb/{KEY}/tree/w1",  # not a notebook's page
+        f"{OWN}/nb/{KEY}/notebooks/%2E%2E/%2E%2E/etc/shadow.ipynb",  # refused as any notebook path
+        f"{OWN}/nb/{KEY}/notebooks/.hidden.ipynb",
+        f"{OWN}/nb/{KEY}/notebooks/w1/intro.md",  # a student's copy is always .ipynb
+        f"{OWN}/nb/{KEY}/notebooks/" + "x" * 5000 + ".ipynb",
+        f"{OWN}/_nbh/student/",
+    ],
+)
+def test_any_other_page_names_no_notebook(url):
+    assert notebook_of_page(Settings(), KEY, url) is None
 
 
 def test_a_servers_key_is_read_from_its_host_and_from_nothing_else():

@@ -243,9 +243,10 @@ def test_copies_made_into_a_running_server_are_vouched_for_to_it_and_a_restore_i
     reset = hub.work.reset("python", "w1/intro.ipynb", "alice")
     hub.work.restore("python", "w1/intro.ipynb", "alice", reset.backup.id)  # the student's own: not the course's
     vouched = backend.vouched(first.container)
-    assert [notebook for notebook, _ in vouched] == ["w1/intro.ipynb", "w2/new.ipynb", "w1/intro.ipynb"]
-    assert [sources(content) for _, content in vouched] == [["print('v1')"], ["print('pulled')"], ["print('v2')"]]
-    assert vouched[1][1] == student_copy(hub, notebook="w2/new.ipynb").read_bytes()  # exactly what was copied
+    # the first copy came before its server's start, which listed the course as it was: nothing to add then
+    assert [notebook for notebook, _ in vouched] == ["w2/new.ipynb", "w1/intro.ipynb"]
+    assert [sources(content) for _, content in vouched] == [["print('pulled')"], ["print('v2')"]]
+    assert vouched[0][1] == student_copy(hub, notebook="w2/new.ipynb").read_bytes()  # exactly what was copied
 
 
 def test_a_reset_while_the_server_is_stopped_vouches_for_nothing(hub):
@@ -253,3 +254,35 @@ def test_a_reset_while_the_server_is_stopped_vouches_for_nothing(hub):
     hub.stop(launch.container)
     hub.work.reset("python", "w1/intro.ipynb", "alice")
     assert hub.backend.vouched(launch.container) == []  # its next start lists the course itself
+
+
+def test_the_notebooks_listed_are_the_students_plain_ipynb_files_by_path(hub, tmp_path):
+    hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    workspace = student_copy(hub).parent.parent
+    write_nb(workspace / "a" / "b" / "deep.ipynb", "1")
+    write_nb(workspace / "w1" / ".ipynb_checkpoints" / "intro-checkpoint.ipynb", "old")
+    write_nb(workspace / ".hidden" / "x.ipynb", "hidden")
+    (workspace / "notes.txt").write_text("not a notebook")
+    outside = tmp_path / "outside"
+    write_nb(outside / "theirs.ipynb", "not the student's")
+    (workspace / "linked.ipynb").symlink_to(outside / "theirs.ipynb")
+    (workspace / "linked-dir").symlink_to(outside)
+
+    listed = hub.work.notebooks("python", "alice")
+
+    assert [n.notebook for n in listed.notebooks] == ["a/b/deep.ipynb", "w1/intro.ipynb"] and not listed.truncated
+    intro = listed.notebooks[1]
+    assert intro.size == student_copy(hub).stat().st_size and intro.modified == student_copy(hub).stat().st_mtime
+
+
+def test_a_student_without_a_workspace_has_no_notebooks_and_the_list_is_capped(hub, monkeypatch):
+    hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    assert hub.work.notebooks("other", "alice").notebooks == []
+    with pytest.raises(NotFound):
+        hub.work.notebooks("python", "nobody")
+    monkeypatch.setattr("nbhosting_core.studentfiles.MAX_NOTEBOOKS", 3)
+    for n in range(5):
+        write_nb(student_copy(hub).parent / f"n{n}.ipynb", str(n))
+    listed = hub.work.notebooks("python", "alice")
+    assert [n.notebook for n in listed.notebooks] == ["w1/intro.ipynb", "w1/n0.ipynb", "w1/n1.ipynb"]
+    assert listed.truncated
