@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -208,6 +209,23 @@ def test_the_client_refuses_what_the_hub_would_before_sending_it(helper: Running
     ):
         with pytest.raises(InvalidInput):
             helper.client.open_notebook(course, notebook, student)
+
+
+def test_a_launch_is_logged_with_its_peer_arguments_outcome_and_duration_and_a_ping_at_debug(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = HelperServer(hub, allowed=frozenset(), workers=1, timeout=5)
+    caplog.set_level("DEBUG", logger="nbhosting_core.helper")
+    assert answer(server, request("open")).ok and answer(server, b'{"v": 1, "op": "ping"}\n').ok
+    assert not answer(server, request("status", student_id="bob")).ok
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "nbhosting_core.helper"]
+    duration = r" in \d+\.\d{3}s$"
+    launch = r"^helper: uid=(\d+) op=open course=python notebook=w1/intro\.ipynb student=alice -> ready key=[0-9a-f]{8}"
+    assert any(level == "INFO" and re.match(launch + duration, m) for level, m in logged), logged
+    status = r"^helper: uid=\d+ op=status course=python notebook=w1/intro\.ipynb student=bob -> not-found"
+    assert any(level == "INFO" and re.match(status + duration, m) for level, m in logged), logged
+    assert any(level == "DEBUG" and re.match(r"^helper: uid=\d+ op=ping -> ok" + duration, m) for level, m in logged)
+    assert all(f"uid={os.geteuid()} " in m for _level, m in logged), logged
 
 
 # ------------------------------------------------------------------------------------------ what never crosses

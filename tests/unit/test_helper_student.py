@@ -105,6 +105,27 @@ def test_a_helper_without_students_work_refuses_it(hub: Hub) -> None:
         running.close()
 
 
+def test_students_requests_are_logged_with_their_peer_arguments_outcome_and_duration_never_a_token(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    server = HelperServer(hub, allowed=frozenset(), workers=1, timeout=5, work=hub.work)
+    caplog.set_level("DEBUG")
+    nb = {"course": "python", "notebook": "w1/intro.ipynb", "student_id": "alice"}
+    answers = [
+        asyncio.run(server.answer(line(op, **nb), 4321)) for op in ("reset", "download", "share", "unshare", "reset")
+    ]
+    assert all(a.ok for a in answers) and answers[2].share is not None
+    token = answers[2].share.token
+    logged = [r.getMessage() for r in caplog.records if r.name == "nbhosting_core.helper"]
+    args = r"course=python notebook=w1/intro\.ipynb student=alice -> "
+    duration = r" in \d+\.\d{3}s$"
+    for outcome in (r"reset " + args + r"ok backup=\d{8}T\d{6}Z", r"download " + args + r"\d+ bytes"):
+        assert any(re.match(r"^helper: uid=4321 op=" + outcome + duration, m) for m in logged), (outcome, logged)
+    assert any(re.match(r"^helper: uid=4321 op=share " + args + r"shared \d+ bytes" + duration, m) for m in logged)
+    assert token not in caplog.text and all(token not in repr(r.args) for r in caplog.records)  # in no log at all
+
+
 HOSTILE = [
     line("reset", course="python", notebook="../../etc/shadow", student_id="alice"),
     line("restore", course="python", notebook="w1/intro.ipynb", student_id="alice", backup="../../../etc/shadow"),
