@@ -16,7 +16,8 @@ reads a file or names a path the app chose. Every request is checked before anyt
 * the work runs in a pool of ``helper_workers`` threads, under an overall deadline of ``helper_timeout``: a slow
   engine never holds the event loop, and a request never waits longer than that.
 
-Every request is logged with the peer, the operation, its arguments, the outcome and how long it took. The helper
+Every request is logged with the peer, the operation, its arguments (never a share's token), the outcome and how
+long it took (``ping``, the app's health check, at debug level). The helper
 also runs the host's culler. Stopping it (or the app) leaves every student's server running.
 """
 
@@ -237,16 +238,17 @@ class HelperServer:
         except NbhostingError as exc:  # a course, notebook or student id refused by naming's validation
             log.warning("helper: refused a request of uid %d: %s", uid, exc)
             return Response(ok=False, error=error_body(exc)), None
-        if isinstance(request, PingRequest):
-            return Response(ok=True), None
-        if self._inflight >= QUEUED_PER_WORKER * self._workers:
-            log.warning("helper: refused %s of uid %d: %d requests in flight", request.op, uid, self._inflight)
-            return _refusal(Busy.reason, "The host is busy; please retry.", retry_after=1.0, why="helper"), None
         what = f"op={request.op}" + "".join(
             f" {name}={'-' if (value := getattr(request, attr)) in (None, '') else value}"
             for name, attr in LOGGED.items()
             if hasattr(request, attr)
         )
+        if isinstance(request, PingRequest):  # a liveness check (`nbh serve` waits for one): at debug only
+            log.debug("helper: uid=%d %s -> ok in %.3fs", uid, what, time.monotonic() - started)
+            return Response(ok=True), None
+        if self._inflight >= QUEUED_PER_WORKER * self._workers:
+            log.warning("helper: refused %s of uid %d: %d requests in flight", request.op, uid, self._inflight)
+            return _refusal(Busy.reason, "The host is busy; please retry.", retry_after=1.0, why="helper"), None
         self._inflight += 1
         try:
             loop = asyncio.get_running_loop()

@@ -127,6 +127,68 @@ def test_the_app_cannot_touch_students_files_accounts_or_podman_and_caddy_cannot
     assert not dial(s.caddy_user, inner), "Caddy dialed the student's own folder"
 
 
+def test_caddy_reads_none_of_the_apps_secrets_and_the_app_none_of_the_helpers_state(served: Served) -> None:
+    served.sign_in("01-welcome.ipynb", STUDENT)  # a server, so a record of it
+    s = served.settings
+    apps = {
+        "the signing secret": s.secret_file,
+        "the platforms file": s.effective_platforms_file,
+        "the database folder": s.db_dir,
+        "the servers' records": s.servers_dir,
+        "the running servers' records": s.running_dir,
+        "the LTI keys folder": s.lti_dir,
+    }
+    for what, path in apps.items():
+        assert path.exists(), f"{what} ({path}) is missing: nothing to try"
+        for target in [path, *inside(path)]:
+            assert not reads(s.caddy_user, target), f"Caddy read {what}: {target}"
+    # the app needs its secret and its database: it reads both, with the same credentials
+    assert reads(s.app_user, s.secret_file) and reads(s.app_user, s.db_dir)
+    databases = [p for p in inside(s.db_dir) if p.is_file()]
+    assert databases, f"no database in {s.db_dir}"
+    assert all(reads(s.app_user, p) for p in databases), databases
+    helpers = {
+        "the locks": s.locks_dir,
+        "the door's counters": s.throttle_dir,
+        "the students' podman sockets": s.run_dir / "podman",
+        "the students' podman storage": s.podman_dir,
+        "the servers' logs": s.run_dir / "logs",
+        "the students' homes": s.students_dir,
+    }
+    for what, path in helpers.items():
+        assert path.exists(), f"{what} ({path}) is missing: nothing to try"
+        for target in [path, *inside(path)]:
+            if target.is_dir() and target.stat().st_mode & 0o7 == 0o1:  # traversed by all (0711): never listed
+                assert not lists(s.app_user, target), f"the app listed {what}: {target}"
+            elif target.is_file() or target.is_dir():
+                assert not reads(s.app_user, target), f"the app read {what}: {target}"
+
+
+def inside(folder: Path, at_most: int = 40) -> list[Path]:
+    """Up to ``at_most`` files and folders under ``folder`` (as root sees them, links and sockets left out)."""
+    if not folder.is_dir():
+        return []
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        named = [Path(dirpath) / name for name in dirnames + filenames]
+        found += [p for p in named if not p.is_symlink() and (p.is_dir() or p.is_file())]
+        if len(found) >= at_most:
+            break
+    return found[:at_most]
+
+
+def reads(user: str, path: Path) -> bool:
+    """True if ``user`` can read the file ``path`` (its first byte), or list the folder ``path``."""
+    if path.is_dir():
+        return lists(user, path)
+    return as_user(user, ["dd", f"if={path}", "of=/dev/null", "bs=1", "count=1", "status=none"]).returncode == 0
+
+
+def lists(user: str, folder: Path) -> bool:
+    """True if ``user`` can list ``folder``."""
+    return as_user(user, ["ls", "-a", str(folder)]).returncode == 0
+
+
 def dial(user: str, path: Path) -> bool:
     """True if ``user`` can connect to the Unix socket ``path``."""
     script = "import socket,sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"

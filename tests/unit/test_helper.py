@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_notebook
@@ -47,6 +51,8 @@ from nbhosting_core.helper import HelperClient, HelperServer
 from nbhosting_core.helper import server as helper_server
 from nbhosting_core.helper.protocol import MAX_LINE, Response
 from nbhosting_core.helper.server import bind_socket
+from nbhosting_core.naming import user_name
+from nbhosting_core.shares import page_name, shares_dir
 from nbhosting_core.throttle import Requester
 
 
@@ -205,6 +211,23 @@ def test_the_client_refuses_what_the_hub_would_before_sending_it(helper: Running
             helper.client.open_notebook(course, notebook, student)
 
 
+def test_a_launch_is_logged_with_its_peer_arguments_outcome_and_duration_and_a_ping_at_debug(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = HelperServer(hub, allowed=frozenset(), workers=1, timeout=5)
+    caplog.set_level("DEBUG", logger="nbhosting_core.helper")
+    assert answer(server, request("open")).ok and answer(server, b'{"v": 1, "op": "ping"}\n').ok
+    assert not answer(server, request("status", student_id="bob")).ok
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "nbhosting_core.helper"]
+    duration = r" in \d+\.\d{3}s$"
+    launch = r"^helper: uid=(\d+) op=open course=python notebook=w1/intro\.ipynb student=alice -> ready key=[0-9a-f]{8}"
+    assert any(level == "INFO" and re.match(launch + duration, m) for level, m in logged), logged
+    status = r"^helper: uid=\d+ op=status course=python notebook=w1/intro\.ipynb student=bob -> not-found"
+    assert any(level == "INFO" and re.match(status + duration, m) for level, m in logged), logged
+    assert any(level == "DEBUG" and re.match(r"^helper: uid=\d+ op=ping -> ok" + duration, m) for level, m in logged)
+    assert all(f"uid={os.geteuid()} " in m for _level, m in logged), logged
+
+
 # ------------------------------------------------------------------------------------------ what never crosses
 
 
@@ -357,43 +380,130 @@ texts = st.one_of(
 values = st.one_of(texts, st.integers(), st.none(), st.booleans(), st.lists(st.integers(), max_size=3))
 
 
-@FUZZ
-@given(
-    op=st.sampled_from(["open", "status", "ping", "exec", "run", "", None]),
-    course=values,
-    notebook=values,
-    student=values,
-    extra=st.dictionaries(st.sampled_from(["path", "argv", "cmd", "uid", "v"]), values, max_size=2),
-)
-def test_fuzzed_requests_never_touch_another_students_files(
-    tmp_path_factory: pytest.TempPathFactory, op: Any, course: Any, notebook: Any, student: Any, extra: Any
-) -> None:
-    root = tmp_path_factory.mktemp("fuzz")
-    s = make_settings(root)
-    hub = Hub(s, backend=FakeBackend(ready_after=0.0), accounts=FakeAccounts(s.students_dir))
-    bob = hub.open_notebook("python", "w1/intro.ipynb", "bob")
-    before = snapshot(s.data_root, exclude=None)
-    body = {"v": 1, "op": op, "course": course, "notebook": notebook, "student_id": student, **extra}
-    line = json.dumps(body).encode() + b"\n"
-    response = answer(HelperServer(hub, allowed=frozenset(), workers=1, timeout=5), line)
-    after = snapshot(s.data_root, exclude=None)
-    changed = {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
-    if response.ok and response.launch is not None:
-        # a launch may make its own student's account and copy, nothing else: never bob's, never outside
-        own = response.launch.user
-        assert response.launch.student_id == student and own != bob.user
-        assert all(f"/{own}" in path or path.startswith("servers") for path in changed), changed
-    else:
-        assert not any(bob.user in path for path in changed), changed
-    assert all(bob.user not in path for path in changed)
+def mostly(valid: st.SearchStrategy[Any], fuzzed: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``valid`` two times in three, else ``fuzzed``: with five fields, about a request in three is valid and
+    launches (``st.one_of`` would flatten ``fuzzed``'s own branches into its choice and draw ``valid`` only once in
+    eight: no request in 150 was valid)."""
+    return st.sampled_from([True, True, False]).flatmap(lambda ok: valid if ok else fuzzed)
 
 
-def snapshot(root: Path, exclude: str | None) -> dict[str, tuple[int, float]]:
-    """Every file and folder under ``root``: its size and mtime."""
-    found = {}
+#: the fuzzers' students: alice and bob have launched before the request, carol has not
+STUDENTS = ("alice", "bob", "carol")
+
+
+def test_fuzzed_requests_never_touch_another_students_files(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Valid values are mixed in each field, so some requests launch: their answers and files are checked too."""
+    outcomes: Counter[str] = Counter()
+
+    @FUZZ
+    @given(
+        op=mostly(st.sampled_from(["open", "status"]), st.sampled_from(["ping", "exec", "run", "", None])),
+        course=mostly(st.just("python"), values),
+        notebook=mostly(st.just("w1/intro.ipynb"), values),
+        student=mostly(st.sampled_from(STUDENTS), values),
+        extra=mostly(
+            st.just({}), st.dictionaries(st.sampled_from(["path", "argv", "cmd", "uid", "v"]), values, max_size=2)
+        ),
+    )
+    def fuzz(op: Any, course: Any, notebook: Any, student: Any, extra: Any) -> None:
+        s = make_settings(tmp_path_factory.mktemp("fuzz"))
+        hub = Hub(s, backend=FakeBackend(ready_after=0.0), accounts=FakeAccounts(s.students_dir))
+        launched = {sid: hub.open_notebook("python", "w1/intro.ipynb", sid) for sid in ("alice", "bob")}
+        body = {"v": 1, "op": op, "course": course, "notebook": notebook, "student_id": student, **extra}
+        line = json.dumps(body).encode() + b"\n"
+        others = [sid for sid in STUDENTS if sid != student]
+        before = {sid: student_state(hub, sid) for sid in others}
+        journal = list(fake_backend(hub).journal)
+        response = answer(HelperServer(hub, allowed=frozenset(), workers=1, timeout=5), line)
+        for sid in others:
+            assert student_state(hub, sid) == before[sid], sid  # hashes and listing: not a byte, not a name
+        new = fake_backend(hub).journal[len(journal) :]
+        assert fake_backend(hub).journal[: len(journal)] == journal
+        own = user_of(student, s.user_prefix)
+        assert all(own is not None and own in name for _verb, name in new), new  # only its own server, if any
+        if response.ok and response.launch is not None:
+            launch = response.launch
+            assert op in ("open", "status") and launch.student_id == student and launch.course == course
+            assert launch.user == own
+            outcomes[f"{op} {launch.state.value}"] += 1
+            if launch.copied:
+                outcomes["new account"] += 1  # carol's first launch: an account and a copy made beside the others
+            event(f"launch: {op}")
+        else:
+            outcomes["refused" if response.error is not None else "pong"] += 1
+            event(f"refused: {response.error.reason if response.error else 'pong'}")
+        text = response.model_dump_json()
+        for sid in others:  # never a word of another student: their account, server, key or id
+            other = launched.get(sid)
+            if other is not None:
+                assert other.user not in text and other.key not in text and other.container not in text
+            if sid not in line.decode(errors="replace"):
+                assert sid not in text
+
+    fuzz()
+    # the success branch ran (if the strategies stop producing valid requests, this fails rather than pass vacuously)
+    assert outcomes["open ready"] >= 1 and outcomes["status ready"] >= 1 and outcomes["new account"] >= 1, outcomes
+    assert outcomes["refused"] >= 1, outcomes
+
+
+def user_of(student: Any, prefix: str) -> str | None:
+    """The account's name of a valid student id; None for anything else."""
+    try:
+        return user_name(student, prefix) if isinstance(student, str) else None
+    except InvalidInput:
+        return None
+
+
+def fake_backend(hub: Hub) -> FakeBackend:
+    assert isinstance(hub.backend, FakeBackend)
+    return hub.backend
+
+
+def student_state(hub: Hub, student_id: str) -> dict[str, Any]:
+    """What a student owns on the host: their home's every file (hashed), their shares and pages; {} if none."""
+    account = hub.accounts.find(student_id)
+    if account is None:
+        return {}
+    shares = shares_dir(hub.settings)
+    owners = shares / "owners" / f"{account.user}.json"
+    state: dict[str, Any] = {"home": snapshot(account.home), "owners": file_digest(owners)}
+    tokens = [share["token"] for share in json.loads(owners.read_bytes())] if owners.exists() else []
+    state["pages"] = {token: file_digest(shares / "pages" / page_name(token)) for token in tokens}
+    return state
+
+
+def file_digest(path: Path) -> str | None:
+    """The sha256 of a file's bytes, or None if there is none."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
+    """Every file, folder and link under ``root``, and ``root`` itself: its kind, owner, mode and mtime, and a file's
+    size and sha256 (a link's target). Never the atime, which reading changes."""
+    found: dict[str, tuple[Any, ...]] = {}
+    if not root.exists():
+        return found
+    paths = [root]
     for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            info = path.lstat()
-            found[str(path.relative_to(root))] = (info.st_size, info.st_mtime)
+        paths += [Path(dirpath) / name for name in dirnames + filenames]
+    for path in paths:
+        info = path.lstat()
+        if stat.S_ISREG(info.st_mode):
+            content: Any = (info.st_size, file_digest(path))
+        elif stat.S_ISLNK(info.st_mode):
+            content = os.readlink(path)
+        else:
+            content = None
+        key = str(path.relative_to(root))
+        found[key] = (
+            stat.S_IFMT(info.st_mode),
+            info.st_uid,
+            info.st_gid,
+            stat.S_IMODE(info.st_mode),
+            info.st_mtime_ns,
+            content,
+        )
     return found
