@@ -5,11 +5,11 @@ A course made by :meth:`Courses.create` is a clone of a repository (a URL, or a 
 is a JSON file in a root-only folder, ``DATA_ROOT/course-meta/<name>.json``, written atomically. A plain folder
 under ``courses/`` (made by hand, as before) is a *local* course: no remote, never pulled, served as it is.
 
-A pull fetches the course's branch and hard-resets the checkout to it (submodules too): the course then serves the
-new material. Students' copies are in their own workspaces and are never touched by a pull. A pull that fails (a
-remote that does not answer or has gone, a branch that vanished) is recorded with git's log, and the course keeps
-serving its current checkout. Every operation is logged (logger ``nbhosting_core.courses``) with what it did and
-how long it took.
+A pull fetches the course's branch, hard-resets the checkout to it and removes untracked files (submodules too;
+ignored files stay): the course then serves the new material and nothing else. Students' copies are in their own
+workspaces and are never touched by a pull. A pull that fails (a remote that does not answer or has gone, a branch
+that vanished: said in plain words) is recorded with git's log, and the course keeps serving its current checkout.
+Every operation is logged (logger ``nbhosting_core.courses``) with what it did and how long it took.
 """
 
 from __future__ import annotations
@@ -37,6 +37,14 @@ from .system.runner import CommandRunner, SubprocessRunner
 from .system.tree import readable_by_all
 
 log = logging.getLogger(__name__)
+#: what a pull runs after its reset, in the checkout and in each submodule: untracked files and folders go (a
+#: removed submodule's folder, a file left by hand), so that the course serves its commit and nothing else;
+#: ``-ff`` removes a folder that is a repository of its own, and ignored files stay (no ``-x``: a teacher's
+#: generated data, listed in .gitignore). Nothing of nbhosting's lives in a checkout: its metadata is in
+#: ``course-meta/``, an image's build copies ``.nbhosting/`` (tracked) elsewhere, clones start beside it.
+CLEAN = ("clean", "-ffd", "--quiet")
+#: what git (LC_ALL=C) says when the branch a course follows no longer exists on its remote
+GONE_BRANCH = "couldn't find remote ref"
 #: how much of git's output a pull keeps (its end)
 MAX_LOG = 20_000
 Progress = Callable[[str], None]
@@ -179,7 +187,8 @@ class Courses:
         return self._view(course, target)
 
     def pull(self, name: str, *, progress: Progress | None = None, by: str | None = None) -> PullResult:
-        """Fetch the course's branch and hard-reset its checkout to it, submodules too; record how it went.
+        """Fetch the course's branch, hard-reset its checkout to it and remove what git does not track (but ignored
+        files), submodules too; record how it went.
 
         A failure is not raised: it is recorded (and returned) with git's log, and the course keeps serving what
         it had. A pull that brings a refused ``course.toml`` works, and records why the file is refused (the
@@ -219,14 +228,23 @@ class Courses:
                 )
                 with self.changing(name):  # no student's copy is read from a half-written file
                     self._git_in(checkout, "reset", "--hard", f"refs/remotes/origin/{meta.branch}", progress=collect)
+                    self._git_in(checkout, *CLEAN, progress=collect)
                     self._git_in(checkout, "submodule", "sync", "--recursive", progress=collect)
                     self._git_in(checkout, "submodule", "update", "--init", "--recursive", "--force", progress=collect)
+                    self._git_in(
+                        checkout, "submodule", "--quiet", "foreach", "--recursive", "git", *CLEAN, progress=collect
+                    )
                     readable_by_all(checkout)
             except CommandFailed as exc:
                 ok = False
                 if not lines or exc.stderr.strip() not in "\n".join(lines):
                     lines.append(exc.stderr.strip())
                 lines.append(f"(failed: {' '.join(exc.argv)} exited {exc.returncode})")
+                if GONE_BRANCH in exc.stderr or GONE_BRANCH in "\n".join(lines):
+                    lines.append(
+                        f"branch {meta.branch!r} is gone from the remote: the course keeps serving commit "
+                        f"{(before or '-')[:12]} (restore the branch upstream, or recreate the course on another)"
+                    )
             result = self._result(name, checkout, at=at, started=started, ok=ok, lines=lines)
             self._store(meta.model_copy(update={"last_pull": result}))
         level = logging.INFO if ok else logging.WARNING

@@ -194,6 +194,21 @@ def test_a_pull_from_a_remote_that_disappeared_is_recorded_and_the_course_keeps_
     assert (view.path / "w1" / "intro.ipynb").is_file()
 
 
+def test_a_pull_of_a_branch_deleted_upstream_fails_clearly_and_the_course_keeps_its_last_good_commit(courses, upstream):
+    git(upstream.path, "checkout", "-q", "-b", "autumn")
+    good = upstream.write("autumn.ipynb", notebook_text("'autumn'")).commit("the autumn session")
+    assert courses.create("python", str(upstream.path), branch="autumn").commit == good
+    git(upstream.path, "checkout", "-q", "main")
+    git(upstream.path, "branch", "-q", "-D", "autumn")
+    result = courses.pull("python")
+    assert not result.ok and result.commit == good
+    assert "couldn't find remote ref refs/heads/autumn" in result.log
+    assert result.log.splitlines()[-1].startswith("branch 'autumn' is gone from the remote: the course keeps serving")
+    view = courses.show("python")
+    assert view.course.last_pull == result and view.commit == good and view.course.branch == "autumn"
+    assert (view.path / "autumn.ipynb").is_file() and git(view.path, "status", "--porcelain") == ""
+
+
 def test_a_pull_from_an_unreachable_remote_is_recorded(courses, settings, upstream):
     courses.create("python", str(upstream.path))
     git(courses.path("python"), "remote", "set-url", "origin", "https://127.0.0.1:9/nowhere.git")
@@ -333,6 +348,47 @@ def test_submodules_are_cloned_and_follow_a_pull(courses, upstream, tmp_path, mo
     upstream.commit("tools 2")
     assert courses.pull("python").ok
     assert (courses.path("python") / "shared" / "tools.py").read_text() == "VERSION = 2\n"
+
+
+def test_a_pull_removes_untracked_leftovers_but_keeps_ignored_files(courses, upstream):
+    upstream.write(".gitignore", "generated/\n").commit("generated data is not tracked")
+    courses.create("python", str(upstream.path))
+    checkout = courses.path("python")
+    (checkout / "w1" / "stray.ipynb").write_text("{}")  # left by hand: never served after a pull
+    (checkout / "old-week").mkdir()
+    (checkout / "old-week" / "x.ipynb").write_text("{}")
+    (checkout / "generated").mkdir()
+    (checkout / "generated" / "table.csv").write_text("1\n")  # ignored: the teacher's, kept
+    upstream.write("w3/new.ipynb", notebook_text("3")).commit("week 3")
+    result = courses.pull("python")
+    assert result.ok and (checkout / "w3" / "new.ipynb").is_file()
+    assert not (checkout / "w1" / "stray.ipynb").exists() and not (checkout / "old-week").exists()
+    assert (checkout / "generated" / "table.csv").read_text() == "1\n"
+    assert courses.meta("python") is not None and courses.show("python").commit == result.commit  # its metadata
+
+
+def test_a_submodule_removed_upstream_leaves_no_folder_and_a_submodules_own_leftovers_go(
+    courses, upstream, tmp_path, monkeypatch
+):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text('[protocol "file"]\n\tallow = always\n')
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("shared", "extra"):
+        sub = Upstream(tmp_path / name)
+        sub.write("tools.py", f"NAME = {name!r}\n").commit(name)
+        git(upstream.path, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub.path), name)
+    upstream.commit("two submodules")
+    courses.create("python", str(upstream.path))
+    checkout = courses.path("python")
+    assert (checkout / "extra" / "tools.py").is_file()
+    (checkout / "shared" / "stray.py").write_text("x = 1\n")  # untracked, inside a submodule
+    git(upstream.path, "rm", "-q", "extra")
+    upstream.commit("extra withdrawn")
+    result = courses.pull("python")
+    assert result.ok, result.log
+    assert not (checkout / "extra").exists()  # its folder (a repository of its own) went with it
+    assert (checkout / "shared" / "tools.py").is_file() and not (checkout / "shared" / "stray.py").exists()
 
 
 def test_a_clone_a_crash_cut_is_cleared_by_the_next_create(courses, settings, upstream):
