@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from .courseconfig import CourseConfig, load_course_config
 from .coursemodels import Course, CourseState, CourseView, DeletePlan, PullResult
+from .coursework import CourseWork
 from .errors import CommandFailed, CourseArchived, InvalidConfig, InvalidInput, NbhostingError, NotFound
 from .naming import is_course_name, validate_course
 from .settings import Settings
@@ -74,6 +75,7 @@ class Courses:
         self.git = Git(runner or SubprocessRunner())
         self._clock = clock
         self._servers = servers or self._recorded_servers
+        self._work = CourseWork(settings)
 
     # ------------------------------------------------------------------------------------------ reading
 
@@ -294,7 +296,8 @@ class Courses:
     def delete(self, name: str, *, yes: bool = False, students: bool = False) -> DeletePlan:
         """What deleting ``name`` removes and keeps; carried out only with ``yes`` (a dry run otherwise).
 
-        Removes the course's checkout and its metadata; students' workspaces of the course are kept unless
+        Removes the course's checkout and its metadata. Students' work of the course (their workspaces, their
+        backups of its notebooks, the pages they shared of them: the links then answer 404) is kept unless
         ``students``. Refused (nothing removed) while servers of the course exist: ``nbh rm`` them first.
 
         Raises:
@@ -303,16 +306,16 @@ class Courses:
         self.show(name)
         started = time.monotonic()
         checkout, meta_file = self.path(name), self._meta_dir / f"{name}.json"
-        workspaces = self._workspaces(name)
+        work = self._work.find(name)
         removes = [str(p) for p in (checkout, meta_file) if p.exists() or p.is_symlink()]
         keeps: list[str] = []
-        (removes if students else keeps).extend(str(w) for w in workspaces)
+        (removes if students else keeps).extend(work.describe(self.settings))
         if self.settings.quota_mode != "off" and self.settings.quota_dir.is_dir():
             images = sorted(self.settings.quota_dir.glob("*.ext4"))
             if images:
                 keeps.append(
-                    f"{len(images)} students' disk images in {self.settings.quota_dir}: copies inside images that "
-                    "are not mounted now are not opened"
+                    f"{len(images)} students' disk images in {self.settings.quota_dir}: copies and backups inside "
+                    "images that are not mounted now are not opened"
                 )
         servers = self._servers(name)
         plan = DeletePlan(course=name, done=False, removes=removes, keeps=keeps, servers=servers)
@@ -325,12 +328,13 @@ class Courses:
                 shutil.rmtree(checkout)
             meta_file.unlink(missing_ok=True)
             if students:
-                for workspace in workspaces:
-                    shutil.rmtree(workspace, ignore_errors=True)  # rmtree never follows a symlink inside
+                self._work.remove(work)
         log.info(
-            "course %s: deleted (%d students' workspaces %s) (by %s) in %.1fs",
+            "course %s: deleted (%d students' workspaces, %d backups folders, %d shares %s) (by %s) in %.1fs",
             name,
-            len(workspaces),
+            len(work.workspaces),
+            len(work.backups),
+            len(work.shares),
             "removed" if students else "kept",
             _who(),
             time.monotonic() - started,
@@ -410,17 +414,6 @@ class Courses:
 
     def _lock(self, name: str) -> contextlib.AbstractContextManager[None]:
         return file_lock(self.settings.locks_dir / f"course-{name}.lock")
-
-    def _workspaces(self, name: str) -> list[Path]:
-        """Students' workspaces of course ``name`` (plain folders only; a symlink is never followed)."""
-        found = []
-        students = self.settings.students_dir
-        if students.is_dir():
-            for home in sorted(students.iterdir()):
-                workspace = home / name
-                if not home.is_symlink() and workspace.is_dir() and not workspace.is_symlink():
-                    found.append(workspace)
-        return found
 
     def _recorded_servers(self, name: str) -> list[str]:
         records = Records(self.settings.servers_dir, self.settings.running_dir)

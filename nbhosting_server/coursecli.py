@@ -6,7 +6,8 @@
                                                   (its end: ok or failed)
     nbh course pull NAME | --all                  fetch and hard-reset the course (students' copies untouched)
     nbh course archive NAME | unarchive NAME      hide it and refuse its launches; put it back
-    nbh course delete NAME [--yes] [--students]   a dry run unless --yes; students' work kept unless --students
+    nbh course delete NAME [--yes] [--students]   a dry run unless --yes; students' work (workspaces, backups, shared
+                                                  pages) kept unless --students
     nbh course link NAME STUDENT [--platform P]   a signed link to the course page of a student (a teacher tries it)
 
 Every command takes ``--json``; clone and pull print git's progress to stderr. :func:`add_course_commands`
@@ -209,7 +210,7 @@ def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
         print(f"servers of {args.name} exist: remove them first (nbh rm NAME): {', '.join(plan.servers)}")
         return 1 if args.yes else 0
     if not plan.done:
-        also = "" if args.students else "; --students also removes the students' workspaces"
+        also = "" if args.students else "; --students also removes students' workspaces, backups and shared pages"
         print(f"(a dry run: `nbh course delete {args.name} --yes` does it{also})")
     return 0
 
@@ -259,7 +260,11 @@ def add_course_commands(
     c = add("delete", cmd_delete, "delete a course (a dry run unless --yes)")
     c.add_argument("name")
     c.add_argument("--yes", action="store_true", help="do it")
-    c.add_argument("--students", action="store_true", help="also remove students' workspaces of the course")
+    c.add_argument(
+        "--students",
+        action="store_true",
+        help="also remove students' work of the course: workspaces, backups, shared pages",
+    )
     c = add("link", cmd_link, "print a signed link to a student's course page (its tracks, what they opened)")
     c.add_argument("name")
     c.add_argument("student")

@@ -114,6 +114,16 @@ def test_delete_is_a_dry_run_until_yes(env, capsys, tmp_path):
     assert code == 1 and "no course named 'python'" in err
 
 
+def test_delete_plans_students_backups_with_their_work_and_removes_them_with_students(env, capsys, tmp_path):
+    nbh(capsys, "create", "python", str(env.path))
+    backups = tmp_path / "data" / "students" / "nbh-alice" / ".nbhosting" / "backups" / "python"
+    backups.mkdir(parents=True)
+    code, out, _ = nbh(capsys, "delete", "python")
+    assert code == 0 and f"keeps        {backups}" in out and "backups and shared pages" in out
+    code, out, _ = nbh(capsys, "delete", "python", "--students", "--yes")
+    assert code == 0 and f"removed      {backups}" in out and not backups.exists()
+
+
 def test_refusals_are_one_line_never_a_traceback(env, capsys):
     code, _, err = nbh(capsys, "create", "python", "http://example.org/x.git")
     assert code == 1 and err.startswith("nbh course: Refused git remote") and "Traceback" not in err

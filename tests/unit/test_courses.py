@@ -13,6 +13,7 @@ import pytest
 from nbhosting_core import CommandFailed, InvalidInput, NotFound, Settings, SubprocessRunner
 from nbhosting_core.courses import Courses, CourseState
 from nbhosting_core.errors import CourseArchived
+from nbhosting_core.shares import ShareStore, page_name, read_page, shares_dir
 from tests.gitrepos import Upstream, course_repo, git, notebook_text
 
 
@@ -300,6 +301,36 @@ def test_delete_removes_the_course_and_keeps_students_work_unless_asked(courses,
     assert plan.done and str(alice) in plan.removes and not alice.exists() and other.is_dir()
 
 
+def _backups(settings: Settings, user: str, course: str):
+    folder = settings.students_dir / user / ".nbhosting" / "backups" / course
+    (folder / "w1" / "intro.ipynb").mkdir(parents=True)
+    (folder / "w1" / "intro.ipynb" / "20261101T000000Z.ipynb").write_text("my old work")
+    return folder
+
+
+def test_delete_lists_students_backups_and_shared_pages_and_removes_them_only_with_students(
+    courses, settings, upstream
+):
+    courses.create("python", str(upstream.path))
+    workspace = _workspace(settings, "nbh-alice", "python")
+    backups, other_backups = _backups(settings, "nbh-alice", "python"), _backups(settings, "nbh-alice", "another")
+    store = ShareStore(settings)
+    shared = store.put("nbh-alice", "python", "w1/intro.ipynb", b"<html>mine</html>", 1.0)
+    kept = store.put("nbh-alice", "another", "a.ipynb", b"<html>other</html>", 1.0)
+    page = shares_dir(settings) / "pages" / page_name(shared.token)
+    plan = courses.delete("python")
+    assert plan.keeps == [str(workspace), str(backups), f"{page} (the page nbh-alice shared of w1/intro.ipynb)"]
+    assert courses.delete("python", yes=True).done  # without --students: all kept
+    assert backups.is_dir() and read_page(settings, shared.token) == b"<html>mine</html>"
+    courses.create("python", str(upstream.path))
+    plan = courses.delete("python", students=True)
+    assert not plan.done and str(backups) in plan.removes and any(str(page) in r for r in plan.removes)
+    assert courses.delete("python", yes=True, students=True).done
+    assert not workspace.exists() and not backups.exists() and read_page(settings, shared.token) is None
+    assert [s.course for s in store.of("nbh-alice")] == ["another"]  # another course's share and backups stay
+    assert read_page(settings, kept.token) == b"<html>other</html>" and other_backups.is_dir()
+
+
 def test_delete_waits_while_servers_of_the_course_exist(settings, upstream):
     courses = Courses(settings, servers=lambda name: [f"nbh-alice-{name}"])
     courses.create("python", str(upstream.path))
@@ -313,8 +344,11 @@ def test_delete_never_follows_a_students_symlink(courses, settings, upstream, tm
     precious.mkdir()
     (settings.students_dir / "nbh-mallory").mkdir(parents=True)
     (settings.students_dir / "nbh-mallory" / "python").symlink_to(precious)
+    (precious / "backups" / "python").mkdir(parents=True)
+    (settings.students_dir / "nbh-mallory" / ".nbhosting").symlink_to(precious)
     plan = courses.delete("python", yes=True, students=True)
-    assert plan.done and precious.is_dir() and str(precious) not in " ".join(plan.removes)
+    assert plan.done and (precious / "backups" / "python").is_dir() and str(precious) not in " ".join(plan.removes)
+    assert "nbh-mallory" not in " ".join(plan.removes)
 
 
 def test_a_checkout_is_readable_by_every_user_whatever_the_umask(courses, upstream):
