@@ -1,5 +1,6 @@
-"""What nbhosting knows of a course from git: its metadata, a clone's or pull's result, an admin's view of it, and a
-deletion's plan (plain, immutable pydantic models; :mod:`nbhosting_core.courses` makes and stores them)."""
+"""What nbhosting knows of a course from git: its metadata, a clone's or pull's result, its image's last build, an
+admin's view of it, and a deletion's plan (plain, immutable pydantic models; :mod:`nbhosting_core.courses` makes and
+stores them)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,18 @@ class Course(_Frozen):
     last_pull: PullResult | None = None
 
 
+class BuildLog(_Frozen):
+    """The log of one build of a course's own image (root's file), as an admin reads it: its end only."""
+
+    course: str
+    path: str  # root's file, named by the build's time
+    at: float  # when it was last written (seconds since the epoch)
+    version: int | None = None  # the version this log published (asked by number), None: the last build's log
+    outcome: str  # "published", "up to date", or "failed or unfinished" (read from its last line)
+    log: str  # its end, at most the bytes asked; control characters replaced
+    truncated: bool  # the file is longer than what ``log`` holds
+
+
 class CourseView(_Frozen):
     """A course as an admin sees it: its metadata, where it is, what it serves, and its configuration."""
 
@@ -53,6 +66,7 @@ class CourseView(_Frozen):
     commit: str | None = None  # None: a local folder that is not a git checkout
     config: CourseConfig  # the defaults when its file is refused
     config_error: str | None = None  # why its .nbhosting/course.toml is refused (line, reason)
+    last_build: BuildLog | None = None  # its image's last build (only in one course's view, for admins)
 
     @property
     def local(self) -> bool:

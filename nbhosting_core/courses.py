@@ -5,11 +5,11 @@ A course made by :meth:`Courses.create` is a clone of a repository (a URL, or a 
 is a JSON file in a root-only folder, ``DATA_ROOT/course-meta/<name>.json``, written atomically. A plain folder
 under ``courses/`` (made by hand, as before) is a *local* course: no remote, never pulled, served as it is.
 
-A pull fetches the course's branch and hard-resets the checkout to it (submodules too): the course then serves the
-new material. Students' copies are in their own workspaces and are never touched by a pull. A pull that fails (a
-remote that does not answer or has gone, a branch that vanished) is recorded with git's log, and the course keeps
-serving its current checkout. Every operation is logged (logger ``nbhosting_core.courses``) with what it did and
-how long it took.
+A pull fetches the course's branch, hard-resets the checkout to it and removes untracked files (submodules too;
+ignored files stay): the course then serves the new material and nothing else. Students' copies are in their own
+workspaces and are never touched by a pull. A pull that fails (a remote that does not answer or has gone, a branch
+that vanished: said in plain words) is recorded with git's log, and the course keeps serving its current checkout.
+Every operation is logged (logger ``nbhosting_core.courses``) with what it did and how long it took.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from .courseconfig import CourseConfig, load_course_config
 from .coursemodels import Course, CourseState, CourseView, DeletePlan, PullResult
+from .coursework import CourseWork
 from .errors import CommandFailed, CourseArchived, InvalidConfig, InvalidInput, NbhostingError, NotFound
 from .naming import is_course_name, validate_course
 from .settings import Settings
@@ -37,6 +38,14 @@ from .system.runner import CommandRunner, SubprocessRunner
 from .system.tree import readable_by_all
 
 log = logging.getLogger(__name__)
+#: what a pull runs after its reset, in the checkout and in each submodule: untracked files and folders go (a
+#: removed submodule's folder, a file left by hand), so that the course serves its commit and nothing else;
+#: ``-ff`` removes a folder that is a repository of its own, and ignored files stay (no ``-x``: a teacher's
+#: generated data, listed in .gitignore). Nothing of nbhosting's lives in a checkout: its metadata is in
+#: ``course-meta/``, an image's build copies ``.nbhosting/`` (tracked) elsewhere, clones start beside it.
+CLEAN = ("clean", "-ffd", "--quiet")
+#: what git (LC_ALL=C) says when the branch a course follows no longer exists on its remote
+GONE_BRANCH = "couldn't find remote ref"
 #: how much of git's output a pull keeps (its end)
 MAX_LOG = 20_000
 Progress = Callable[[str], None]
@@ -66,6 +75,7 @@ class Courses:
         self.git = Git(runner or SubprocessRunner())
         self._clock = clock
         self._servers = servers or self._recorded_servers
+        self._work = CourseWork(settings)
 
     # ------------------------------------------------------------------------------------------ reading
 
@@ -179,7 +189,8 @@ class Courses:
         return self._view(course, target)
 
     def pull(self, name: str, *, progress: Progress | None = None, by: str | None = None) -> PullResult:
-        """Fetch the course's branch and hard-reset its checkout to it, submodules too; record how it went.
+        """Fetch the course's branch, hard-reset its checkout to it and remove what git does not track (but ignored
+        files), submodules too; record how it went.
 
         A failure is not raised: it is recorded (and returned) with git's log, and the course keeps serving what
         it had. A pull that brings a refused ``course.toml`` works, and records why the file is refused (the
@@ -219,14 +230,23 @@ class Courses:
                 )
                 with self.changing(name):  # no student's copy is read from a half-written file
                     self._git_in(checkout, "reset", "--hard", f"refs/remotes/origin/{meta.branch}", progress=collect)
+                    self._git_in(checkout, *CLEAN, progress=collect)
                     self._git_in(checkout, "submodule", "sync", "--recursive", progress=collect)
                     self._git_in(checkout, "submodule", "update", "--init", "--recursive", "--force", progress=collect)
+                    self._git_in(
+                        checkout, "submodule", "--quiet", "foreach", "--recursive", "git", *CLEAN, progress=collect
+                    )
                     readable_by_all(checkout)
             except CommandFailed as exc:
                 ok = False
                 if not lines or exc.stderr.strip() not in "\n".join(lines):
                     lines.append(exc.stderr.strip())
                 lines.append(f"(failed: {' '.join(exc.argv)} exited {exc.returncode})")
+                if GONE_BRANCH in exc.stderr or GONE_BRANCH in "\n".join(lines):
+                    lines.append(
+                        f"branch {meta.branch!r} is gone from the remote: the course keeps serving commit "
+                        f"{(before or '-')[:12]} (restore the branch upstream, or recreate the course on another)"
+                    )
             result = self._result(name, checkout, at=at, started=started, ok=ok, lines=lines)
             self._store(meta.model_copy(update={"last_pull": result}))
         level = logging.INFO if ok else logging.WARNING
@@ -276,7 +296,8 @@ class Courses:
     def delete(self, name: str, *, yes: bool = False, students: bool = False) -> DeletePlan:
         """What deleting ``name`` removes and keeps; carried out only with ``yes`` (a dry run otherwise).
 
-        Removes the course's checkout and its metadata; students' workspaces of the course are kept unless
+        Removes the course's checkout and its metadata. Students' work of the course (their workspaces, their
+        backups of its notebooks, the pages they shared of them: the links then answer 404) is kept unless
         ``students``. Refused (nothing removed) while servers of the course exist: ``nbh rm`` them first.
 
         Raises:
@@ -285,16 +306,16 @@ class Courses:
         self.show(name)
         started = time.monotonic()
         checkout, meta_file = self.path(name), self._meta_dir / f"{name}.json"
-        workspaces = self._workspaces(name)
+        work = self._work.find(name)
         removes = [str(p) for p in (checkout, meta_file) if p.exists() or p.is_symlink()]
         keeps: list[str] = []
-        (removes if students else keeps).extend(str(w) for w in workspaces)
+        (removes if students else keeps).extend(work.describe(self.settings))
         if self.settings.quota_mode != "off" and self.settings.quota_dir.is_dir():
             images = sorted(self.settings.quota_dir.glob("*.ext4"))
             if images:
                 keeps.append(
-                    f"{len(images)} students' disk images in {self.settings.quota_dir}: copies inside images that "
-                    "are not mounted now are not opened"
+                    f"{len(images)} students' disk images in {self.settings.quota_dir}: copies and backups inside "
+                    "images that are not mounted now are not opened"
                 )
         servers = self._servers(name)
         plan = DeletePlan(course=name, done=False, removes=removes, keeps=keeps, servers=servers)
@@ -307,12 +328,13 @@ class Courses:
                 shutil.rmtree(checkout)
             meta_file.unlink(missing_ok=True)
             if students:
-                for workspace in workspaces:
-                    shutil.rmtree(workspace, ignore_errors=True)  # rmtree never follows a symlink inside
+                self._work.remove(work)
         log.info(
-            "course %s: deleted (%d students' workspaces %s) (by %s) in %.1fs",
+            "course %s: deleted (%d students' workspaces, %d backups folders, %d shares %s) (by %s) in %.1fs",
             name,
-            len(workspaces),
+            len(work.workspaces),
+            len(work.backups),
+            len(work.shares),
             "removed" if students else "kept",
             _who(),
             time.monotonic() - started,
@@ -392,17 +414,6 @@ class Courses:
 
     def _lock(self, name: str) -> contextlib.AbstractContextManager[None]:
         return file_lock(self.settings.locks_dir / f"course-{name}.lock")
-
-    def _workspaces(self, name: str) -> list[Path]:
-        """Students' workspaces of course ``name`` (plain folders only; a symlink is never followed)."""
-        found = []
-        students = self.settings.students_dir
-        if students.is_dir():
-            for home in sorted(students.iterdir()):
-                workspace = home / name
-                if not home.is_symlink() and workspace.is_dir() and not workspace.is_symlink():
-                    found.append(workspace)
-        return found
 
     def _recorded_servers(self, name: str) -> list[str]:
         records = Records(self.settings.servers_dir, self.settings.running_dir)

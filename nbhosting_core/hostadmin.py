@@ -16,7 +16,7 @@ from collections.abc import Callable
 from .accounts import AccountStore
 from .activity import ActivityLog
 from .backend import NotebookBackend
-from .coursemodels import CourseView
+from .coursemodels import BuildLog, CourseView
 from .courses import Courses
 from .culling import last_seen
 from .door import Door
@@ -47,8 +47,9 @@ log = logging.getLogger("nbhosting_core.hub")  # the hub's decisions, whichever 
 class HostAdmin:
     """Admins' operations on the host's servers and courses; the hub's parts it works with, as the hub wires them.
 
-    ``image_for`` says what new servers of a course run (:meth:`~nbhosting_core.hub.Hub.image_for`); ``clock``,
-    seconds since the epoch.
+    ``image_for`` says what new servers of a course run (:meth:`~nbhosting_core.hub.Hub.image_for`);
+    ``last_build``, the end of the log of a course image's last build
+    (:meth:`~nbhosting_core.system.courseimages.CourseImages.read_build_log`); ``clock``, seconds since the epoch.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class HostAdmin:
         events: EventJournal,
         keeper: Keeper,
         image_for: Callable[[str], str | None],
+        last_build: Callable[[str], BuildLog | None],
         clock: Callable[[], float],
     ) -> None:
         self.settings = settings
@@ -78,6 +80,7 @@ class HostAdmin:
         self.events = events
         self.keeper = keeper
         self.image_for = image_for
+        self.last_build = last_build
         self._clock = clock
 
     def list_servers(self, *, course: str | None = None, details: bool = False) -> list[ServerView]:
@@ -150,7 +153,8 @@ class HostAdmin:
 
     def course_view(self, course: str) -> CourseView:
         """See :meth:`nbhosting_core.serveradmin.ServerAdmin.course_view`."""
-        return redacted(self.courses.show(course))
+        view = redacted(self.courses.show(course))
+        return view.model_copy(update={"last_build": self.last_build(view.course.name)})
 
     # ------------------------------------------------------------- a student's server (see serveradmin.ServerAdmin)
 

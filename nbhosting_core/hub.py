@@ -158,6 +158,7 @@ class Hub:
             events=self.events,
             keeper=self.keeper,
             image_for=self.image_for,
+            last_build=self.images.read_build_log,
             clock=clock,
         )
         #: the host's upkeep: reconcile, cull, restart old servers, sample

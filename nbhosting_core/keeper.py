@@ -16,7 +16,7 @@ from .backend import NotebookBackend
 from .models import Server, ServerState
 from .naming import short_key
 from .settings import Settings
-from .system.locks import file_lock
+from .system.locks import student_lock
 from .system.quota import Quota
 
 log = logging.getLogger("nbhosting_core.hub")  # the hub's decisions, whichever module makes them
@@ -33,7 +33,7 @@ class Keeper:
 
     def student_lock(self, user: str) -> AbstractContextManager[None]:
         """Held while a student's storage is prepared or released and their servers start or stop."""
-        return file_lock(self.settings.locks_dir / f"student-{user}.lock")
+        return student_lock(self.settings.locks_dir, user)
 
     def stop_and_release(self, server: Server) -> None:
         """Stop ``server``, and release its student's resources if it was their last (under their lock)."""

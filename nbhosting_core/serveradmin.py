@@ -41,7 +41,8 @@ class ServerAdmin(Protocol):
         ...
 
     def course_view(self, course: str) -> CourseView:
-        """One course, as a :func:`redacted` view, with git's log of its last pull.
+        """One course, as a :func:`redacted` view, with git's log of its last pull and the end of its image's last
+        build's log (``last_build``; None if it was never built).
 
         Raises:
             InvalidInput: not a course's name.

@@ -3,9 +3,11 @@
     nbh course create NAME GIT_URL [--branch B]   clone a repository (or a local one) as a course
     nbh course list [--all]                       the courses (archived ones too with --all)
     nbh course show NAME                          one course: origin, commit, configuration, last pull and its log
+                                                  (its end: ok or failed)
     nbh course pull NAME | --all                  fetch and hard-reset the course (students' copies untouched)
     nbh course archive NAME | unarchive NAME      hide it and refuse its launches; put it back
-    nbh course delete NAME [--yes] [--students]   a dry run unless --yes; students' work kept unless --students
+    nbh course delete NAME [--yes] [--students]   a dry run unless --yes; students' work (workspaces, backups, shared
+                                                  pages) kept unless --students
     nbh course link NAME STUDENT [--platform P]   a signed link to the course page of a student (a teacher tries it)
 
 Every command takes ``--json``; clone and pull print git's progress to stderr. :func:`add_course_commands`
@@ -25,6 +27,9 @@ from nbhosting_core import NotFound, Settings, validate_course
 from nbhosting_core.coursepages import signed_course_page_path
 from nbhosting_core.courses import Courses, CourseView, PullResult
 from nbhosting_core.platforms import PlatformsFile
+
+#: how many of the last lines of git's log a pull's report shows
+LOG_LINES = 15
 
 
 def _courses(settings: Settings) -> Courses:
@@ -99,16 +104,20 @@ def _show(view: CourseView) -> None:
         print(f"config      image {image}; ui {config.ui or '(the host default)'}; read-only {readonly}")
         print(f"            pythonpath {config.pythonpath or 'none'}; tracks {len(config.tracks) or '(from folders)'}")
     if c.last_pull is not None:
-        _pull_report(c.last_pull, "last pull")
+        _pull_report(c.last_pull, "last pull", with_log=True)
 
 
-def _pull_report(pull: PullResult, title: str) -> None:
+def _pull_report(pull: PullResult, title: str, *, with_log: bool = False) -> None:
+    """A pull's outcome; git's log too (its last :data:`LOG_LINES` lines) if it failed or ``with_log``."""
     state = "ok" if pull.ok else "FAILED (the course keeps serving its checkout)"
     print(f"{title:<11} {state}, {_when(pull.at)}, {pull.seconds:.1f} s, commit {_short(pull.commit)}")
     if pull.config_error:
         print(f"            configuration refused: {pull.config_error}")
-    if not pull.ok:
-        for line in pull.log.splitlines()[-15:]:
+    if not pull.ok or with_log:
+        lines = pull.log.splitlines()
+        if len(lines) > LOG_LINES:
+            print(f"  | ... ({len(lines) - LOG_LINES} lines before; all of it: nbh course show {pull.course} --json)")
+        for line in lines[-LOG_LINES:]:
             print(f"  | {line}")
 
 
@@ -201,7 +210,7 @@ def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
         print(f"servers of {args.name} exist: remove them first (nbh rm NAME): {', '.join(plan.servers)}")
         return 1 if args.yes else 0
     if not plan.done:
-        also = "" if args.students else "; --students also removes the students' workspaces"
+        also = "" if args.students else "; --students also removes students' workspaces, backups and shared pages"
         print(f"(a dry run: `nbh course delete {args.name} --yes` does it{also})")
     return 0
 
@@ -251,7 +260,11 @@ def add_course_commands(
     c = add("delete", cmd_delete, "delete a course (a dry run unless --yes)")
     c.add_argument("name")
     c.add_argument("--yes", action="store_true", help="do it")
-    c.add_argument("--students", action="store_true", help="also remove students' workspaces of the course")
+    c.add_argument(
+        "--students",
+        action="store_true",
+        help="also remove students' work of the course: workspaces, backups, shared pages",
+    )
     c = add("link", cmd_link, "print a signed link to a student's course page (its tracks, what they opened)")
     c.add_argument("name")
     c.add_argument("student")

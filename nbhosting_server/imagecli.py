@@ -1,11 +1,13 @@
 """`nbh` commands of courses' images: build, list versions, restart old servers, prune.
 
-    nbh course build NAME                 build the course's .nbhosting/Containerfile; a new version (log streamed)
+    nbh course build NAME [--json]        build the course's .nbhosting/Containerfile; a new version (log streamed;
+                                          to stderr with --json, stdout then carries one JSON object)
     nbh course images NAME [--json]       its versions (newest last) with their build logs, and its last builds
-    nbh course restart-old [NAME]         stop the servers on an old image (files kept; the next click gets the new)
+    nbh course build-log NAME [--version N] [--json]   the end of the log of its last build (or of a version's)
+    nbh course restart-old [NAME] [--json] stop the servers on an old image (files kept; the next click gets the new)
     nbh image prune [--dry-run] [--json]  remove image versions no server uses, with their podman tags
 
-:func:`register_course` adds the first three to the ``course`` group's subparsers, :func:`register_image` adds
+:func:`register_course` adds the first four to the ``course`` group's subparsers, :func:`register_image` adds
 ``prune`` to ``nbh image``. :func:`image_label` is what ``nbh ls`` shows of a server's image.
 """
 
@@ -15,11 +17,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nbhosting_core import Hub, Server, Settings, ensure_layout
 from nbhosting_core import imageversions as versions
-from nbhosting_core.system.courseimages import CourseImages, Pruned
+from nbhosting_core.serveradmin import MAX_LOG_BYTES
+from nbhosting_core.system.courseimages import Built, CourseImages, Pruned
 
 Command = Callable[[Settings, argparse.Namespace], int]
 HubFactory = Callable[[Settings], Hub]
@@ -48,6 +52,45 @@ def prune_images(hub: Hub, *, dry_run: bool) -> Pruned:
     return hub.images.prune(in_use=in_use, in_service=service, dry_run=dry_run)
 
 
+def built_json(course: str, built: Built, log_file: Path, pruned: Pruned | None) -> dict[str, Any]:
+    """What ``nbh course build --json`` prints: the version in service, whether this build made it, its logs, and
+    what the prune after it removed (None: nothing built, or ``--no-prune``)."""
+    return {
+        "course": course,
+        "version": built.version.number,
+        "image": built.version.name,
+        "digest": built.version.digest,
+        "rootfs": str(built.rootfs),
+        "built": built.built,
+        "seconds": round(built.seconds, 3),
+        "log": str(log_file),
+        "version_log": str(built.log) if built.log is not None else None,
+        "pruned": None if pruned is None else pruned_json(pruned),
+    }
+
+
+def pruned_json(pruned: Pruned) -> dict[str, Any]:
+    """A prune's outcome, as ``--json`` prints it."""
+    return {
+        "removed": pruned.removed,
+        "tags": pruned.tags,
+        "freed_bytes": pruned.freed_bytes,
+        "dry_run": pruned.dry_run,
+    }
+
+
+def stopped_json(server: Server) -> dict[str, Any]:
+    """A server ``restart-old`` stopped, as ``--json`` prints it."""
+    return {
+        "name": server.name,
+        "course": server.course,
+        "student_id": server.student_id,
+        "user": server.user,
+        "image": server.image,
+        "image_label": versions.image_label(server.image),
+    }
+
+
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
@@ -58,12 +101,18 @@ def make_commands(hub_of: HubFactory) -> dict[str, Command]:
     def build(settings: Settings, args: argparse.Namespace) -> int:
         hub = hub_of(settings)
         log_file = hub.images.new_log(args.name)
+        # with --json, stdout carries only the JSON object: podman's lines go to stderr, as they come
+        lines = sys.stderr if args.json else sys.stdout
         print(f"build log: {log_file}", file=sys.stderr, flush=True)
-        built = hub.images.build(args.name, log=lambda line: print(line, flush=True), log_file=log_file)
+        built = hub.images.build(args.name, log=lambda line: print(line, file=lines, flush=True), log_file=log_file)
+        pruned = prune_images(hub, dry_run=False) if built.built and not args.no_prune else None
+        if args.json:
+            _print_json(built_json(args.name, built, log_file, pruned))
+            return 0
         if built.built:
             print(f"course {args.name}: version {built.version.number} in service ({built.seconds:.1f} s)")
-            if not args.no_prune:
-                print(pruned_text(prune_images(hub, dry_run=False)))
+        if pruned is not None:
+            print(pruned_text(pruned))
         return 0
 
     def versions(settings: Settings, args: argparse.Namespace) -> int:
@@ -89,8 +138,25 @@ def make_commands(hub_of: HubFactory) -> dict[str, Command]:
             print(f"build  {log}")
         return 0
 
+    def build_log(settings: Settings, args: argparse.Namespace) -> int:
+        found = CourseImages(settings).read_build_log(args.name, version=args.version, max_bytes=MAX_LOG_BYTES)
+        if args.json:
+            _print_json(None if found is None else found.model_dump(mode="json"))
+            return 0
+        if found is None:
+            print(f"course {args.name}: never built (nbh course build {args.name})")
+            return 0
+        which = f"version {found.version}'s build" if found.version is not None else "last build"
+        cut = f" (its last {MAX_LOG_BYTES // 1024} KiB)" if found.truncated else ""
+        print(f"# course {args.name}, {which}: {found.outcome}; {found.path}{cut}", file=sys.stderr)
+        print(found.log, end="" if found.log.endswith("\n") else "\n")
+        return 0
+
     def restart_old(settings: Settings, args: argparse.Namespace) -> int:
         stopped = hub_of(settings).restart_old(args.name)
+        if args.json:
+            _print_json({"stopped": [stopped_json(server) for server in stopped]})
+            return 0
         for server in stopped:
             print(f"stopped {server.name} (files kept; the student's next click gets the new image)")
         if not stopped:
@@ -101,28 +167,35 @@ def make_commands(hub_of: HubFactory) -> dict[str, Command]:
         ensure_layout(settings)
         pruned = prune_images(hub_of(settings), dry_run=args.dry_run)
         if args.json:
-            _print_json({"removed": pruned.removed, "tags": pruned.tags, "freed_bytes": pruned.freed_bytes})
+            _print_json(pruned_json(pruned))
         else:
             print(pruned_text(pruned))
         return 0
 
-    return {"build": build, "images": versions, "restart-old": restart_old, "prune": prune}
+    return {"build": build, "images": versions, "build-log": build_log, "restart-old": restart_old, "prune": prune}
 
 
 def register_course(sub: argparse._SubParsersAction[argparse.ArgumentParser], hub_of: HubFactory) -> None:
-    """Add ``build``, ``images`` and ``restart-old`` to the ``nbh course`` group's subparsers ``sub``."""
+    """Add ``build``, ``images``, ``build-log`` and ``restart-old`` to the ``nbh course`` group's subparsers ``sub``."""
     commands = make_commands(hub_of)
     c = sub.add_parser("build", help="build the course's own image (.nbhosting/Containerfile): a new version")
     c.add_argument("name")
     c.add_argument("--no-prune", action="store_true", help="keep unused image versions")
+    c.add_argument("--json", action="store_true", help="print JSON (podman's output then goes to stderr)")
     c.set_defaults(func=commands["build"])
     c = sub.add_parser("images", help="the versions of the course's image and its builds' logs")
     c.add_argument("name")
     c.add_argument("--builds", type=int, default=3, help="how many of the last builds' logs to list (default 3)")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=commands["images"])
+    c = sub.add_parser("build-log", help="the log of the course's last build (or of a version's), its end")
+    c.add_argument("name")
+    c.add_argument("--version", type=int, help="the build that published this version (default: the last build)")
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c.set_defaults(func=commands["build-log"])
     c = sub.add_parser("restart-old", help="stop the servers on an old image (files kept)")
     c.add_argument("name", nargs="?", help="only this course's servers")
+    c.add_argument("--json", action="store_true", help="print JSON: the servers stopped")
     c.set_defaults(func=commands["restart-old"])
 
 

@@ -34,7 +34,8 @@ never by a container's name::
     <- {"v": 1, "ok": true, "logs": "[I 2026-11-26 03:50:01 ServerApp] ..."}
 
 Admins also read the courses (root's metadata, git's checkouts): ``courses`` (a payload of
-:class:`~nbhosting_core.coursemodels.CourseView` lines, without pulls' logs) and ``course`` (one, with its log),
+:class:`~nbhosting_core.coursemodels.CourseView` lines, without pulls' logs) and ``course`` (one, with its last
+pull's log and the end of its image's last build's log, read by root),
 credentials in a remote never crossing (:func:`~nbhosting_core.serveradmin.redacted`); and ``student``: one
 student's account, workspaces (summarized by descriptor) and servers.
 """
@@ -291,7 +292,7 @@ class CoursesRequest(_Message):
 
 
 class CourseRequest(_Message):
-    """One course, with its last pull's log."""
+    """One course, with its last pull's log and the end of its image's last build's log."""
 
     op: Literal["course"]
     course: str = Field(max_length=64)

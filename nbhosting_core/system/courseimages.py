@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -28,9 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..courseconfig import load_course_config
+from ..coursemodels import BuildLog
 from ..errors import CommandFailed, InvalidConfig, InvalidInput, NotFound
 from ..imageversions import ImageVersion, is_up_to_date, newest, next_version, parse_version, prunable, versions_of
 from ..naming import validate_course
+from ..serveradmin import log_tail
 from . import images
 from .locks import file_lock
 from .runner import CommandRunner, SubprocessRunner
@@ -51,6 +54,10 @@ OWN = "course"
 LOG_SUFFIX = ".log"
 #: ``images_dir/.used/<folder>``: touched when a server starts on that image (see :meth:`CourseImages.mark_used`)
 USED_MARKS = ".used"
+#: the last line of a build's log that published a version, and of one that found it up to date
+PUBLISHED, UP_TO_DATE = "published in", "is up to date"
+#: how much of a build's log an admin's page shows (its end)
+PAGE_LOG_BYTES = 32 * 1024
 
 
 def course_image_choice(course_dir: Path) -> str:
@@ -160,6 +167,37 @@ class CourseImages:
         folder = self._logs_dir(course)
         return sorted(folder.glob(f"*{LOG_SUFFIX}")) if folder.is_dir() else []
 
+    def read_build_log(
+        self, course: str, *, version: int | None = None, max_bytes: int = PAGE_LOG_BYTES
+    ) -> BuildLog | None:
+        """The end of the log of ``course``'s last build (published or not), or of the build that published
+        ``version``; None when the course was never built. At most ``max_bytes`` are read (the file's end).
+
+        Raises:
+            InvalidInput: not a course's name.
+            NotFound: ``version`` is not a published version of the course.
+        """
+        course = validate_course(course)
+        if version is None:
+            logs = self.build_logs(course)
+            path = logs[-1] if logs else None
+        else:
+            found = [v for v in self.versions(course) if v.number == version]
+            if not found:
+                raise NotFound(f"Course {course!r} has no image version {version} (nbh course images {course}).")
+            path = self.build_log(found[0])
+        if path is None:
+            return None
+        read = tail_of_file(path, max_bytes)
+        if read is None:
+            return None
+        text, at, truncated = read
+        last = text.rstrip("\n").rsplit("\n", 1)[-1]
+        outcome = "published" if PUBLISHED in last else "up to date" if UP_TO_DATE in last else "failed or unfinished"
+        return BuildLog(
+            course=course, path=str(path), at=at, version=version, outcome=outcome, log=text, truncated=truncated
+        )
+
     def new_log(self, course: str) -> Path:
         """Where the next build of ``course`` writes its output (a new file named by the time, UTC)."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -220,13 +258,13 @@ class CourseImages:
                 if is_up_to_date(folders, course, digest):
                     last = newest(folders, course)
                     assert last is not None
-                    log(f"course {course}: version {last.number} is up to date ({last.name})")
+                    log(f"course {course}: version {last.number} {UP_TO_DATE} ({last.name})")
                     return Built(last, self.rootfs(last), False, self.build_log(last), time.monotonic() - started)
                 version = next_version(folders, course, digest)
                 log(f"course {course}: building version {version.number} ({version.name}) FROM {base}")
                 self._publish(version, context, base, log)
         seconds = time.monotonic() - started
-        log(f"course {course}: version {version.number} published in {seconds:.1f} s: {self.rootfs(version)}")
+        log(f"course {course}: version {version.number} {PUBLISHED} {seconds:.1f} s: {self.rootfs(version)}")
         shutil.copyfile(log_file, self.build_log(version))
         return Built(version, self.rootfs(version), True, self.build_log(version), seconds)
 
@@ -356,6 +394,27 @@ class CourseImages:
         except CommandFailed:
             with contextlib.suppress(CommandFailed):
                 self._runner.run(["podman", "untag", tag, tag], env=env, timeout=120)
+
+
+def tail_of_file(path: Path, max_bytes: int) -> tuple[str, float, bool] | None:
+    """(the end of the regular file ``path``, at most ``max_bytes`` bytes from its first whole line, as
+    :func:`~nbhosting_core.serveradmin.log_tail` gives it; its modification time; whether it was cut), or None when
+    there is no such regular file. A symlink is never followed; at most ``max_bytes`` + 1 bytes are read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:  # ELOOP: a symlink
+        log.warning("build log %s not read: %s", path, exc)
+        return None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        start = max(0, info.st_size - max_bytes - 1)  # one byte more: whether the kept end starts a line
+        file.seek(start)
+        data = file.read(max_bytes + 1)
+    return log_tail([data], max_bytes), info.st_mtime, info.st_size > max_bytes
 
 
 def disk_usage(path: Path) -> int:

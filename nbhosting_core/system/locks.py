@@ -23,3 +23,9 @@ def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def student_lock(locks_dir: Path, user: str) -> contextlib.AbstractContextManager[None]:
+    """The lock of student ``user`` (their storage, servers, backups and shares change under it): one file per
+    student under ``locks_dir``."""
+    return file_lock(locks_dir / f"student-{user}.lock")

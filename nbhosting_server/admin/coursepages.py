@@ -1,5 +1,6 @@
 """The courses' pages: ``/admin/courses`` (each course's state, commit, last pull, running servers) and
-``/admin/courses/{course}`` (its details, configuration error, tracks and notebooks, links to its statistics,
+``/admin/courses/{course}`` (its details, configuration error, the end of its last pull's log and of its image's
+last build's, as the privileged helper reads them, tracks and notebooks, links to its statistics,
 servers and students, and the **Try** form).
 
 Trying a notebook (TRY_NOTEBOOK on the course) opens it as the staff member's own student id (``student_id`` of
@@ -22,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nbhosting_core import LaunchState, NbhostingError, validate_course, validate_notebook_path
-from nbhosting_core.coursemodels import CourseView
+from nbhosting_core.coursemodels import BuildLog, CourseView
 from nbhosting_core.models import ServerState
 from nbhosting_core.roles import Permission, Principal, allowed, visible_courses
 from nbhosting_core.tracks import tracks_of
@@ -36,6 +37,8 @@ from .refusals import AdminRefused
 from .sources import call, launcher_of, server_admin_of, settings_of
 
 COURSES = "/admin/courses"
+#: how many of a log's last lines a course's page shows (a pull's log and its image's last build's)
+LOG_LINES = 200
 CONFIG_ERROR = ' <span class="old">config error</span>'
 
 
@@ -50,6 +53,25 @@ def _pull(view: CourseView) -> str:
         return "never pulled" if view.course.remote is not None else "a local folder"
     state = "ok" if pull.ok else "failed"
     return f'<span class="state {state}">{state}</span> {esc(moment(pull.at))}'
+
+
+def _log_block(summary: str, text: str, *, opened: bool, css: str) -> str:
+    """A log's last :data:`LOG_LINES` lines, escaped, in a ``<details>`` (open when something failed) whose
+    ``summary`` is HTML already."""
+    lines = text.splitlines()
+    cut = f" (its last {LOG_LINES} lines of {len(lines)})" if len(lines) > LOG_LINES else ""
+    return (
+        f'<details class="{css}"{" open" if opened else ""}><summary>{summary}{cut}</summary>'
+        f'<pre class="log">{esc(chr(10).join(lines[-LOG_LINES:]))}</pre></details>'
+    )
+
+
+def _build_block(build: BuildLog) -> str:
+    """The end of the log of the course image's last build: its outcome, when, and root's file it comes from."""
+    summary = (
+        f"The last build of its image: {esc(build.outcome)}, {esc(moment(build.at))} <code>{esc(build.path)}</code>"
+    )
+    return _log_block(summary, build.log, opened=build.outcome == "failed or unfinished", css="build-log")
 
 
 async def courses(request: Request) -> Response:
@@ -140,10 +162,11 @@ async def course(request: Request) -> Response:
     parts.append('<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>")
     if view.config_error:
         parts.append(f'<p class="config-error" role="alert">Its configuration is refused: {esc(view.config_error)}</p>')
-    if pull is not None and not pull.ok and pull.log:
-        parts.append(
-            f'<details><summary>Git\'s log of the failed pull</summary><pre class="log">{esc(pull.log)}</pre></details>'
-        )
+    if pull is not None and pull.log:
+        what = "the last pull" if pull.ok else "the failed pull"
+        parts.append(_log_block(esc(f"Git's log of {what}"), pull.log, opened=not pull.ok, css="pull-log"))
+    if view.last_build is not None:
+        parts.append(_build_block(view.last_build))
     notebooks = [n for t in tracks for s in t.sections for n in s.notebooks]
     parts.append("<h2>Try a notebook</h2>" + try_form(request, principal, c.name, notebooks))
     parts.append("<h2>Notebooks</h2>")

@@ -11,6 +11,7 @@ import pytest
 from nbformat.v4 import new_notebook
 from starlette.routing import Route
 
+from nbhosting_core.coursemodels import Course, PullResult
 from nbhosting_core.models import ServerState, Usage
 from nbhosting_core.roles import Role
 from nbhosting_server.admin import serverpages
@@ -315,6 +316,26 @@ def test_the_course_page_links_to_its_pages_and_offers_try(site):
         assert f'href="{href}"' in page
     assert '<option value="a.ipynb">a.ipynb</option>' in page and "Try as <code>staff:tom</code>" in page
     assert "needs a student id" in site.session("ada").get("/admin/courses/demo").text
+
+
+def test_the_course_page_shows_the_end_of_the_last_pulls_log_and_of_its_images_last_build_escaped(site):
+    pull = PullResult(course="demo", at=1.0, seconds=0.5, ok=True, commit=None, log="From /srv/git\n<b>pulled</b>")
+    meta = site.settings.course_meta_dir
+    meta.mkdir(parents=True, exist_ok=True)
+    (meta / "demo.json").write_text(
+        Course(name="demo", remote="/srv/git", branch="main", last_pull=pull).model_dump_json()
+    )
+    logs = site.settings.effective_images_dir / "logs" / "course-demo"
+    logs.mkdir(parents=True)
+    lines = [f"STEP {i}" for i in range(1000)]
+    (logs / "20261101T000000Z-1.log").write_text("\n".join(lines) + "\n<script>x</script>\n")
+    page = site.session("tom").get("/admin/courses/demo").text
+    pulled = re.search(r'<details class="pull-log">.*?</details>', page, re.S).group(0)  # closed: it worked
+    assert "Git&#x27;s log of the last pull" in pulled and "&lt;b&gt;pulled&lt;/b&gt;" in pulled
+    built = re.search(r'<details class="build-log" open>.*?</details>', page, re.S).group(0)  # open: it failed
+    assert "failed or unfinished" in built and "20261101T000000Z-1.log" in built
+    assert "&lt;script&gt;x&lt;/script&gt;" in built and "<script>x" not in page
+    assert "STEP 999" in built and "STEP 800\n" not in built and "(its last 200 lines of 1001)" in built
 
 
 def test_an_unknown_course_is_a_404_for_an_admin(site):

@@ -42,6 +42,31 @@ def test_create_list_and_show_say_where_a_course_comes_from(env, capsys, tmp_pat
     assert data["course"]["remote"] == str(env.path) and data["config"]["ui"] == "lab" and data["local"] is False
 
 
+def test_show_prints_the_last_pulls_outcome_and_the_end_of_its_log_even_when_it_worked(env, capsys):
+    nbh(capsys, "create", "python", str(env.path))
+    env.write("w3/new.ipynb", "{}").commit("week 3")
+    assert nbh(capsys, "pull", "python")[0] == 0
+    code, out, _ = nbh(capsys, "show", "python")
+    report = out[out.index("last pull   ok") :]
+    assert code == 0 and "  | " in report and ("From " in report or "HEAD is now at" in report), out
+    assert len([line for line in report.splitlines() if line.startswith("  | ")]) <= 16
+
+
+def test_build_log_prints_the_end_of_the_last_builds_log_or_a_versions(env, capsys, tmp_path):
+    assert nbh(capsys, "build-log", "python")[1] == "course python: never built (nbh course build python)\n"
+    assert json.loads(nbh(capsys, "build-log", "python", "--json")[1]) is None
+    logs = tmp_path / "data" / "images" / "logs" / "course-python"
+    logs.mkdir(parents=True)
+    (logs / "20261101T000000Z-7.log").write_text("STEP 1/2: FROM base\nError: no such file\n")
+    code, out, err = nbh(capsys, "build-log", "python")
+    assert code == 0 and out == "STEP 1/2: FROM base\nError: no such file\n"
+    assert "last build: failed or unfinished" in err and "20261101T000000Z-7.log" in err
+    data = json.loads(nbh(capsys, "build-log", "python", "--json")[1])
+    assert data["outcome"] == "failed or unfinished" and data["log"].endswith("Error: no such file\n")
+    code, _, err = nbh(capsys, "build-log", "python", "--version", "3")
+    assert code == 1 and "no image version 3" in err
+
+
 def test_a_broken_configuration_is_shown_with_its_line(env, capsys):
     env.write(".nbhosting/course.toml", 'ui = "lab"\n\nreadonly = "data"\n').commit("a typo")
     nbh(capsys, "create", "python", str(env.path))
@@ -87,6 +112,16 @@ def test_delete_is_a_dry_run_until_yes(env, capsys, tmp_path):
     assert not (tmp_path / "data" / "courses" / "python").exists()
     code, _, err = nbh(capsys, "show", "python")
     assert code == 1 and "no course named 'python'" in err
+
+
+def test_delete_plans_students_backups_with_their_work_and_removes_them_with_students(env, capsys, tmp_path):
+    nbh(capsys, "create", "python", str(env.path))
+    backups = tmp_path / "data" / "students" / "nbh-alice" / ".nbhosting" / "backups" / "python"
+    backups.mkdir(parents=True)
+    code, out, _ = nbh(capsys, "delete", "python")
+    assert code == 0 and f"keeps        {backups}" in out and "backups and shared pages" in out
+    code, out, _ = nbh(capsys, "delete", "python", "--students", "--yes")
+    assert code == 0 and f"removed      {backups}" in out and not backups.exists()
 
 
 def test_refusals_are_one_line_never_a_traceback(env, capsys):

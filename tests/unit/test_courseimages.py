@@ -5,6 +5,8 @@ No podman: image folders are made by hand (a folder with a ``rootfs`` inside is 
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -14,8 +16,19 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from nbhosting_core import Action, CommandFailed, FakeAccounts, FakeBackend, Hub, InvalidInput, ServerState, Settings
+from nbhosting_core import (
+    Action,
+    CommandFailed,
+    FakeAccounts,
+    FakeBackend,
+    Hub,
+    InvalidInput,
+    NotFound,
+    ServerState,
+    Settings,
+)
 from nbhosting_core.system.courseimages import CourseImages, course_image_choice
+from nbhosting_server.imagecli import make_commands
 
 H1, H2 = "aaaaaaaaaaaa", "bbbbbbbbbbbb"
 
@@ -214,3 +227,70 @@ def test_prune_takes_default_images_older_than_the_one_in_service_never_newer_on
     pruned = hub.images.prune(in_use=[], in_service=[Path(current)])
     assert pruned.removed == ["default-111111111111"]  # the newer one is another nbhosting's (an upgrade, a branch)
     assert Path(current).is_dir() and Path(newer).is_dir()
+
+
+# ------------------------------------------------------------------------------------- the admin's commands
+
+
+def test_restart_old_json_lists_the_servers_it_stopped(hub, settings, capsys):
+    v1 = publish(settings, f"course-ds-1-{H1}")
+    hub.open_notebook("ds", "nb.ipynb", "alice")
+    publish(settings, f"course-ds-2-{H2}")
+    hub.open_notebook("ds", "nb.ipynb", "bob")  # on v2: not old
+    restart_old = make_commands(lambda s: hub)["restart-old"]
+    assert restart_old(settings, argparse.Namespace(name="ds", json=True)) == 0
+    stopped = json.loads(capsys.readouterr().out)["stopped"]
+    assert [(s["student_id"], s["course"], s["image"], s["image_label"]) for s in stopped] == [
+        ("alice", "ds", v1, "ds v1")
+    ]
+    assert restart_old(settings, argparse.Namespace(name="ds", json=True)) == 0
+    assert json.loads(capsys.readouterr().out) == {"stopped": []}
+
+
+def write_log(settings: Settings, name: str, text: str) -> Path:
+    path = settings.effective_images_dir / "logs" / "course-ds" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_the_last_builds_log_is_read_with_its_outcome(settings):
+    images = CourseImages(settings)
+    assert images.read_build_log("ds") is None
+    write_log(settings, "20261101T000000Z-1.log", "STEP 1/2\ncourse ds: version 1 published in 3.0 s: /x\n")
+    last = write_log(settings, "20261102T000000Z-1.log", "STEP 1/2\nError: building at STEP 2\n")
+    found = images.read_build_log("ds")
+    assert found is not None and found.path == str(last) and found.outcome == "failed or unfinished"
+    assert found.log == "STEP 1/2\nError: building at STEP 2\n" and not found.truncated and found.version is None
+    write_log(settings, "20261103T000000Z-1.log", "course ds: version 1 is up to date (course-ds-1-x)\n")
+    assert images.read_build_log("ds").outcome == "up to date"  # type: ignore[union-attr]
+
+
+def test_a_versions_build_log_is_read_by_number_and_an_unknown_version_is_refused(settings):
+    folder = Path(publish(settings, f"course-ds-1-{H1}")).parent
+    (folder / "build.log").write_text("course ds: version 1 published in 3.0 s: /x\n")
+    found = CourseImages(settings).read_build_log("ds", version=1)
+    assert found is not None and found.version == 1 and found.outcome == "published"
+    with pytest.raises(NotFound):
+        CourseImages(settings).read_build_log("ds", version=2)
+    with pytest.raises(InvalidInput):
+        CourseImages(settings).read_build_log("../ds")
+
+
+def test_a_long_build_log_is_read_bounded_from_a_whole_line_and_controls_are_replaced(settings):
+    lines = [f"line {i:06d} " + "x" * 50 for i in range(20000)]  # ~1.2 MB
+    write_log(settings, "20261101T000000Z-1.log", "\x1b[31mred\n" + "\n".join(lines) + "\n")
+    found = CourseImages(settings).read_build_log("ds", max_bytes=4096)
+    assert found is not None and found.truncated and len(found.log.encode()) <= 4096
+    assert found.log.startswith("line ") and found.log.endswith(lines[-1] + "\n")
+    write_log(settings, "20261102T000000Z-1.log", "\x1b[31mred\r\n")
+    assert CourseImages(settings).read_build_log("ds").log == "\ufffd[31mred\ufffd\n"  # type: ignore[union-attr]
+
+
+def test_a_build_log_that_is_a_symlink_is_not_followed(settings, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("root's secret\n")
+    link = settings.effective_images_dir / "logs" / "course-ds" / "20261101T000000Z-1.log"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(secret)
+    assert CourseImages(settings).read_build_log("ds") is None

@@ -13,6 +13,7 @@ import pytest
 from nbhosting_core import CommandFailed, InvalidInput, NotFound, Settings, SubprocessRunner
 from nbhosting_core.courses import Courses, CourseState
 from nbhosting_core.errors import CourseArchived
+from nbhosting_core.shares import ShareStore, page_name, read_page, shares_dir
 from tests.gitrepos import Upstream, course_repo, git, notebook_text
 
 
@@ -194,6 +195,21 @@ def test_a_pull_from_a_remote_that_disappeared_is_recorded_and_the_course_keeps_
     assert (view.path / "w1" / "intro.ipynb").is_file()
 
 
+def test_a_pull_of_a_branch_deleted_upstream_fails_clearly_and_the_course_keeps_its_last_good_commit(courses, upstream):
+    git(upstream.path, "checkout", "-q", "-b", "autumn")
+    good = upstream.write("autumn.ipynb", notebook_text("'autumn'")).commit("the autumn session")
+    assert courses.create("python", str(upstream.path), branch="autumn").commit == good
+    git(upstream.path, "checkout", "-q", "main")
+    git(upstream.path, "branch", "-q", "-D", "autumn")
+    result = courses.pull("python")
+    assert not result.ok and result.commit == good
+    assert "couldn't find remote ref refs/heads/autumn" in result.log
+    assert result.log.splitlines()[-1].startswith("branch 'autumn' is gone from the remote: the course keeps serving")
+    view = courses.show("python")
+    assert view.course.last_pull == result and view.commit == good and view.course.branch == "autumn"
+    assert (view.path / "autumn.ipynb").is_file() and git(view.path, "status", "--porcelain") == ""
+
+
 def test_a_pull_from_an_unreachable_remote_is_recorded(courses, settings, upstream):
     courses.create("python", str(upstream.path))
     git(courses.path("python"), "remote", "set-url", "origin", "https://127.0.0.1:9/nowhere.git")
@@ -285,6 +301,36 @@ def test_delete_removes_the_course_and_keeps_students_work_unless_asked(courses,
     assert plan.done and str(alice) in plan.removes and not alice.exists() and other.is_dir()
 
 
+def _backups(settings: Settings, user: str, course: str):
+    folder = settings.students_dir / user / ".nbhosting" / "backups" / course
+    (folder / "w1" / "intro.ipynb").mkdir(parents=True)
+    (folder / "w1" / "intro.ipynb" / "20261101T000000Z.ipynb").write_text("my old work")
+    return folder
+
+
+def test_delete_lists_students_backups_and_shared_pages_and_removes_them_only_with_students(
+    courses, settings, upstream
+):
+    courses.create("python", str(upstream.path))
+    workspace = _workspace(settings, "nbh-alice", "python")
+    backups, other_backups = _backups(settings, "nbh-alice", "python"), _backups(settings, "nbh-alice", "another")
+    store = ShareStore(settings)
+    shared = store.put("nbh-alice", "python", "w1/intro.ipynb", b"<html>mine</html>", 1.0)
+    kept = store.put("nbh-alice", "another", "a.ipynb", b"<html>other</html>", 1.0)
+    page = shares_dir(settings) / "pages" / page_name(shared.token)
+    plan = courses.delete("python")
+    assert plan.keeps == [str(workspace), str(backups), f"{page} (the page nbh-alice shared of w1/intro.ipynb)"]
+    assert courses.delete("python", yes=True).done  # without --students: all kept
+    assert backups.is_dir() and read_page(settings, shared.token) == b"<html>mine</html>"
+    courses.create("python", str(upstream.path))
+    plan = courses.delete("python", students=True)
+    assert not plan.done and str(backups) in plan.removes and any(str(page) in r for r in plan.removes)
+    assert courses.delete("python", yes=True, students=True).done
+    assert not workspace.exists() and not backups.exists() and read_page(settings, shared.token) is None
+    assert [s.course for s in store.of("nbh-alice")] == ["another"]  # another course's share and backups stay
+    assert read_page(settings, kept.token) == b"<html>other</html>" and other_backups.is_dir()
+
+
 def test_delete_waits_while_servers_of_the_course_exist(settings, upstream):
     courses = Courses(settings, servers=lambda name: [f"nbh-alice-{name}"])
     courses.create("python", str(upstream.path))
@@ -298,8 +344,11 @@ def test_delete_never_follows_a_students_symlink(courses, settings, upstream, tm
     precious.mkdir()
     (settings.students_dir / "nbh-mallory").mkdir(parents=True)
     (settings.students_dir / "nbh-mallory" / "python").symlink_to(precious)
+    (precious / "backups" / "python").mkdir(parents=True)
+    (settings.students_dir / "nbh-mallory" / ".nbhosting").symlink_to(precious)
     plan = courses.delete("python", yes=True, students=True)
-    assert plan.done and precious.is_dir() and str(precious) not in " ".join(plan.removes)
+    assert plan.done and (precious / "backups" / "python").is_dir() and str(precious) not in " ".join(plan.removes)
+    assert "nbh-mallory" not in " ".join(plan.removes)
 
 
 def test_a_checkout_is_readable_by_every_user_whatever_the_umask(courses, upstream):
@@ -333,6 +382,47 @@ def test_submodules_are_cloned_and_follow_a_pull(courses, upstream, tmp_path, mo
     upstream.commit("tools 2")
     assert courses.pull("python").ok
     assert (courses.path("python") / "shared" / "tools.py").read_text() == "VERSION = 2\n"
+
+
+def test_a_pull_removes_untracked_leftovers_but_keeps_ignored_files(courses, upstream):
+    upstream.write(".gitignore", "generated/\n").commit("generated data is not tracked")
+    courses.create("python", str(upstream.path))
+    checkout = courses.path("python")
+    (checkout / "w1" / "stray.ipynb").write_text("{}")  # left by hand: never served after a pull
+    (checkout / "old-week").mkdir()
+    (checkout / "old-week" / "x.ipynb").write_text("{}")
+    (checkout / "generated").mkdir()
+    (checkout / "generated" / "table.csv").write_text("1\n")  # ignored: the teacher's, kept
+    upstream.write("w3/new.ipynb", notebook_text("3")).commit("week 3")
+    result = courses.pull("python")
+    assert result.ok and (checkout / "w3" / "new.ipynb").is_file()
+    assert not (checkout / "w1" / "stray.ipynb").exists() and not (checkout / "old-week").exists()
+    assert (checkout / "generated" / "table.csv").read_text() == "1\n"
+    assert courses.meta("python") is not None and courses.show("python").commit == result.commit  # its metadata
+
+
+def test_a_submodule_removed_upstream_leaves_no_folder_and_a_submodules_own_leftovers_go(
+    courses, upstream, tmp_path, monkeypatch
+):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text('[protocol "file"]\n\tallow = always\n')
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("shared", "extra"):
+        sub = Upstream(tmp_path / name)
+        sub.write("tools.py", f"NAME = {name!r}\n").commit(name)
+        git(upstream.path, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub.path), name)
+    upstream.commit("two submodules")
+    courses.create("python", str(upstream.path))
+    checkout = courses.path("python")
+    assert (checkout / "extra" / "tools.py").is_file()
+    (checkout / "shared" / "stray.py").write_text("x = 1\n")  # untracked, inside a submodule
+    git(upstream.path, "rm", "-q", "extra")
+    upstream.commit("extra withdrawn")
+    result = courses.pull("python")
+    assert result.ok, result.log
+    assert not (checkout / "extra").exists()  # its folder (a repository of its own) went with it
+    assert (checkout / "shared" / "tools.py").is_file() and not (checkout / "shared" / "stray.py").exists()
 
 
 def test_a_clone_a_crash_cut_is_cleared_by_the_next_create(courses, settings, upstream):

@@ -484,6 +484,19 @@ def test_courses_are_listed_and_shown_without_the_credentials_of_their_remote(he
             admin.course_view("../etc")
 
 
+def test_a_course_is_shown_with_the_end_of_its_images_last_build_log_read_by_root(helper: Running, hub: Hub) -> None:
+    logs = hub.settings.effective_images_dir / "logs" / "course-python"
+    logs.mkdir(parents=True)
+    (logs / "20261101T000000Z-1.log").write_text("STEP 1/2\n" + "x" * 100_000 + "\nError: STEP 2 failed\n")
+    os.chmod(logs, 0o700)
+    for admin in (hub, helper.client):
+        build = admin.course_view("python").last_build
+        assert build is not None and build.outcome == "failed or unfinished" and build.truncated
+        assert build.log == "Error: STEP 2 failed\n"  # its end, from a whole line, bounded
+        assert all(view.last_build is None for view in admin.list_courses())  # only in one course's view
+    assert hub.course_view("other").last_build is None
+
+
 def test_redact_credentials_leaves_urls_without_them_as_they_are() -> None:
     assert redact_credentials("ssh://git:tok@h/x and https://u@h/y") == "ssh://h/x and https://h/y"
     assert redact_credentials("git@github.com:team/x.git https://h/z") == "git@github.com:team/x.git https://h/z"
