@@ -45,13 +45,6 @@ def pruned_text(pruned: Pruned) -> str:
     return "\n".join(lines)
 
 
-def prune_images(hub: Hub, *, dry_run: bool) -> Pruned:
-    """Prune the image versions no server of ``hub`` uses (every server's record counts, stopped ones too)."""
-    in_use = [server.image for server in hub.backend.list_servers()]
-    service = [hub.settings.image_rootfs] if hub.settings.image_rootfs is not None else []
-    return hub.images.prune(in_use=in_use, in_service=service, dry_run=dry_run)
-
-
 def built_json(course: str, built: Built, log_file: Path, pruned: Pruned | None) -> dict[str, Any]:
     """What ``nbh course build --json`` prints: the version in service, whether this build made it, its logs, and
     what the prune after it removed (None: nothing built, or ``--no-prune``)."""
@@ -105,7 +98,7 @@ def make_commands(hub_of: HubFactory) -> dict[str, Command]:
         lines = sys.stderr if args.json else sys.stdout
         print(f"build log: {log_file}", file=sys.stderr, flush=True)
         built = hub.images.build(args.name, log=lambda line: print(line, file=lines, flush=True), log_file=log_file)
-        pruned = prune_images(hub, dry_run=False) if built.built and not args.no_prune else None
+        pruned = hub.prune_images() if built.built and not args.no_prune else None
         if args.json:
             _print_json(built_json(args.name, built, log_file, pruned))
             return 0
@@ -165,7 +158,7 @@ def make_commands(hub_of: HubFactory) -> dict[str, Command]:
 
     def prune(settings: Settings, args: argparse.Namespace) -> int:
         ensure_layout(settings)
-        pruned = prune_images(hub_of(settings), dry_run=args.dry_run)
+        pruned = hub_of(settings).prune_images(dry_run=args.dry_run)
         if args.json:
             _print_json(pruned_json(pruned))
         else:
