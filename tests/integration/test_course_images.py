@@ -19,7 +19,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from nbhosting_core import Action, Hub, ImageBuildError, Settings, ensure_layout
-from nbhosting_core.system.courseimages import CourseImages, tag_of
+from nbhosting_core.system.courseimages import USED_MARKS, CourseImages, tag_of
 from nbhosting_core.system.images import image_exists, podman_env
 from nbhosting_core.system.runner import SubprocessRunner
 from nbhosting_server.cli import main
@@ -104,7 +104,8 @@ def test_a_failed_build_keeps_the_previous_version_in_service(hub: Hub) -> None:
     assert "broken-step-output" in failed.value.log_detail
     assert [v.number for v in hub.images.versions(COURSE)] == [1]
     assert "broken-step-output" in hub.images.build_logs(COURSE)[-1].read_text()
-    half_made = [p for p in hub.images.images_dir.iterdir() if p.name.startswith(".") and p.suffix != ".lock"]
+    hidden = (p for p in hub.images.images_dir.iterdir() if p.name.startswith(".") and p.name != USED_MARKS)
+    half_made = [p for p in hidden if p.suffix != ".lock"]  # the marks of starts are no half-made image
     assert not half_made
     assert hub.image_for(COURSE) == str(hub.images.rootfs(hub.images.versions(COURSE)[0]))
     assert answer_in(hub, opened(hub, "bob").key) == "1"
