@@ -61,6 +61,7 @@ class FakeBackend:
         #: every action taken, as (verb, server name or user): what a test can assert on
         self.journal: list[tuple[str, str]] = []
         self._engines: set[str] = set()  # students whose "engine" runs (as a student's podman would)
+        self._vouched: dict[str, list[tuple[str, bytes]]] = {}  # what trust_copy recorded, per server name
 
     # ------------------------------------------------------------------------------------- the contract
 
@@ -80,6 +81,7 @@ class FakeBackend:
                     update={"state": ServerState.RUNNING, "started_at": self._clock()}
                 )
                 record.workspace = workspace
+                record.vouched = list(self._vouched.get(name, []))  # root's record of earlier copies, listed
                 record.log.append(f"[fake] {name} started again, key {record.server.key[:8]}, image {image}")
                 self.journal.append(("start", name))
                 return Ensured(server=record.server, action=Action.START)
@@ -97,7 +99,7 @@ class FakeBackend:
                 state=ServerState.RUNNING,
                 started_at=self._clock(),
             )
-            self._records[name] = _Record(server=server, workspace=workspace)
+            self._records[name] = _Record(server=server, workspace=workspace, vouched=list(self._vouched.get(name, [])))
             self._records[name].log.append(f"[fake] {name} started, key {server.key[:8]}, image {image}")
             self.journal.append(("create", name))
             return Ensured(server=server, action=action)
@@ -208,9 +210,14 @@ class FakeBackend:
         return page
 
     def trust_copy(self, account: Account, course: str, notebook: str, content: bytes) -> bool:
-        """See :class:`~nbhosting_core.trust.CopyTrust`: remembered while the server runs (see :meth:`vouched`)."""
+        """See :class:`~nbhosting_core.trust.CopyTrust`: recorded for the server's later starts, and in the running
+        server's list (see :meth:`vouched`)."""
+        name = container_name(account.user, course)
         with self._lock:
-            record = self._records.get(container_name(account.user, course))
+            recorded = self._vouched.setdefault(name, [])
+            if (notebook, content) not in recorded:
+                recorded.append((notebook, content))
+            record = self._records.get(name)
             if record is None or record.server.state is not ServerState.RUNNING:
                 return False
             if (notebook, content) in record.vouched:
@@ -221,7 +228,8 @@ class FakeBackend:
     # ------------------------------------------------------------------------------------ test knobs
 
     def vouched(self, name: str) -> list[tuple[str, bytes]]:
-        """The copies :meth:`trust_copy` vouched for to server ``name`` since it started: (notebook, content)."""
+        """The copies server ``name`` trusts beyond the course as it was at its start: (notebook, content), those
+        :meth:`trust_copy` vouched for before its start, then since."""
         record = self._records.get(name)
         return [] if record is None else list(record.vouched)
 

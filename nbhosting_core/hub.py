@@ -257,10 +257,10 @@ class Hub:
                 workspace = self.workspaces.workspace(account, course)
                 ensured = self.backend.ensure_running(account, course, workspace, self.image_for(course))
                 if ensured.action is not Action.REUSE:
-                    self.images.mark_used(ensured.server.image)  # a start lists the course as it is now
-                elif copy is not None and isinstance(self.backend, CopyTrust):
-                    # a server already running listed the course as it was at its start: a pull since may have
-                    # brought this notebook, or changed it
+                    self.images.mark_used(ensured.server.image)
+                if copy is not None and isinstance(self.backend, CopyTrust):
+                    # a server already running listed the course as it was at its start (a pull since may have
+                    # brought this notebook, or changed it); a later start lists the course as it will be then
                     self.backend.trust_copy(account, course, str(path), copy)
                 self.activity.touch(ensured.server.key)  # a launch is activity: the culler must not stop it now
         finally:

@@ -493,6 +493,12 @@ class Settings(BaseSettings):
         return self.data_root / "servers"
 
     @property
+    def trust_dir(self) -> Path:
+        """DATA_ROOT/trust/<name>: the course copies root vouched for to a server (root's; see
+        :mod:`nbhosting_core.system.vouched`)."""
+        return self.data_root / "trust"
+
+    @property
     def running_dir(self) -> Path:
         """RUN_DIR/servers/<name>.json: the processes of every server started since boot."""
         return self.run_dir / "servers"

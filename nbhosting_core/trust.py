@@ -62,14 +62,34 @@ class CopyTrust(Protocol):
 
     def trust_copy(self, account: Account, course: str, notebook: str, content: bytes) -> bool:
         """Make ``content`` (the course's ``notebook`` as copied for ``account``) open trusted in their server of
-        ``course`` if it runs now (a server started later lists the course's notebooks itself); True if the
-        server's list changed. Never raises for a server that stops meanwhile: the copy then opens untrusted."""
+        ``course``: now if it runs, and at its later starts, whatever the course has become by then; True if the
+        running server's list changed. Never raises for a server that stops meanwhile."""
         ...
+
+
+def signature_line(signature: str) -> bytes:
+    """A line of ``trusted-digests`` (pure)."""
+    return f"{ALGORITHM} {signature}".encode()
+
+
+def merged(course: bytes, vouched: bytes, limit: int) -> bytes:
+    """``trusted-digests`` for a start (pure): the ``course``'s lines, then the ``vouched`` ones not among them (root's
+    record of its earlier copies: see :mod:`nbhosting_core.system.vouched`), whole lines up to ``limit`` bytes."""
+    seen = set(course.splitlines())
+    out = bytearray(course)
+    for line in vouched.splitlines():
+        if not line or line in seen:
+            continue
+        if len(out) + len(line) + 1 > limit:
+            break
+        seen.add(line)
+        out += line + b"\n"
+    return bytes(out)
 
 
 def with_signature(lines: bytes, signature: str) -> bytes | None:
     """``trusted-digests`` ``lines`` with ``signature`` added (pure); None if it is there already."""
-    line = f"{ALGORITHM} {signature}".encode()
+    line = signature_line(signature)
     if line in lines.splitlines():
         return None
     return lines + (b"" if not lines or lines.endswith(b"\n") else b"\n") + line + b"\n"

@@ -51,6 +51,7 @@ def ensure_layout(settings: Settings, runner: CommandRunner | None = None) -> No
         (s.students_dir, 0o711),
         (s.podman_dir, 0o711),
         (s.servers_dir, 0o700),
+        (s.trust_dir, 0o700),
         (s.run_dir, 0o755),
         (s.users_run_dir, 0o711),
         (s.jupyter_sockets_dir, 0o711),

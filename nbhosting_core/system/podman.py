@@ -40,7 +40,15 @@ from ..origins import frame_ancestors
 from ..platforms import PlatformsFile
 from ..settings import Settings
 from ..tokens import jupyter_token, new_key
-from ..trust import MAX_DIGESTS_BYTES, CourseSignatures, notary_secret, notebook_signature, with_signature
+from ..trust import (
+    MAX_DIGESTS_BYTES,
+    CourseSignatures,
+    merged,
+    notary_secret,
+    notebook_signature,
+    signature_line,
+    with_signature,
+)
 from .cgroups import Limiter, limiter_for
 from .locks import file_lock
 from .records import (
@@ -60,6 +68,7 @@ from .studentexec import render_html
 from .subids import SubordinateIds
 from .unixhttp import get, request
 from .userpodman import UserPodman
+from .vouched import VouchedCopies
 
 log = logging.getLogger(__name__)
 PROBE_DEADLINE = 2.0
@@ -90,6 +99,7 @@ class PodmanBackend:
         self._settings = settings
         self._secret = secret
         self._signatures = CourseSignatures()  # the course notebooks' signatures, kept while they do not change
+        self._vouched = VouchedCopies(settings.trust_dir)  # the copies root vouched for, for later starts
         self._runner = runner or SubprocessRunner()
         self._records = Records(settings.servers_dir, settings.running_dir)
         self._sockets = SocketDirs(
@@ -181,31 +191,35 @@ class PodmanBackend:
         return answer is not None and answer.status == 201
 
     def trust_copy(self, account: Account, course: str, notebook: str, content: bytes) -> bool:
-        """See :class:`~nbhosting_core.trust.CopyTrust`: the copy's signature added to the running server's
-        ``trusted-digests`` (root's file in its socket folder, replaced whole), under the server's lock."""
+        """See :class:`~nbhosting_core.trust.CopyTrust`: the copy's signature recorded for the server's later starts
+        (:class:`~nbhosting_core.system.vouched.VouchedCopies`) and added to its ``trusted-digests`` if it runs
+        (root's file in its socket folder, replaced whole), under the server's lock."""
         started = time.monotonic()
         name = container_name(account.user, course)
+        signature = notebook_signature(notary_secret(self._secret, course), content)
         with file_lock(self._settings.locks_dir / f"container-{name}.lock"):  # never beside a start's new folder
-            server = self._running(self._records.server(name))
-            if server is None:
-                outcome = "not running (its next start lists the course)"
+            if signature is None:
+                recorded, outcome = False, "not a notebook"
             else:
-                outcome = self._add_signature(server.key, notary_secret(self._secret, course), content)
+                recorded = self._vouched.add(name, signature_line(signature))
+                server = self._running(self._records.server(name))
+                if server is None:
+                    outcome = "not running (its next start lists it)"
+                else:
+                    outcome = self._add_signature(server.key, signature)
         log.info(
-            "trust: copy user=%s course=%s notebook=%s -> %s in %.3fs",
+            "trust: copy user=%s course=%s notebook=%s -> %s%s in %.3fs",
             account.user,
             course,
             notebook,
             outcome,
+            ", recorded" if recorded else "",
             time.monotonic() - started,
         )
         return outcome == "added"
 
-    def _add_signature(self, key: str, notary: bytes, content: bytes) -> str:
-        """Add ``content``'s signature to the ``trusted-digests`` of running server ``key``; what was done."""
-        signature = notebook_signature(notary, content)
-        if signature is None:
-            return "not a notebook"
+    def _add_signature(self, key: str, signature: str) -> str:
+        """Add ``signature`` to the ``trusted-digests`` of running server ``key``; what was done."""
         try:
             lines = self._sockets.read_config(key, TRUSTED_DIGESTS, MAX_DIGESTS_BYTES + 1)
             updated = with_signature(lines, signature)
@@ -538,7 +552,9 @@ class PodmanBackend:
         notary = notary_secret(self._secret, course)
         self._sockets.write_config(key, NOTARY_SECRET, notary)
         course_dir = self._settings.courses_dir / course
-        self._sockets.write_config(key, TRUSTED_DIGESTS, self._signatures.lines(course_dir, notary))
+        vouched = self._vouched.lines(container_name(account.user, course))  # copies of versions since replaced
+        digests = merged(self._signatures.lines(course_dir, notary), vouched, MAX_DIGESTS_BYTES)
+        self._sockets.write_config(key, TRUSTED_DIGESTS, digests)
         return folder
 
     def _start(self, engine: UserPodman, account: Account, server: Server) -> Server:

@@ -149,3 +149,27 @@ def test_after_a_pull_a_reset_and_a_new_notebook_open_trusted_in_the_server_alre
     assert added.key == launch.key and added.copied and added.action is Action.REUSE
     text, trusted = trusted_cells(settings, hub, launch.key, "w4/added.ipynb")
     assert "added upstream" in text and trusted == [True]
+
+
+def test_copies_stay_trusted_across_pulls_and_restarts_a_reset_made_while_stopped_too(hub, settings, course, upstream):
+    upstream.write("w5/kept.ipynb", notebook_text("'kept 1'"))
+    upstream.write("w5/reset.ipynb", notebook_text("'reset 1'")).commit("week 5")
+    assert hub.courses.pull(course).ok
+    launch = opened(hub, course, "w5/kept.ipynb", "restart")
+    assert hub.open_notebook(course, "w5/reset.ipynb", launch.student_id).copied
+    hub.stop(launch.container)
+
+    upstream.write("w5/kept.ipynb", notebook_text("'kept 2'"))
+    upstream.write("w5/reset.ipynb", notebook_text("'reset 2'")).commit("week 5, second version")
+    assert hub.courses.pull(course).ok
+    assert hub.work.reset(course, "w5/reset.ipynb", launch.student_id).copied  # while stopped: the second version
+    upstream.write("w5/reset.ipynb", notebook_text("'reset 3'")).commit("week 5, third version")
+    assert hub.courses.pull(course).ok
+
+    # started again: the course lists its third versions, root's record the copies it made before
+    again = hub.wait_ready(hub.open_notebook(course, "w5/kept.ipynb", launch.student_id), timeout=60)
+    assert again.key == launch.key and again.action is Action.START and not again.copied
+    text, trusted = trusted_cells(settings, hub, launch.key, "w5/kept.ipynb")
+    assert "kept 1" in text and trusted == [True]
+    text, trusted = trusted_cells(settings, hub, launch.key, "w5/reset.ipynb")
+    assert "reset 2" in text and trusted == [True]

@@ -243,17 +243,21 @@ def test_copies_made_into_a_running_server_are_vouched_for_to_it_and_a_restore_i
     reset = hub.work.reset("python", "w1/intro.ipynb", "alice")
     hub.work.restore("python", "w1/intro.ipynb", "alice", reset.backup.id)  # the student's own: not the course's
     vouched = backend.vouched(first.container)
-    # the first copy came before its server's start, which listed the course as it was: nothing to add then
-    assert [notebook for notebook, _ in vouched] == ["w2/new.ipynb", "w1/intro.ipynb"]
-    assert [sources(content) for _, content in vouched] == [["print('pulled')"], ["print('v2')"]]
-    assert vouched[0][1] == student_copy(hub, notebook="w2/new.ipynb").read_bytes()  # exactly what was copied
+    assert [notebook for notebook, _ in vouched] == ["w1/intro.ipynb", "w2/new.ipynb", "w1/intro.ipynb"]
+    assert [sources(content) for _, content in vouched] == [["print('v1')"], ["print('pulled')"], ["print('v2')"]]
+    assert vouched[1][1] == student_copy(hub, notebook="w2/new.ipynb").read_bytes()  # exactly what was copied
 
 
-def test_a_reset_while_the_server_is_stopped_vouches_for_nothing(hub):
-    launch = hub.open_notebook("python", "w1/intro.ipynb", "alice")
+def test_copies_vouched_for_before_a_start_are_trusted_by_it_whatever_the_course_became(hub):
+    launch = hub.open_notebook("python", "w1/intro.ipynb", "alice")  # a copy of v1
     hub.stop(launch.container)
-    hub.work.reset("python", "w1/intro.ipynb", "alice")
-    assert hub.backend.vouched(launch.container) == []  # its next start lists the course itself
+    assert hub.backend.vouched(launch.container) == []  # stopped: nothing runs to trust anything
+    hub.work.reset("python", "w1/intro.ipynb", "alice")  # while stopped: v1 again
+    write_nb(hub.settings.courses_dir / "python" / "w1" / "intro.ipynb", "print('v2')")  # then a pull, say
+    again = hub.open_notebook("python", "w1/intro.ipynb", "alice")
+    assert again.key == launch.key and not again.copied
+    # its start lists the course as it is now (v2) and the copies vouched for before: the student's v1 copy
+    assert [sources(content) for _, content in hub.backend.vouched(launch.container)] == [["print('v1')"]]
 
 
 def test_the_notebooks_listed_are_the_students_plain_ipynb_files_by_path(hub, tmp_path):

@@ -11,7 +11,16 @@ from nbformat.sign import NotebookNotary
 from nbformat.v4 import new_code_cell, new_notebook
 
 import nbhosting_core
-from nbhosting_core.trust import CourseSignatures, notary_secret, notebook_signature, notebooks_of, with_signature
+from nbhosting_core.system import vouched
+from nbhosting_core.system.vouched import VouchedCopies
+from nbhosting_core.trust import (
+    CourseSignatures,
+    merged,
+    notary_secret,
+    notebook_signature,
+    notebooks_of,
+    with_signature,
+)
 
 
 def write(path: Path, source: str) -> bytes:
@@ -121,3 +130,35 @@ def test_the_images_store_keeps_the_students_own_signatures(image_store, tmp_pat
     image_store.store_signature("ef", "sha256")
     assert image_store.check_signature("ef", "sha256") and image_store.check_signature("ab", "sha256")
     image_store.close()
+
+
+def test_a_start_lists_the_course_then_the_copies_vouched_for_before_each_once_whole_lines_up_to_a_limit():
+    course = b"sha256 aa\nsha256 bb\n"
+    assert merged(course, b"sha256 bb\nsha256 cc\n\nsha256 cc\n", 1000) == b"sha256 aa\nsha256 bb\nsha256 cc\n"
+    assert merged(course, b"", 1000) == course
+    assert merged(course, b"sha256 cc\nsha256 dd\n", len(course) + 10) == course + b"sha256 cc\n"  # dd: no room
+
+
+def test_root_records_each_copy_once_per_server_and_keeps_the_last_ones(tmp_path, monkeypatch):
+    record = VouchedCopies(tmp_path / "trust")
+    assert record.lines("u1-python") == b""
+    assert record.add("u1-python", b"sha256 aa") and not record.add("u1-python", b"sha256 aa")
+    assert record.add("u1-python", b"sha256 bb") and record.add("u2-python", b"sha256 cc")
+    assert record.lines("u1-python") == b"sha256 aa\nsha256 bb\n" and record.lines("u2-python") == b"sha256 cc\n"
+    assert (tmp_path / "trust").stat().st_mode & 0o777 == 0o700
+    monkeypatch.setattr(vouched, "MAX_LINES", 2)
+    record.add("u1-python", b"sha256 dd")
+    assert record.lines("u1-python") == b"sha256 bb\nsha256 dd\n"
+    assert sorted(p.name for p in (tmp_path / "trust").iterdir()) == ["u1-python", "u2-python"]  # no temporary left
+
+
+def test_roots_record_follows_no_link_and_takes_no_path(tmp_path):
+    record = VouchedCopies(tmp_path / "trust")
+    (tmp_path / "trust").mkdir()
+    (tmp_path / "elsewhere").write_bytes(b"sha256 planted\n")
+    (tmp_path / "trust" / "u1-python").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError):
+        record.lines("u1-python")
+    for name in ("../x", "a/b", ".hidden", ""):
+        with pytest.raises(ValueError):
+            record.add(name, b"sha256 aa")
