@@ -1,6 +1,7 @@
 """Students' work of one course on the host, as deleting the course sees it: their workspaces of it, their backups of
-its notebooks, and the pages they shared of them (see :mod:`nbhosting_core.studentfiles` and
-:mod:`nbhosting_core.shares` for where each lives).
+its notebooks, the pages they shared of them (see :mod:`nbhosting_core.studentfiles` and
+:mod:`nbhosting_core.shares` for where each lives), and root's record of the copies it made for them
+(:mod:`nbhosting_core.system.vouched`).
 
 :meth:`CourseWork.find` lists it (a read-only walk that never follows a symlink); :meth:`CourseWork.remove` removes
 what it found, the shares under each student's lock (their index holds other courses' shares too). Used by
@@ -24,12 +25,14 @@ log = logging.getLogger("nbhosting_core.courses")
 
 @dataclass(frozen=True)
 class Found:
-    """A course's students' work: workspaces and backups folders, and (user, share) of their shared pages."""
+    """A course's students' work: workspaces and backups folders, (user, share) of their shared pages, and root's
+    records of the copies it vouched for."""
 
     course: str
     workspaces: list[Path]
     backups: list[Path]
     shares: list[tuple[str, Share]]
+    vouched: list[Path]
 
     def describe(self, settings: Settings) -> list[str]:
         """Each item as a deletion's plan lists it: a folder, or a shared page's file and whose it is."""
@@ -38,6 +41,7 @@ class Found:
             *(str(w) for w in self.workspaces),
             *(str(b) for b in self.backups),
             *(f"{pages / page_name(s.token)} (the page {user} shared of {s.notebook})" for user, s in self.shares),
+            *(f"{v} (the copies root vouched for)" for v in self.vouched),
         ]
 
 
@@ -61,12 +65,16 @@ class CourseWork:
             for home in homes
             if all(_plain_dir(p) for p in (home / HIDDEN, home / HIDDEN / BACKUPS, home / HIDDEN / BACKUPS / course))
         ]
-        return Found(course, workspaces, backups, self._shares_of(course))
+        vouched = [self.settings.trust_dir / f"{home.name}-{course}" for home in homes]
+        vouched = [v for v in vouched if v.is_file() and not v.is_symlink()]
+        return Found(course, workspaces, backups, self._shares_of(course), vouched)
 
     def remove(self, found: Found) -> None:
         """Remove what :meth:`find` found: folders (never following a symlink inside), then shared pages."""
         for folder in [*found.workspaces, *found.backups]:
             shutil.rmtree(folder, ignore_errors=True)  # rmtree never follows a symlink inside
+        for record in found.vouched:  # root's own folder
+            record.unlink(missing_ok=True)
         for user in sorted({user for user, _ in found.shares}):
             with student_lock(self.settings.locks_dir, user):
                 for share in [s for s in self._shares.of(user) if s.course == found.course]:

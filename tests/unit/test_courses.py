@@ -14,6 +14,7 @@ from nbhosting_core import CommandFailed, InvalidInput, NotFound, Settings, Subp
 from nbhosting_core.courses import Courses, CourseState
 from nbhosting_core.errors import CourseArchived
 from nbhosting_core.shares import ShareStore, page_name, read_page, shares_dir
+from nbhosting_core.system.vouched import VouchedCopies
 from tests.gitrepos import Upstream, course_repo, git, notebook_text
 
 
@@ -318,8 +319,17 @@ def test_delete_lists_students_backups_and_shared_pages_and_removes_them_only_wi
     shared = store.put("nbh-alice", "python", "w1/intro.ipynb", b"<html>mine</html>", 1.0)
     kept = store.put("nbh-alice", "another", "a.ipynb", b"<html>other</html>", 1.0)
     page = shares_dir(settings) / "pages" / page_name(shared.token)
+    vouched = VouchedCopies(settings.trust_dir)
+    vouched.add("nbh-alice-python", b"sha256 aa")
+    vouched.add("nbh-alice-another", b"sha256 bb")
+    record = settings.trust_dir / "nbh-alice-python"
     plan = courses.delete("python")
-    assert plan.keeps == [str(workspace), str(backups), f"{page} (the page nbh-alice shared of w1/intro.ipynb)"]
+    assert plan.keeps == [
+        str(workspace),
+        str(backups),
+        f"{page} (the page nbh-alice shared of w1/intro.ipynb)",
+        f"{record} (the copies root vouched for)",
+    ]
     assert courses.delete("python", yes=True).done  # without --students: all kept
     assert backups.is_dir() and read_page(settings, shared.token) == b"<html>mine</html>"
     courses.create("python", str(upstream.path))
@@ -329,6 +339,7 @@ def test_delete_lists_students_backups_and_shared_pages_and_removes_them_only_wi
     assert not workspace.exists() and not backups.exists() and read_page(settings, shared.token) is None
     assert [s.course for s in store.of("nbh-alice")] == ["another"]  # another course's share and backups stay
     assert read_page(settings, kept.token) == b"<html>other</html>" and other_backups.is_dir()
+    assert not record.exists() and vouched.lines("nbh-alice-another") == b"sha256 bb\n"
 
 
 def test_delete_waits_while_servers_of_the_course_exist(settings, upstream):
