@@ -61,7 +61,6 @@ from .protocol import (
     PingRequest,
     ResetRequest,
     Response,
-    RestartServerRequest,
     RestoreRequest,
     ServerRequest,
     ServersRequest,
@@ -277,17 +276,7 @@ class HelperServer:
         if isinstance(request, OpenRequest | StatusRequest):
             launch = self._launch(request)
             return Response(ok=True, launch=launch), None, f"{launch.state.value} key={launch.key[:8]}"
-        if isinstance(
-            request,
-            ServersRequest
-            | ServerRequest
-            | StopServerRequest
-            | RestartServerRequest
-            | LogsRequest
-            | CoursesRequest
-            | CourseRequest
-            | StudentViewRequest,
-        ):
+        if isinstance(request, AdminRequest):
             if self.admin is None:
                 raise RuntimeUnavailable(
                     "This operation is not available here.", log_detail=f"helper: no admin for {request.op}"
