@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 from .errors import OverQuota
 from .settings import Settings
 from .system.services import service_group
-from .system.tree import ensure_dir
+from .system.tree import ensure_dir, write_atomic
 
 #: the longest page a share may be (a notebook with many plots inlined as images)
 MAX_PAGE = 32 * 2**20
@@ -159,24 +159,8 @@ class ShareStore:
 
     def _write_page(self, token: str, html: bytes) -> None:
         group = os.stat(self._root / "pages").st_gid
-        _write_atomic(self._root / "pages", page_name(token), html, group, 0o640)
+        write_atomic(self._root / "pages", page_name(token), html, mode=0o640, gid=group)
 
     def _write_index(self, user: str, shares: list[Share]) -> None:
         data = _SHARES.dump_json(shares)
-        _write_atomic(self._root / "owners", f"{user}.json", data, os.getegid(), 0o600)
-
-
-def _write_atomic(folder: Path, name: str, data: bytes, gid: int, mode: int) -> None:
-    """Write ``folder/name`` (a folder of root's) whole or not at all, with group ``gid`` and ``mode``."""
-    tmp = folder / f".{name}.{secrets.token_hex(6)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            os.fchown(out.fileno(), -1, gid)
-            os.fchmod(out.fileno(), mode)
-        os.replace(tmp, folder / name)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        write_atomic(self._root / "owners", f"{user}.json", data, mode=0o600, gid=os.getegid())

@@ -307,9 +307,7 @@ class CourseImages:
         marks = self.images_dir / USED_MARKS
         try:
             marks.mkdir(mode=0o755, exist_ok=True)
-            mark = marks / folder.name
-            mark.touch()
-            os.utime(mark)
+            (marks / folder.name).touch()  # made, or its time set to now
         except OSError as exc:  # a read-only folder of images (a host's own layout): nothing is pruned early anyway
             log.debug("images: cannot mark %s as used: %s", folder.name, exc)
 

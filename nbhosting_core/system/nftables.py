@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from ..egress import REFUSE_CHAIN, IPAddress, nameservers, removal, ruleset, student_uids
 from ..errors import CommandFailed, EgressUnfiltered
 from .runner import CommandRunner
+from .tree import write_atomic
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -126,9 +127,5 @@ def refused_packets(settings: Settings, runner: CommandRunner) -> int | None:
 
 def _write(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` (root-only, replaced whole, never through a link)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.replace(tmp, path)
+    write_atomic(path.parent, path.name, text.encode(), mode=0o600)
     return path

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..models import Server, ServerState
 from ..naming import is_key
+from .tree import write_atomic
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -232,10 +233,5 @@ def _load(path: Path, model: type[M]) -> M | None:
 
 def _store(path: Path, record: BaseModel) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(record)}")
     # 0640: the folder's group (the app's, see ensure_layout) reads the records; nobody else
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-    with os.fdopen(fd, "wb") as out:
-        os.fchmod(out.fileno(), 0o640)  # whatever the umask
-        out.write(record.model_dump_json().encode())
-    os.replace(tmp, path)
+    write_atomic(path.parent, path.name, record.model_dump_json().encode(), mode=0o640)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -74,3 +75,20 @@ def readable_by_all(checkout: Path) -> None:
             info = os.lstat(path)
             if stat.S_ISREG(info.st_mode) and info.st_mode & 0o444 != 0o444:
                 os.chmod(path, info.st_mode | 0o444)
+
+
+def write_atomic(folder: Path, name: str, data: bytes, *, mode: int, gid: int = -1) -> None:
+    """Write ``folder/name`` (a folder of root's) whole or not at all: a new file (never one that is there, never
+    through a link) with ``mode`` and, unless -1, group ``gid``, renamed over the old one."""
+    tmp = folder / f".{name}.{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            os.fchown(out.fileno(), -1, gid)
+            os.fchmod(out.fileno(), mode)
+        os.replace(tmp, folder / name)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

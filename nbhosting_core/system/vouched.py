@@ -11,11 +11,11 @@ keeps its last :data:`MAX_LINES` signatures.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
 from pathlib import Path
+
+from .tree import write_atomic
 
 #: signatures kept per server (a line is ~72 bytes: 2000 make 144 KB)
 MAX_LINES = 2000
@@ -36,15 +36,7 @@ class VouchedCopies:
             return False
         kept = [*lines, line][-MAX_LINES:]
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(b"".join(item + b"\n" for item in kept))
-            os.rename(tmp, self._path(name))
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_atomic(self.folder, name, b"".join(item + b"\n" for item in kept), mode=0o600)
         return True
 
     def lines(self, name: str) -> bytes:
