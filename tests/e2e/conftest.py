@@ -16,6 +16,7 @@ broken CI image can never turn the end-to-end tests into silent skips.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import json
@@ -96,6 +97,27 @@ def chromium_options(profile: str, *flags: str, performance_log: bool = False) -
     if performance_log:
         options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     return options
+
+
+@contextlib.contextmanager
+def chromium(prefix: str, *flags: str, page_load_timeout: float, performance_log: bool = False) -> Iterator[Any]:
+    """A fresh headless Chromium through chromedriver (Debian's), with a profile folder of its own (``prefix``),
+    removed with it; ``flags`` and ``performance_log`` as :func:`chromium_options` takes them."""
+    require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix=prefix)
+    try:
+        options = chromium_options(profile, *flags, performance_log=performance_log)
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+        try:
+            driver.set_page_load_timeout(page_load_timeout)
+            yield driver
+        finally:
+            driver.quit()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 def require_browser() -> None:
@@ -441,16 +463,5 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
 def browser(served: Served) -> Iterator[Any]:
     """Headless Chromium through chromedriver (Debian's), with a fresh profile; shared by the module's tests
     so that they act as one student's browser (alice's cookies)."""
-    require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="nbh-e2e-chromium-")
-    options = chromium_options(profile, "--ignore-certificate-errors")
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(90)
-    try:
+    with chromium("nbh-e2e-chromium-", "--ignore-certificate-errors", page_load_timeout=90) as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)

@@ -9,8 +9,6 @@ names; the plots' screenshots are read back (tests/e2e/pixels.py) to check they 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ import pytest
 from nbformat.v4 import new_notebook
 
 from tests.admin_app import PASSWORD, AdminApp, make_admin_app
-from tests.e2e.conftest import CHROMEDRIVER, chromium_options, require_browser
+from tests.e2e.conftest import chromium, require_browser
 from tests.e2e.pixels import decode_png
 from tests.support import free_port
 
@@ -89,17 +87,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 @pytest.fixture
 def browser(site: Site) -> Iterator[Any]:
     """A fresh headless Chromium (no session) for each test."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="nbh-admin-chromium-")
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=chromium_options(profile))
-    driver.set_page_load_timeout(30)
-    try:
+    with chromium("nbh-admin-chromium-", page_load_timeout=30) as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def shot(site: Site, driver: Any, name: str) -> Path:

@@ -7,9 +7,8 @@ travelled, compressed or not). The figures are printed (``-s``) for the README.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import CHROMEDRIVER, Served, chromium_options, require_browser
+from tests.e2e.conftest import Served, chromium
 from tests.e2e.ui import open_notebook_ui
 
 pytestmark = [pytest.mark.e2e, pytest.mark.podman]
@@ -38,24 +37,9 @@ class PageLoad:
     not_found: list[str]  # URLs answered 404
 
 
-def new_browser() -> Any:
+def new_browser() -> contextlib.AbstractContextManager[Any]:
     """A fresh headless Chromium (empty cache, no cookie) that logs its network events."""
-    require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="nbh-e2e-pageload-")
-    options = chromium_options(profile, "--ignore-certificate-errors", performance_log=True)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(90)
-    driver._nbh_profile = profile  # noqa: SLF001 - removed with the browser
-    return driver
-
-
-def close_browser(driver: Any) -> None:
-    profile = driver._nbh_profile  # noqa: SLF001
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    return chromium("nbh-e2e-pageload-", "--ignore-certificate-errors", page_load_timeout=90, performance_log=True)
 
 
 def page_load(driver: Any) -> PageLoad:
@@ -87,11 +71,8 @@ def page_load(driver: Any) -> PageLoad:
 
 @pytest.fixture
 def fresh_browser(served: Served) -> Iterator[Any]:
-    driver = new_browser()
-    try:
+    with new_browser() as driver:
         yield driver
-    finally:
-        close_browser(driver)
 
 
 def test_a_new_students_first_page_load_is_compressed_and_small(served: Served, fresh_browser: Any) -> None:
@@ -169,14 +150,11 @@ def first_run(served: Served, driver: Any, student: str) -> FirstRun:
 def test_a_new_students_first_run_right_at_idle_is_never_lost(served: Served, link: str) -> None:
     runs = []
     for n in range(FIRST_RUNS):
-        driver = new_browser()
-        try:
+        with new_browser() as driver:
             if link == "slow":
                 driver.execute_cdp_cmd("Network.enable", {})
                 driver.execute_cdp_cmd("Network.emulateNetworkConditions", SLOW_LINK)
             runs.append(first_run(served, driver, f"e2e-first-{link}-{n}-{time.time_ns() % 10**6}"))
-        finally:
-            close_browser(driver)
     print(f"\n{link}: new student, click to UI / idle kernel / cell clicked / first output (s; None: lost)")
     for run in runs:
         output = run.output if run.output is None else round(run.output, 2)
