@@ -32,7 +32,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -43,11 +42,10 @@ from nbhosting_core import Hub, Settings, containers, ensure_layout
 from nbhosting_core.system import podman as podman_backend
 from nbhosting_core.tokens import jupyter_token
 from nbhosting_server.demo import ensure_demo_course
+from tests.e2e.conftest import chromium
 from tests.support import Kernel, built_rootfs, installation, jupyter_call
 
 NOTEBOOK = ("demo", "01-welcome.ipynb")
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 #: the issue's targets (MiB, PSS): an active student (server after a UI + one kernel), a server idle again
 TARGETS = {"active": 80.0, "idle_after_ui": 50.0}
 PEER = {"never_used": 96.5, "active": 160.8}  # JupyterHub 6.1 + DockerSpawner, same host (HOST-NOTES)
@@ -202,35 +200,13 @@ def relay(unix_path: Path) -> Iterator[int]:
         listener.close()
 
 
-def chromium() -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="nbh-bench-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,900",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
 def visit_ui(settings: Settings, secret: bytes, port: int, key: str, notebook: str) -> None:
     """Open the notebook in Chromium, wait for its kernel to be idle, run ``6*7`` in that kernel, leave."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     token = jupyter_token(secret, key)
-    browser = chromium()
-    try:
+    with chromium("nbh-bench-chromium-", page_load_timeout=300) as browser:  # its profile goes with it
         browser.get(f"http://127.0.0.1:{port}/nb/{key}/notebooks/{notebook}?token={token}")
 
         def idle(b: Any) -> bool:
@@ -248,8 +224,6 @@ def visit_ui(settings: Settings, secret: bytes, port: int, key: str, notebook: s
         result = Kernel(settings, secret, key, kernel_id).run("6*7")
         assert result["status"] == "ok", result
         time.sleep(1.0)
-    finally:
-        browser.quit()
 
 
 # ---------------------------------------------------------------------------------------------- the run
