@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -63,13 +64,8 @@ def built_json(course: str, built: Built, log_file: Path, pruned: Pruned | None)
 
 
 def pruned_json(pruned: Pruned) -> dict[str, Any]:
-    """A prune's outcome, as ``--json`` prints it."""
-    return {
-        "removed": pruned.removed,
-        "tags": pruned.tags,
-        "freed_bytes": pruned.freed_bytes,
-        "dry_run": pruned.dry_run,
-    }
+    """A prune's outcome, as ``--json`` prints it: its fields."""
+    return dataclasses.asdict(pruned)
 
 
 def stopped_json(server: Server) -> dict[str, Any]:

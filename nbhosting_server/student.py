@@ -321,12 +321,11 @@ class StudentEndpoints:
         kept = Counter(b.notebook for b in backups)
         shared = {s.notebook: s for s in shares}
         rows = [self._row(server, n, kept[n.notebook], shared.get(n.notebook)) for n in listed.notebooks]
-        here = [
-            self._row(server, n, kept[n.notebook], shared.get(n.notebook), "current")
-            for n in listed.notebooks
-            if n.notebook == current
-        ]
-        body = f"<h2>The notebook you came from</h2><ul>{here[0]}</ul>" if here else ""
+        here = next((n for n in listed.notebooks if n.notebook == current), None)
+        body = ""
+        if here is not None:
+            row = self._row(server, here, kept[here.notebook], shared.get(here.notebook), "current")
+            body = f"<h2>The notebook you came from</h2><ul>{row}</ul>"
         body += f"<h2>Your notebooks</h2><ul>{''.join(rows)}</ul>"
         if listed.truncated:
             body += f"<p class='muted'>Only the first {len(listed.notebooks)} notebooks are listed.</p>"
