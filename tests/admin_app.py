@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nbformat
-from nbformat.v4 import new_notebook
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -96,13 +94,9 @@ class AdminApp:
 
 def make_admin_app(tmp_path: Path) -> AdminApp:
     """An :class:`AdminApp` in ``tmp_path`` (see the module's docstring)."""
-    from tests.server.platform import PLATFORMS
+    from tests.server.platform import demo_settings
 
-    settings = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run", start_timeout=30, max_running=100)
-    settings.data_root.mkdir(parents=True)
-    settings.effective_platforms_file.write_text(PLATFORMS)
-    (settings.courses_dir / "demo").mkdir(parents=True)
-    nbformat.write(new_notebook(), str(settings.courses_dir / "demo" / "a.ipynb"))
+    settings = demo_settings(tmp_path)
     clock = FakeClock()
     hub = Hub(
         settings,

@@ -9,7 +9,7 @@ from nbhosting_core import FakeAccounts, FakeBackend, Hub, Settings
 from nbhosting_core.access import COOKIE_NAME, access_cookie_value
 from nbhosting_core.tokens import jupyter_token
 from nbhosting_server import create_app
-from tests.server.platform import PLATFORMS, signed_url
+from tests.server.platform import PLATFORMS, demo_settings, signed_url
 from tests.support import gate_of
 
 KEY = "d" * 40
@@ -29,11 +29,7 @@ class Clock:
 
 @pytest.fixture
 def setup(tmp_path):
-    settings = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run", start_timeout=30, max_running=100)
-    settings.data_root.mkdir(parents=True)
-    settings.effective_platforms_file.write_text(PLATFORMS)
-    (settings.courses_dir / "demo").mkdir(parents=True)
-    nbformat.write(new_notebook(), str(settings.courses_dir / "demo" / "a.ipynb"))
+    settings = demo_settings(tmp_path)
     clock = Clock()
     backend = FakeBackend(ready_after=1.0, clock=clock)
     accounts = FakeAccounts(settings.students_dir)

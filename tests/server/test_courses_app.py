@@ -3,26 +3,20 @@ notebook named without extension launches. In-process (TestClient), on the in-me
 
 from __future__ import annotations
 
-import nbformat
 import pytest
-from nbformat.v4 import new_notebook
 from starlette.testclient import TestClient
 
-from nbhosting_core import FakeAccounts, FakeBackend, Hub, Settings
+from nbhosting_core import FakeAccounts, FakeBackend, Hub
 from nbhosting_core.helper.protocol import ErrorBody, error_body, error_of
 from nbhosting_server import create_app
-from tests.server.platform import PLATFORMS, signed_url
+from tests.server.platform import demo_settings, signed_url
 
 NOW = 1000.0
 
 
 @pytest.fixture
 def setup(tmp_path):
-    settings = Settings(data_root=tmp_path / "data", run_dir=tmp_path / "run", start_timeout=30, max_running=100)
-    settings.data_root.mkdir(parents=True)
-    settings.effective_platforms_file.write_text(PLATFORMS)
-    (settings.courses_dir / "demo").mkdir(parents=True)
-    nbformat.write(new_notebook(), str(settings.courses_dir / "demo" / "a.ipynb"))
+    settings = demo_settings(tmp_path)
     (settings.courses_dir / "demo" / "b.md").write_text("# a Jupytext notebook\n\n```python\n1 + 1\n```\n")
     backend = FakeBackend(ready_after=1.0, clock=lambda: NOW)
     hub = Hub(settings, backend=backend, accounts=FakeAccounts(settings.students_dir), clock=lambda: NOW)

@@ -8,14 +8,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbformat.v4 import new_notebook
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from nbhosting_core import FakeAccounts, FakeBackend, Hub, Settings
+from nbhosting_core import FakeAccounts, FakeBackend, Hub
 from nbhosting_core.db import open_database
 from nbhosting_core.db.engine import sqlite_url
 from nbhosting_core.events import EventKind
@@ -23,7 +21,7 @@ from nbhosting_core.roles import Role
 from nbhosting_server import create_app
 from nbhosting_server.appstart import empty_metrics_dir
 from nbhosting_server.metrics import UNMATCHED, route_template, token_guard
-from tests.server.platform import PLATFORMS, signed_url
+from tests.server.platform import demo_settings, signed_url
 
 TOKEN = "s3cret-metrics-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -36,22 +34,11 @@ class Clock:
         return self.now
 
 
-def make_settings(tmp_path: Path, **extra) -> Settings:
-    settings = Settings(
-        data_root=tmp_path / "data", run_dir=tmp_path / "run", start_timeout=30, max_running=100, **extra
-    )
-    settings.data_root.mkdir(parents=True)
-    settings.effective_platforms_file.write_text(PLATFORMS)
-    (settings.courses_dir / "demo").mkdir(parents=True)
-    nbformat.write(new_notebook(), str(settings.courses_dir / "demo" / "a.ipynb"))
-    return settings
-
-
 @pytest.fixture
 def setup(tmp_path):
     token_file = tmp_path / "metrics-token"
     token_file.write_text(TOKEN + "\n")
-    settings = make_settings(tmp_path, metrics_token_file=token_file)
+    settings = demo_settings(tmp_path, metrics_token_file=token_file)
     clock = Clock()
     backend = FakeBackend(ready_after=1.0, clock=clock)
     hub = Hub(settings, backend=backend, accounts=FakeAccounts(settings.students_dir), clock=clock)
@@ -107,7 +94,7 @@ def test_a_token_in_the_url_is_not_a_token(setup):
 
 
 def test_without_a_token_file_or_guard_nobody_reads_the_metrics(tmp_path):
-    settings = make_settings(tmp_path)
+    settings = demo_settings(tmp_path)
     hub = Hub(settings, backend=FakeBackend(), accounts=FakeAccounts(settings.students_dir))
     client = TestClient(create_app(hub=hub))
     assert client.get("/metrics", headers=AUTH).status_code == 401
@@ -116,7 +103,7 @@ def test_without_a_token_file_or_guard_nobody_reads_the_metrics(tmp_path):
 def test_a_short_token_file_lets_nobody_in(tmp_path):
     short = tmp_path / "short"
     short.write_text("abc")
-    settings = make_settings(tmp_path, metrics_token_file=short)
+    settings = demo_settings(tmp_path, metrics_token_file=short)
     client = TestClient(
         create_app(hub=Hub(settings, backend=FakeBackend(), accounts=FakeAccounts(settings.students_dir)))
     )
@@ -302,7 +289,7 @@ def test_one_scrape_sums_the_requests_of_every_worker_process(tmp_path):
     the requests both answered."""
     token_file = tmp_path / "metrics-token"
     token_file.write_text(TOKEN)
-    settings = make_settings(tmp_path, metrics_token_file=token_file)
+    settings = demo_settings(tmp_path, metrics_token_file=token_file)
     settings.run_dir.mkdir()
     empty_metrics_dir(settings.metrics_dir)
     env = {
