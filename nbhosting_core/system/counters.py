@@ -28,6 +28,7 @@ from typing import Protocol
 
 from ..errors import Busy
 from ..throttle import Counts, Verdict
+from .locks import file_lock
 
 log = logging.getLogger(__name__)
 #: how long a decision waits for another process's (sub-millisecond) transaction before giving up
@@ -156,10 +157,14 @@ def _open(path: Path) -> sqlite3.Connection:
     # autocommit (isolation_level None): transactions are written out, BEGIN IMMEDIATE first
     db = sqlite3.connect(path, timeout=LOCK_TIMEOUT, isolation_level=None)
     try:
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: a commit survives a crash of the app, not of the host
-        db.executescript(_SCHEMA)
+        # one connection's set-up at a time, across threads and processes: connections that switched the new file
+        # to WAL and made its tables together could meet SQLite's deadlock guard, "database is locked" at once,
+        # not after LOCK_TIMEOUT (12 first launches at once on a fresh host: 1 run in ~20 refused one)
+        with file_lock(path.with_name(f".{path.name}.setup.lock")):
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: a commit survives a crash of the app, not the host
+            db.executescript(_SCHEMA)
     except sqlite3.Error:
         db.close()
         raise
